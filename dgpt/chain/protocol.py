@@ -1,0 +1,263 @@
+"""Typed handles on the deployed protocol: one method per contract function the roles use.
+
+Amounts are integers in token base units (18 decimals); CIDs are strings (converted to the binary
+form the contracts store); addresses are checksummed strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from dgpt.chain.client import Chain
+from dgpt.cid import cid_from_bytes, cid_to_bytes
+
+TOKEN = 10**18  # base units per token
+
+
+class Status(IntEnum):
+    """DGPTProtocol.Status: where a submission stands."""
+
+    COMMITTED = 0
+    REVEALED = 1
+    SLASHED = 2
+
+
+class SlashReason(IntEnum):
+    """OracleRegistry.SlashReason."""
+
+    NO_REVEAL = 0
+    MALFORMED = 1
+    NON_FINITE = 2
+    NORM_OUT_OF_BOUND = 3
+
+
+@dataclass(frozen=True)
+class ProtocolParams:
+    """Deployment parameters (immutable in the contracts)."""
+
+    cap: int = 1_000_000_000 * TOKEN
+    min_stake: int = 100 * TOKEN
+    unbonding_period: int = 7 * 24 * 3600
+    non_reveal_penalty: int = 10 * TOKEN
+
+
+@dataclass(frozen=True)
+class OracleInfo:
+    address: str
+    registered: bool
+    stake: int
+    unbonding: int
+    unbonding_ready_at: int
+    manifest_cid: str | None
+    dataset_root: bytes
+    num_examples: int
+    last_commit_round: int
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    round_id: int
+    base_model_cid: str
+    task_spec_cid: str
+    commit_deadline: int
+    reveal_deadline: int
+    reward_budget: int
+    published: bool
+    new_model_cid: str | None
+    report_cid: str | None
+    rewards_root: bytes
+    rewards_total: int
+    rewards_claimed: int
+
+
+@dataclass(frozen=True)
+class SubmissionInfo:
+    round_id: int
+    oracle: str
+    committed: bool
+    status: Status | None
+    delta_cid: str | None
+    num_examples: int
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where the protocol lives; enough to reconnect from another process."""
+
+    token: str
+    protocol: str
+    start_block: int
+
+    def to_json(self) -> dict:
+        return {"token": self.token, "protocol": self.protocol, "start_block": self.start_block}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Deployment:
+        return cls(Web3.to_checksum_address(d["token"]), Web3.to_checksum_address(d["protocol"]), int(d["start_block"]))
+
+
+def deploy(chain: Chain, admin: LocalAccount, aggregator: str, params: ProtocolParams = ProtocolParams()) -> Protocol:
+    """Deploy the token and the protocol, and let the protocol mint rewards. Three transactions."""
+    start_block = chain.w3.eth.block_number
+    token = chain.deploy(admin, "DGPTToken", params.cap, admin.address)
+    protocol = chain.deploy(
+        admin,
+        "DGPTProtocol",
+        token.address,
+        params.min_stake,
+        params.unbonding_period,
+        params.non_reveal_penalty,
+        admin.address,
+        Web3.to_checksum_address(aggregator),
+    )
+    chain.transact(admin, token.functions.grantRole(token.functions.MINTER_ROLE().call(), protocol.address))
+    return Protocol(chain, Deployment(token.address, protocol.address, start_block))
+
+
+class Protocol:
+    """The deployed token and protocol on one chain."""
+
+    def __init__(self, chain: Chain, deployment: Deployment):
+        self.chain = chain
+        self.deployment = deployment
+        self.token = chain.contract("DGPTToken", deployment.token)
+        self.contract = chain.contract("DGPTProtocol", deployment.protocol)
+
+    def _tx(self, account: LocalAccount, call) -> dict:
+        return self.chain.transact(account, call)
+
+    # --- token ----------------------------------------------------------------------------------
+
+    def mint(self, admin: LocalAccount, to: str, amount: int) -> dict:
+        return self._tx(admin, self.token.functions.mint(Web3.to_checksum_address(to), amount))
+
+    def balance_of(self, address: str) -> int:
+        return self.token.functions.balanceOf(Web3.to_checksum_address(address)).call()
+
+    def _approve(self, account: LocalAccount, amount: int) -> None:
+        if self.token.functions.allowance(account.address, self.contract.address).call() < amount:
+            self._tx(account, self.token.functions.approve(self.contract.address, amount))
+
+    # --- oracle ---------------------------------------------------------------------------------
+
+    def register(self, account: LocalAccount, stake: int, manifest_cid: str, dataset_root: bytes, num_examples: int) -> dict:
+        """Approve the stake if needed, then register with the dataset commitment."""
+        self._approve(account, stake)
+        return self._tx(account, self.contract.functions.register(stake, cid_to_bytes(manifest_cid), dataset_root, num_examples))
+
+    def update_commitment(self, account: LocalAccount, manifest_cid: str, dataset_root: bytes, num_examples: int) -> dict:
+        return self._tx(account, self.contract.functions.updateCommitment(cid_to_bytes(manifest_cid), dataset_root, num_examples))
+
+    def add_stake(self, account: LocalAccount, amount: int) -> dict:
+        self._approve(account, amount)
+        return self._tx(account, self.contract.functions.addStake(amount))
+
+    def request_unbond(self, account: LocalAccount, amount: int) -> dict:
+        return self._tx(account, self.contract.functions.requestUnbond(amount))
+
+    def withdraw(self, account: LocalAccount) -> dict:
+        return self._tx(account, self.contract.functions.withdraw())
+
+    def commit(self, account: LocalAccount, round_id: int, commit_hash: bytes) -> dict:
+        return self._tx(account, self.contract.functions.commit(round_id, commit_hash))
+
+    def reveal(self, account: LocalAccount, round_id: int, delta_cid: str, salt: bytes, num_examples: int) -> dict:
+        return self._tx(account, self.contract.functions.reveal(round_id, cid_to_bytes(delta_cid), salt, num_examples))
+
+    def claim(self, account: LocalAccount, round_id: int, index: int, amount: int, proof: list[bytes]) -> dict:
+        return self._tx(account, self.contract.functions.claim(round_id, index, amount, proof))
+
+    # --- aggregator -----------------------------------------------------------------------------
+
+    def open_round(
+        self,
+        account: LocalAccount,
+        base_model_cid: str,
+        task_spec_cid: str,
+        commit_duration: int,
+        reveal_duration: int,
+        reward_budget: int,
+    ) -> int:
+        """Open the next round; returns its id."""
+        receipt = self._tx(
+            account,
+            self.contract.functions.openRound(
+                cid_to_bytes(base_model_cid), cid_to_bytes(task_spec_cid), commit_duration, reveal_duration, reward_budget
+            ),
+        )
+        return self.contract.events.RoundOpened().process_receipt(receipt)[0]["args"]["roundId"]
+
+    def publish(
+        self, account: LocalAccount, round_id: int, new_model_cid: str, report_cid: str, rewards_root: bytes, rewards_total: int
+    ) -> dict:
+        return self._tx(
+            account,
+            self.contract.functions.publish(
+                round_id, cid_to_bytes(new_model_cid), cid_to_bytes(report_cid), rewards_root, rewards_total
+            ),
+        )
+
+    def slash(self, account: LocalAccount, round_id: int, oracle: str, reason: SlashReason, amount: int) -> dict:
+        return self._tx(account, self.contract.functions.slash(round_id, Web3.to_checksum_address(oracle), int(reason), amount))
+
+    def slash_non_revealer(self, account: LocalAccount, round_id: int, oracle: str) -> dict:
+        return self._tx(account, self.contract.functions.slashNonRevealer(round_id, Web3.to_checksum_address(oracle)))
+
+    # --- admin ----------------------------------------------------------------------------------
+
+    def pause(self, admin: LocalAccount) -> dict:
+        return self._tx(admin, self.contract.functions.pause())
+
+    def unpause(self, admin: LocalAccount) -> dict:
+        return self._tx(admin, self.contract.functions.unpause())
+
+    # --- views ----------------------------------------------------------------------------------
+
+    def current_round(self) -> int:
+        return self.contract.functions.currentRound().call()
+
+    def latest_model(self) -> str | None:
+        return cid_from_bytes(self.contract.functions.latestModel().call())
+
+    def min_stake(self) -> int:
+        return self.contract.functions.minStake().call()
+
+    def oracle(self, address: str) -> OracleInfo:
+        address = Web3.to_checksum_address(address)
+        stake, unbonding, ready_at, manifest, root, n, last = self.contract.functions.getOracle(address).call()
+        return OracleInfo(address, bool(manifest), stake, unbonding, ready_at, cid_from_bytes(manifest), root, n, last)
+
+    def round(self, round_id: int) -> RoundInfo:
+        v = self.chain.call(self.contract.functions.getRound(round_id))
+        return RoundInfo(
+            round_id,
+            cid_from_bytes(v[0]),
+            cid_from_bytes(v[1]),
+            v[2],
+            v[3],
+            v[4],
+            v[5],
+            cid_from_bytes(v[6]),
+            cid_from_bytes(v[7]),
+            v[8],
+            v[9],
+            v[10],
+        )
+
+    def submission(self, round_id: int, oracle: str) -> SubmissionInfo:
+        oracle = Web3.to_checksum_address(oracle)
+        commit, status, delta, n = self.contract.functions.getSubmission(round_id, oracle).call()
+        committed = commit != bytes(32)
+        return SubmissionInfo(round_id, oracle, committed, Status(status) if committed else None, cid_from_bytes(delta), n)
+
+    def is_claimed(self, round_id: int, index: int) -> bool:
+        return self.contract.functions.isClaimed(round_id, index).call()
+
+    def events(self, name: str, from_block: int | None = None, to_block: int | None = None, **filters) -> list:
+        """Decoded logs of a DGPTProtocol event since deployment (or `from_block`)."""
+        start = self.deployment.start_block if from_block is None else from_block
+        return self.chain.events(getattr(self.contract.events, name)(), start, to_block, **filters)

@@ -1,0 +1,84 @@
+"""Commit-reveal hashes and the rewards Merkle tree, exactly as the contracts check them.
+
+Pure functions: no chain needed. The rewards tree is the one OpenZeppelin's MerkleProof verifies:
+a leaf is keccak256(keccak256(abi.encode(index, account, amount))) (hashed twice so a leaf can never
+pass for an inner node), inner nodes hash their two children in sorted order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
+
+from dgpt.cid import cid_to_bytes
+
+
+def commit_hash(round_id: int, oracle: str, delta_cid: str, salt: bytes, num_examples: int) -> bytes:
+    """The hash an oracle commits: DGPTProtocol.commitHashOf(roundId, oracle, deltaCid, salt, numExamples)."""
+    if len(salt) != 32:
+        raise ValueError(f"salt must be 32 bytes, got {len(salt)}")
+    return keccak(
+        abi_encode(
+            ["uint64", "address", "bytes", "bytes32", "uint64"],
+            [round_id, to_checksum_address(oracle), cid_to_bytes(delta_cid), salt, num_examples],
+        )
+    )
+
+
+def reward_leaf(index: int, account: str, amount: int) -> bytes:
+    return keccak(keccak(abi_encode(["uint256", "address", "uint256"], [index, to_checksum_address(account), amount])))
+
+
+def _parent(a: bytes, b: bytes) -> bytes:
+    return keccak(min(a, b) + max(a, b))
+
+
+@dataclass(frozen=True)
+class RewardsTree:
+    """Rewards of one round: leaf i pays `amounts[i]` to `accounts[i]`."""
+
+    accounts: tuple[str, ...]
+    amounts: tuple[int, ...]
+
+    @classmethod
+    def build(cls, rewards: dict[str, int]) -> RewardsTree:
+        """One leaf per account with a positive reward, in address order so the root is deterministic."""
+        items = sorted((to_checksum_address(a), int(v)) for a, v in rewards.items() if int(v) > 0)
+        return cls(tuple(a for a, _ in items), tuple(v for _, v in items))
+
+    @property
+    def total(self) -> int:
+        return sum(self.amounts)
+
+    def _levels(self) -> list[list[bytes]]:
+        level = [reward_leaf(i, a, v) for i, (a, v) in enumerate(zip(self.accounts, self.amounts))]
+        levels = [level]
+        while len(level) > 1:
+            # An odd node out moves up unchanged; MerkleProof then simply has one sibling fewer.
+            level = [_parent(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
+            levels.append(level)
+        return levels
+
+    @property
+    def root(self) -> bytes:
+        """The Merkle root published on chain (32 zero bytes when nobody is paid)."""
+        return self._levels()[-1][0] if self.accounts else bytes(32)
+
+    def index_of(self, account: str) -> int | None:
+        account = to_checksum_address(account)
+        return self.accounts.index(account) if account in self.accounts else None
+
+    def proof(self, index: int) -> list[bytes]:
+        """Sibling hashes from leaf `index` up to the root."""
+        proof = []
+        for level in self._levels()[:-1]:
+            sibling = index ^ 1
+            if sibling < len(level):
+                proof.append(level[sibling])
+            index //= 2
+        return proof
+
+    def to_json(self) -> list[dict]:
+        return [{"index": i, "account": a, "amount": str(v)} for i, (a, v) in enumerate(zip(self.accounts, self.amounts))]

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up everything DGPT needs on a fresh machine: a Python venv with pinned packages (.venv) and
+# the npm-side tools (node_modules: solcjs, OpenZeppelin, Anvil, Hardhat, js-ipfs).
+# Idempotent: a second run with unchanged lock files does nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+stamp() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+py_stamp=$(stamp requirements.lock pyproject.toml)
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+if [ "$(cat .venv/.dgpt-stamp 2>/dev/null)" != "$py_stamp" ]; then
+  echo "setup: installing Python packages into .venv" >&2
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+  echo "$py_stamp" > .venv/.dgpt-stamp
+fi
+
+npm_stamp=$(stamp package.json package-lock.json)
+if [ "$(cat node_modules/.dgpt-stamp 2>/dev/null)" != "$npm_stamp" ]; then
+  echo "setup: installing npm packages into node_modules" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$npm_stamp" > node_modules/.dgpt-stamp
+fi
