@@ -1,6 +1,7 @@
 // Hardhat 2 compiles the same sources as py-solc-x (contracts/, OpenZeppelin from node_modules) with
 // the same settings, and `hardhat node` serves as a local chain. Offline: the compiler is the solcjs
 // build in node_modules instead of one Hardhat would download.
+const path = require("path");
 const { subtask } = require("hardhat/config");
 const { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } = require("hardhat/builtin-tasks/task-names");
 
@@ -25,5 +26,10 @@ module.exports = {
   networks: {
     hardhat: { hardfork: "cancun", chainId: 31337 },
   },
-  paths: { sources: "./contracts", artifacts: "./artifacts", cache: "./cache" },
+  // DGPT_HARDHAT_OUT moves the outputs elsewhere (the tests compile into a scratch folder).
+  paths: {
+    sources: "./contracts",
+    artifacts: path.join(process.env.DGPT_HARDHAT_OUT || ".", "artifacts"),
+    cache: path.join(process.env.DGPT_HARDHAT_OUT || ".", "cache"),
+  },
 };

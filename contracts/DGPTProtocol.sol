@@ -32,21 +32,24 @@ contract DGPTProtocol is OracleRegistry {
         bytes32 newModelDigest;
         bytes32 reportDigest;
         bytes32 rewardsRoot;
-        uint64 commitDeadline;
-        uint64 revealDeadline;
+        // One slot: what commit, reveal and claim read.
+        uint40 commitDeadline;
+        uint40 revealDeadline;
         uint16 baseModelCodec;
         uint16 taskSpecCodec;
         uint16 newModelCodec;
         uint16 reportCodec;
         bool published;
-        uint128 rewardBudget;
+        uint96 rewardBudget;
+        // One slot, so a claim updates what it checks without touching a fresh slot.
         uint128 rewardsTotal;
         uint128 rewardsClaimed;
     }
 
     struct Submission {
-        bytes32 commitHash;
-        bytes32 deltaDigest;
+        // The commit hash until the reveal, then the delta CID's digest: once checked, the hash is only
+        // history (it stays in the Committed event), and reusing the slot keeps reveal cheap.
+        bytes32 digest;
         uint64 numExamples;
         uint16 deltaCodec;
         Status status;
@@ -129,7 +132,7 @@ contract DGPTProtocol is OracleRegistry {
         bytes calldata taskSpecCid,
         uint256 commitDuration,
         uint256 revealDuration,
-        uint128 rewardBudget
+        uint96 rewardBudget
     ) external onlyRole(AGGREGATOR_ROLE) whenNotPaused returns (uint64 roundId) {
         uint64 previous = currentRound;
         if (previous != 0 && !_rounds[previous].published) revert PreviousRoundUnpublished(previous);
@@ -139,8 +142,8 @@ contract DGPTProtocol is OracleRegistry {
         Round storage r = _rounds[roundId];
         (r.baseModelDigest, r.baseModelCodec) = _latestModelOrGenesis(baseModelCid);
         (r.taskSpecDigest, r.taskSpecCodec) = CidCodec.decode(taskSpecCid);
-        r.commitDeadline = uint64(block.timestamp + commitDuration);
-        r.revealDeadline = uint64(block.timestamp + commitDuration + revealDuration);
+        r.commitDeadline = uint40(block.timestamp + commitDuration);
+        r.revealDeadline = uint40(block.timestamp + commitDuration + revealDuration);
         r.rewardBudget = rewardBudget;
         emit RoundOpened(roundId, baseModelCid, taskSpecCid, r.commitDeadline, r.revealDeadline, rewardBudget);
     }
@@ -156,8 +159,8 @@ contract DGPTProtocol is OracleRegistry {
         if (o.stake < minStake) revert StakeBelowMinimum(msg.sender, o.stake, minStake);
         if (commitHash == 0) revert EmptyCommitHash();
         Submission storage s = _submissions[roundId][msg.sender];
-        if (s.commitHash != 0) revert AlreadyCommitted(roundId, msg.sender);
-        s.commitHash = commitHash;
+        if (s.digest != 0) revert AlreadyCommitted(roundId, msg.sender);
+        s.digest = commitHash;
         o.lastCommitRound = roundId;
         emit Committed(roundId, msg.sender, commitHash);
     }
@@ -172,16 +175,16 @@ contract DGPTProtocol is OracleRegistry {
         if (block.timestamp <= r.commitDeadline) revert RevealNotOpen(roundId, r.commitDeadline, block.timestamp);
         if (block.timestamp > r.revealDeadline) revert RevealClosed(roundId, r.revealDeadline, block.timestamp);
         Submission storage s = _submissions[roundId][msg.sender];
-        if (s.commitHash == 0) revert NotCommitted(roundId, msg.sender);
+        if (s.digest == 0) revert NotCommitted(roundId, msg.sender);
         if (s.status != Status.Committed) revert AlreadyRevealed(roundId, msg.sender);
         bytes32 revealed = commitHashOf(roundId, msg.sender, deltaCid, salt, numExamples);
-        if (revealed != s.commitHash) revert CommitMismatch(roundId, msg.sender, s.commitHash, revealed);
+        if (revealed != s.digest) revert CommitMismatch(roundId, msg.sender, s.digest, revealed);
         uint64 committed = _oracles[msg.sender].numExamples;
         if (numExamples == 0 || numExamples > committed) {
             revert ExampleCountExceedsCommitment(msg.sender, numExamples, committed);
         }
         (bytes32 digest, uint16 codec) = CidCodec.decode(deltaCid);
-        s.deltaDigest = digest;
+        s.digest = digest;
         s.deltaCodec = codec;
         s.numExamples = numExamples;
         s.status = Status.Revealed;
@@ -217,6 +220,9 @@ contract DGPTProtocol is OracleRegistry {
         r.published = true;
         _latestModelDigest = modelDigest;
         _latestModelCodec = modelCodec;
+        // Bit 0 of word 0 marks the round published, so the first claims rewrite a non-zero slot
+        // (5,000 gas) instead of filling a fresh one (22,100): publish pays that once for everyone.
+        _claimed[roundId][0] = 1;
         emit Published(roundId, newModelCid, reportCid, rewardsRoot, rewardsTotal);
         if (rewardsTotal != 0) DGPTToken(address(token)).mint(address(this), rewardsTotal);
     }
@@ -233,8 +239,7 @@ contract DGPTProtocol is OracleRegistry {
     {
         Round storage r = _existing(roundId);
         if (!r.published) revert NotPublished(roundId);
-        uint256 word = index >> 8;
-        uint256 bit = 1 << (index & 0xff);
+        (uint256 word, uint256 bit) = _claimBit(index);
         uint256 bits = _claimed[roundId][word];
         if (bits & bit != 0) revert AlreadyClaimed(roundId, index);
         bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(index, msg.sender, amount))));
@@ -256,7 +261,7 @@ contract DGPTProtocol is OracleRegistry {
         Round storage r = _existing(roundId);
         if (block.timestamp <= r.revealDeadline) revert RevealNotOver(roundId, r.revealDeadline, block.timestamp);
         Submission storage s = _submissions[roundId][oracle];
-        if (s.commitHash == 0 || s.status != Status.Committed) revert NotSlashable(roundId, oracle);
+        if (s.digest == 0 || s.status != Status.Committed) revert NotSlashable(roundId, oracle);
         s.status = Status.Slashed;
         _slash(oracle, roundId, SlashReason.NoReveal, nonRevealPenalty);
     }
@@ -294,9 +299,9 @@ contract DGPTProtocol is OracleRegistry {
     struct RoundView {
         bytes baseModelCid;
         bytes taskSpecCid;
-        uint64 commitDeadline;
-        uint64 revealDeadline;
-        uint128 rewardBudget;
+        uint40 commitDeadline;
+        uint40 revealDeadline;
+        uint96 rewardBudget;
         bool published;
         bytes newModelCid;
         bytes reportCid;
@@ -324,19 +329,24 @@ contract DGPTProtocol is OracleRegistry {
     }
 
     /// @notice An oracle's submission in a round: whether it committed, its status and what it revealed.
+    /// @return committed Whether the oracle committed in the round.
+    /// @return status Committed, Revealed or Slashed (meaningful only if committed).
+    /// @return deltaCid Binary CID of the revealed delta (empty before the reveal; kept after a slash).
+    /// @return numExamples Examples declared at the reveal.
     function getSubmission(uint64 roundId, address oracle)
         external
         view
-        returns (bytes32 commitHash, Status status, bytes memory deltaCid, uint64 numExamples)
+        returns (bool committed, Status status, bytes memory deltaCid, uint64 numExamples)
     {
         Submission storage s = _submissions[roundId][oracle];
-        if (s.deltaDigest != 0) deltaCid = CidCodec.encode(s.deltaDigest, s.deltaCodec);
-        return (s.commitHash, s.status, deltaCid, s.numExamples);
+        if (s.deltaCodec != 0) deltaCid = CidCodec.encode(s.digest, s.deltaCodec);
+        return (s.digest != 0, s.status, deltaCid, s.numExamples);
     }
 
     /// @notice Whether leaf `index` of a round's rewards has been claimed.
     function isClaimed(uint64 roundId, uint256 index) external view returns (bool) {
-        return _claimed[roundId][index >> 8] & (1 << (index & 0xff)) != 0;
+        (uint256 word, uint256 bit) = _claimBit(index);
+        return _claimed[roundId][word] & bit != 0;
     }
 
     /// @notice Binary CID of the latest published model (empty before the first publish).
@@ -351,6 +361,12 @@ contract DGPTProtocol is OracleRegistry {
         if (_latestModelDigest != 0 && (digest != _latestModelDigest || codec != _latestModelCodec)) {
             revert BaseModelNotLatest(baseModelCid, CidCodec.encode(_latestModelDigest, _latestModelCodec));
         }
+    }
+
+    /// @dev Leaf `index` is bit index + 1 of the round's claim bitmap (bit 0 is set at publish).
+    function _claimBit(uint256 index) internal pure returns (uint256 word, uint256 bit) {
+        uint256 position = index + 1;
+        return (position >> 8, 1 << (position & 0xff));
     }
 
     function _existing(uint64 roundId) internal view returns (Round storage r) {

@@ -15,7 +15,7 @@ fi
 if [ "$(cat .venv/.dgpt-stamp 2>/dev/null)" != "$py_stamp" ]; then
   echo "setup: installing Python packages into .venv" >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
   echo "$py_stamp" > .venv/.dgpt-stamp
 fi
 

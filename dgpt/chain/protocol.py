@@ -250,8 +250,7 @@ class Protocol:
 
     def submission(self, round_id: int, oracle: str) -> SubmissionInfo:
         oracle = Web3.to_checksum_address(oracle)
-        commit, status, delta, n = self.contract.functions.getSubmission(round_id, oracle).call()
-        committed = commit != bytes(32)
+        committed, status, delta, n = self.contract.functions.getSubmission(round_id, oracle).call()
         return SubmissionInfo(round_id, oracle, committed, Status(status) if committed else None, cid_from_bytes(delta), n)
 
     def is_claimed(self, round_id: int, index: int) -> bool:

@@ -1,0 +1,95 @@
+"""Start and stop local development services (Anvil, a Hardhat node) from node_modules, by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+from dgpt.errors import DGPTError
+
+ROOT = Path(__file__).resolve().parents[2]
+ANVIL = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+HARDHAT_CLI = ROOT / "node_modules" / "hardhat" / "internal" / "cli" / "cli.js"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(ready, proc: subprocess.Popen, what: str, timeout: float) -> None:
+    """Poll `ready()` until it is true; fail early if the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DGPTError(f"{what} exited with status {proc.returncode} before it was ready")
+        if ready():
+            return
+        time.sleep(0.1)
+    raise DGPTError(f"{what} was not ready within {timeout:.0f} s")
+
+
+def rpc_answers(url: str) -> bool:
+    try:
+        r = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=1)
+        return r.status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a service we started, by PID (its whole process group)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@contextmanager
+def anvil(accounts: int = 10) -> Iterator[str]:
+    """A real Anvil on a free loopback port with `accounts` funded dev accounts; yields its RPC URL."""
+    if not ANVIL.exists():
+        raise DGPTError(f"Anvil is not installed ({ANVIL}): run scripts/setup.sh")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent", "--hardfork", "cancun", "--accounts", str(accounts)],
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: rpc_answers(url), proc, "anvil", 30)
+        yield url
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def hardhat_node() -> Iterator[str]:
+    """A Hardhat node started through its CLI (one PID, unlike npx); yields its RPC URL."""
+    if not HARDHAT_CLI.exists():
+        raise DGPTError(f"Hardhat is not installed ({HARDHAT_CLI}): run scripts/setup.sh")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        ["node", str(HARDHAT_CLI), "node", "--hostname", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: rpc_answers(url), proc, "hardhat node", 60)
+        yield url
+    finally:
+        stop(proc)
