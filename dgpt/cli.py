@@ -20,6 +20,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cid(args: argparse.Namespace) -> int:
+    from dgpt.store.unixfs import file_cid
+
+    try:
+        with open(args.file, "rb") as f:
+            cid = file_cid(f, args.cid_version)
+    except OSError as exc:
+        raise DGPTError(f"cannot read {args.file}: {exc.strerror}") from None
+    print(cid.encode())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dgpt", description="Decentralized fine-tuning of GPT models, coordinated on-chain.")
     parser.add_argument("--version", action="version", version=f"dgpt {__version__}")
@@ -30,6 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--oracles", type=int, default=4, help="number of oracles (default 4)")
     demo.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     demo.set_defaults(func=cmd_demo)
+
+    cid = sub.add_parser(
+        "cid",
+        help="print the CID `ipfs add --only-hash` gives FILE (streams it: flat memory)",
+        description="Print the CID that `ipfs add --only-hash -Q --cid-version 1 --raw-leaves FILE` (default) "
+        "or `ipfs add --only-hash -Q FILE` (--cid-version 0) prints, and nothing else.",
+    )
+    cid.add_argument("file", metavar="FILE")
+    cid.add_argument("--cid-version", type=int, choices=(0, 1), default=1, help="0 or 1 (default 1, raw leaves)")
+    cid.set_defaults(func=cmd_cid)
     return parser
 
 

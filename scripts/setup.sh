@@ -22,6 +22,9 @@ fi
 npm_stamp=$(stamp package.json package-lock.json)
 if [ "$(cat node_modules/.dgpt-stamp 2>/dev/null)" != "$npm_stamp" ]; then
   echo "setup: installing npm packages into node_modules" >&2
-  npm ci --no-audit --no-fund --loglevel=error
+  # Not `npm ci`: js-ipfs has an optional dependency on a GitHub tarball (electron-eval -> headless)
+  # that the lock file cannot record, and `npm ci` refuses such a lock. `npm install --no-save`
+  # installs exactly the locked versions and never rewrites the lock.
+  npm install --no-save --no-audit --no-fund --loglevel=error
   echo "$npm_stamp" > node_modules/.dgpt-stamp
 fi

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dgpt.chain import localnode
+from dgpt import devnodes
 from dgpt.chain.client import Chain, dev_accounts
 from dgpt.chain.protocol import TOKEN, Protocol, ProtocolParams, deploy
 
@@ -17,14 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def anvil_url():
     """A real Anvil node (from the npm package) on a free loopback port, stopped by PID at the end."""
-    with localnode.anvil() as url:
+    with devnodes.anvil() as url:
         yield url
 
 
 @pytest.fixture(scope="session")
 def hardhat_url():
     """A Hardhat node on a free loopback port, stopped by PID at the end."""
-    with localnode.hardhat_node() as url:
+    with devnodes.hardhat_node() as url:
         yield url
 
 

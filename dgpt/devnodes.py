@@ -1,4 +1,4 @@
-"""Start and stop local development services (Anvil, a Hardhat node) from node_modules, by PID."""
+"""Start and stop local development services (Anvil, a Hardhat node, a js-ipfs daemon) by PID."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import httpx
 
 from dgpt.errors import DGPTError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ANVIL = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 HARDHAT_CLI = ROOT / "node_modules" / "hardhat" / "internal" / "cli" / "cli.js"
 
@@ -90,6 +90,55 @@ def hardhat_node() -> Iterator[str]:
     )
     try:
         wait_until(lambda: rpc_answers(url), proc, "hardhat node", 60)
+        yield url
+    finally:
+        stop(proc)
+
+
+JSIPFS_CLI = ROOT / "node_modules" / "ipfs" / "src" / "cli.js"
+
+
+@contextmanager
+def ipfs_daemon(repo: str | Path) -> Iterator[str]:
+    """A js-ipfs daemon (a real IPFS node serving the Kubo RPC API), offline, on free loopback ports,
+    with its repository in `repo`; yields the API URL."""
+    import json
+
+    if not JSIPFS_CLI.exists():
+        raise DGPTError(f"js-ipfs is not installed ({JSIPFS_CLI}): run scripts/setup.sh")
+    repo = Path(repo)
+    env = {**os.environ, "IPFS_PATH": str(repo)}
+    if not (repo / "config").exists():
+        subprocess.run(["node", str(JSIPFS_CLI), "init", "--profile", "test"], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    config = json.loads((repo / "config").read_text())
+    api, gateway, rpc, swarm = (free_port() for _ in range(4))
+    config["Addresses"].update({
+        "API": f"/ip4/127.0.0.1/tcp/{api}",
+        "Gateway": f"/ip4/127.0.0.1/tcp/{gateway}",
+        "RPC": f"/ip4/127.0.0.1/tcp/{rpc}",
+        "Swarm": [f"/ip4/127.0.0.1/tcp/{swarm}"],
+    })
+    config["Bootstrap"] = []  # offline: never dial public peers
+    config.setdefault("Discovery", {}).setdefault("MDNS", {})["Enabled"] = False
+    (repo / "config").write_text(json.dumps(config))
+    url = f"http://127.0.0.1:{api}"
+    proc = subprocess.Popen(
+        ["node", str(JSIPFS_CLI), "daemon", "--offline"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def answers() -> bool:
+        try:
+            return httpx.post(f"{url}/api/v0/version", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(answers, proc, "js-ipfs daemon", 60)
         yield url
     finally:
         stop(proc)

@@ -1,0 +1,54 @@
+"""Settings for every command: flags override the environment, which overrides the config file.
+
+The config file is TOML: `--config FILE`, else $DGPT_CONFIG, else `dgpt.toml` in the working
+directory if present. Keys, with their environment variables:
+
+    rpc_url  = "http://127.0.0.1:8545"   # DGPT_RPC_URL   (unset: the embedded chain)
+    ipfs_api = "http://127.0.0.1:5001"   # DGPT_IPFS_API  (unset: the embedded store)
+    home     = ".dgpt"                   # DGPT_HOME      (embedded store, journals, keys)
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from dgpt.errors import DGPTError
+
+
+@dataclass(frozen=True)
+class Settings:
+    rpc_url: str | None = None
+    ipfs_api: str | None = None
+    home: str = ".dgpt"
+
+    @property
+    def store_dir(self) -> Path:
+        return Path(self.home) / "store"
+
+
+def load_settings(config: str | None = None, **flags: str | None) -> Settings:
+    """Merge the config file, the environment and the given flags (None means not given)."""
+    values: dict[str, str] = {}
+    path = config or os.environ.get("DGPT_CONFIG") or ("dgpt.toml" if Path("dgpt.toml").exists() else None)
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise DGPTError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise DGPTError(f"config file {path} is not valid TOML: {exc}") from None
+        known = {f.name for f in fields(Settings)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DGPTError(f"config file {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        values.update({k: str(v) for k, v in data.items()})
+    for f in fields(Settings):
+        env = os.environ.get(f"DGPT_{f.name.upper()}")
+        if env:
+            values[f.name] = env
+        if flags.get(f.name) is not None:
+            values[f.name] = flags[f.name]
+    return Settings(**values)

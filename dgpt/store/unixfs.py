@@ -1,0 +1,269 @@
+"""UnixFS files as Kubo builds them, computed offline: the CIDs `ipfs add` prints, block by block.
+
+Layout of `ipfs add` with the default chunker (size-262144) and the balanced builder:
+- the file is cut into 262144-byte chunks; a file of one chunk (or none) is a single block;
+- parents are dag-pb nodes of at most 174 links, built bottom-up, each level full from the left;
+- CIDv1 (`--cid-version 1 --raw-leaves`): leaves are raw blocks (codec 0x55);
+  CIDv0: leaves are dag-pb nodes holding a UnixFS File with the chunk as Data.
+In dag-pb, PBNode's Links (field 2) come before its Data (field 1); each PBLink is Hash, an empty
+Name, then Tsize (the child's block size plus all its descendants'). A parent's UnixFS Data is
+Type=File, filesize, and one blocksize (bytes of file content) per child.
+
+Reading walks the DAG from its root and checks every block against the hash in its CID, so
+content from any source (disk, a daemon) is verified whatever chunking built it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+from multiformats import CID, multihash
+
+from dgpt.errors import DGPTError
+
+CHUNK_SIZE = 262_144
+MAX_LINKS = 174
+RAW, DAG_PB = 0x55, 0x70
+UNIXFS_FILE, UNIXFS_RAW = 2, 0
+
+
+class ContentMismatch(DGPTError):
+    """A block's bytes do not hash to the CID it was fetched by: corrupt or tampered content."""
+
+
+class ContentTooLarge(DGPTError):
+    """Content is larger than the caller allowed."""
+
+
+# --- protobuf, the few wire types dag-pb and UnixFS use ------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field_varint(field: int, n: int) -> bytes:
+    return _varint(field << 3) + _varint(n)
+
+
+def _field_bytes(field: int, data: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(data)) + data
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        n |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return n, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
+    """(field number, value) pairs of a protobuf message: ints for varints, bytes for length-delimited."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _read_varint(buf, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _read_varint(buf, pos)
+        elif wire == 2:
+            length, pos = _read_varint(buf, pos)
+            if pos + length > len(buf):
+                raise ValueError("truncated field")
+            value, pos = buf[pos : pos + length], pos + length
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield field, value
+
+
+# --- building ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Link:
+    cid: CID
+    tsize: int  # encoded bytes of the child block and all its descendants
+    filesize: int  # bytes of file content under the child
+
+
+def unixfs_data(filesize: int, data: bytes | None = None, blocksizes: Iterable[int] = ()) -> bytes:
+    out = _field_varint(1, UNIXFS_FILE)
+    if data:
+        out += _field_bytes(2, data)
+    out += _field_varint(3, filesize)
+    for size in blocksizes:
+        out += _field_varint(4, size)
+    return out
+
+
+def dag_pb_node(links: list[Link], data: bytes) -> bytes:
+    out = b""
+    for link in links:
+        out += _field_bytes(2, _field_bytes(1, bytes(link.cid)) + _field_bytes(2, b"") + _field_varint(3, link.tsize))
+    return out + _field_bytes(1, data)
+
+
+def block_cid(block: bytes, codec: int, version: int) -> CID:
+    digest = multihash.wrap(hashlib.sha256(block).digest(), "sha2-256")
+    if version == 0:
+        return CID("base58btc", 0, "dag-pb", digest)
+    return CID("base32", 1, "raw" if codec == RAW else "dag-pb", digest)
+
+
+class DagBuilder:
+    """Builds a file's DAG from its chunks as they stream in; `emit(cid, block)` receives every block.
+
+    Memory holds one chunk plus at most 174 links per tree level, whatever the file size.
+    """
+
+    def __init__(self, cid_version: int = 1, emit: Callable[[CID, bytes], None] | None = None):
+        if cid_version not in (0, 1):
+            raise ValueError(f"CID version must be 0 or 1, got {cid_version}")
+        self.version = cid_version
+        self.emit = emit or (lambda cid, block: None)
+        self.levels: list[list[Link]] = [[]]
+        self.size = 0
+
+    def _block(self, block: bytes, codec: int, filesize: int, tsize_below: int) -> Link:
+        cid = block_cid(block, codec, self.version)
+        self.emit(cid, block)
+        return Link(cid, len(block) + tsize_below, filesize)
+
+    def add_chunk(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.version == 1:
+            link = self._block(chunk, RAW, len(chunk), 0)
+        else:
+            link = self._block(dag_pb_node([], unixfs_data(len(chunk), chunk)), DAG_PB, len(chunk), 0)
+        self._push(0, link)
+
+    def _push(self, level: int, link: Link) -> None:
+        if level == len(self.levels):
+            self.levels.append([])
+        self.levels[level].append(link)
+        if len(self.levels[level]) == MAX_LINKS:
+            self._push(level + 1, self._parent(self.levels[level]))
+            self.levels[level] = []
+
+    def _parent(self, links: list[Link]) -> Link:
+        filesize = sum(l.filesize for l in links)
+        node = dag_pb_node(links, unixfs_data(filesize, None, [l.filesize for l in links]))
+        return self._block(node, DAG_PB, filesize, sum(l.tsize for l in links))
+
+    def finish(self) -> CID:
+        """Close the tree and return the root CID."""
+        if self.size == 0 and not any(self.levels):
+            self.add_chunk(b"")  # the empty file is one empty leaf
+        level = 0
+        while True:
+            pending = self.levels[level]
+            if len(pending) == 1 and not any(self.levels[level + 1 :]):
+                return pending[0].cid
+            if pending:
+                self.levels[level] = []
+                self._push(level + 1, self._parent(pending))
+            level += 1
+
+
+def chunks(stream: BinaryIO, size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """Fixed-size chunks as Kubo's size splitter cuts them (short reads are filled up)."""
+    while True:
+        chunk = stream.read(size)
+        while chunk and len(chunk) < size:
+            more = stream.read(size - len(chunk))
+            if not more:
+                break
+            chunk += more
+        if not chunk:
+            return
+        yield chunk
+
+
+def file_cid(stream: BinaryIO, cid_version: int = 1, emit: Callable[[CID, bytes], None] | None = None) -> CID:
+    """The CID `ipfs add` gives the stream's bytes (v1: `--cid-version 1 --raw-leaves`)."""
+    builder = DagBuilder(cid_version, emit)
+    for chunk in chunks(stream):
+        builder.add_chunk(chunk)
+    return builder.finish()
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def verify_block(cid: CID, block: bytes) -> None:
+    if cid.hashfun.name != "sha2-256":
+        raise DGPTError(f"CID {cid} uses {cid.hashfun.name}; only sha2-256 is supported")
+    if hashlib.sha256(block).digest() != cid.raw_digest:
+        raise ContentMismatch(f"content for {cid} does not match its hash: corrupt or tampered block")
+
+
+def decode_node(block: bytes, cid: CID) -> tuple[list[CID], bytes | None, int | None]:
+    """(child CIDs, inline file data, declared file size) of a dag-pb UnixFS node."""
+    links: list[CID] = []
+    unixfs = b""
+    try:
+        for field, value in _fields(block):
+            if field == 2:
+                for f, v in _fields(value):
+                    if f == 1:
+                        links.append(CID.decode(bytes(v)))
+            elif field == 1:
+                unixfs = value
+        kind = data = filesize = None
+        for field, value in _fields(unixfs):
+            if field == 1:
+                kind = value
+            elif field == 2:
+                data = value
+            elif field == 3:
+                filesize = value
+    except (ValueError, KeyError) as exc:
+        raise DGPTError(f"block {cid} is not a valid UnixFS node: {exc}") from None
+    if kind not in (UNIXFS_FILE, UNIXFS_RAW):
+        raise DGPTError(f"{cid} is a UnixFS node of type {kind}, not a file")
+    return links, data, filesize
+
+
+def iter_file(
+    cid: CID | str, get_block: Callable[[CID], bytes], max_bytes: int | None = None
+) -> Iterator[bytes]:
+    """Stream a UnixFS file's bytes, verifying every block against its CID; stop past `max_bytes`."""
+    root = CID.decode(cid) if isinstance(cid, str) else cid
+    sent = 0
+    stack = [root]
+    while stack:
+        c = stack.pop()
+        block = get_block(c)
+        verify_block(c, block)
+        if c.codec.code == RAW:
+            pieces, children = [block], []
+        elif c.codec.code == DAG_PB:
+            children, data, filesize = decode_node(block, c)
+            if c == root and max_bytes is not None and filesize is not None and filesize > max_bytes:
+                raise ContentTooLarge(f"{root} declares {filesize} bytes, over the limit of {max_bytes}")
+            pieces = [data] if data else []
+        else:
+            raise DGPTError(f"{c} has codec {c.codec.name}; a file is raw or dag-pb blocks")
+        for piece in pieces:
+            sent += len(piece)
+            if max_bytes is not None and sent > max_bytes:
+                raise ContentTooLarge(f"{root} is over the limit of {max_bytes} bytes")
+            yield piece
+        stack.extend(reversed(children))
