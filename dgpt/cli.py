@@ -7,6 +7,7 @@ import json
 import sys
 
 from dgpt import __version__
+from dgpt.config import Settings, load_settings
 from dgpt.errors import DGPTError
 
 
@@ -14,7 +15,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dgpt.demo import run_demo
 
     log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
-    result = run_demo(rpc_url=args.rpc_url, num_oracles=args.oracles, log=log)
+    result = run_demo(settings(args), num_oracles=args.oracles, log=log)
     if args.json:
         print(json.dumps(result.to_json()))
     return 0
@@ -32,13 +33,22 @@ def cmd_cid(args: argparse.Namespace) -> int:
     return 0
 
 
+def settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config, rpc_url=args.rpc_url, ipfs_api=args.ipfs_api, home=args.home)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dgpt", description="Decentralized fine-tuning of GPT models, coordinated on-chain.")
     parser.add_argument("--version", action="version", version=f"dgpt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Connection settings every command shares; they override $DGPT_* and the config file.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML config file (default: $DGPT_CONFIG, else ./dgpt.toml if present)")
+    common.add_argument("--rpc-url", help="JSON-RPC chain (Anvil, Hardhat, a network); default: the embedded chain")
+    common.add_argument("--ipfs-api", help="IPFS daemon's RPC API, e.g. http://127.0.0.1:5001; default: the embedded store")
+    common.add_argument("--home", help="folder for the embedded store and local state (default .dgpt)")
 
-    demo = sub.add_parser("demo", help="deploy the protocol and run a training round on embedded defaults")
-    demo.add_argument("--rpc-url", help="a JSON-RPC chain (Anvil, Hardhat) instead of the embedded one")
+    demo = sub.add_parser("demo", parents=[common], help="deploy the protocol and run a training round on embedded defaults")
     demo.add_argument("--oracles", type=int, default=4, help="number of oracles (default 4)")
     demo.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     demo.set_defaults(func=cmd_demo)

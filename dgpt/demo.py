@@ -1,7 +1,8 @@
 """The main job on embedded defaults: deploy the protocol and drive one round with oracles.
 
 For now the round's contents (dataset manifest, weight delta, merged model, report) are small JSON
-documents addressed by their real CIDs; the training worker and the roles replace them as they land.
+documents put in the content-addressed store; the training worker and the roles replace them as
+they land.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass, field
 
 from dgpt.chain.client import Chain, dev_accounts
 from dgpt.chain.protocol import TOKEN, deploy
-from dgpt.cid import raw_cid
 from dgpt.commitments import RewardsTree, commit_hash
+from dgpt.config import Settings
+from dgpt.store import Store, open_store
 
 COMMIT_S = REVEAL_S = 600
 
@@ -22,28 +24,30 @@ COMMIT_S = REVEAL_S = 600
 @dataclass
 class DemoResult:
     chain: str
+    store: str
     rounds: list[dict] = field(default_factory=list)
     rewards: dict[str, str] = field(default_factory=dict)
     gas: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"rounds": self.rounds, "rewards": self.rewards, "chain": self.chain, "gas": self.gas}
+        return {"rounds": self.rounds, "rewards": self.rewards, "chain": self.chain, "store": self.store, "gas": self.gas}
 
 
-def document(**fields) -> tuple[bytes, str]:
-    """Canonical JSON bytes and their CID."""
-    data = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-    return data, raw_cid(data)
+def run_demo(settings: Settings = Settings(), num_oracles: int = 4, log=print) -> DemoResult:
+    chain = Chain.connect(settings.rpc_url) if settings.rpc_url else Chain.embedded()
+    store = open_store(settings.ipfs_api, settings.store_dir)
 
+    def document(**fields) -> tuple[bytes, str]:
+        """Canonical JSON bytes, put in the store; returns them with their CID."""
+        data = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+        return data, store.put_bytes(data)
 
-def run_demo(rpc_url: str | None = None, num_oracles: int = 4, log=print) -> DemoResult:
-    chain = Chain.connect(rpc_url) if rpc_url else Chain.embedded()
     accounts = dev_accounts(2 + num_oracles)
     admin, aggregator, oracles = accounts[0], accounts[1], accounts[2 : 2 + num_oracles]
     t0 = time.monotonic()
     protocol = deploy(chain, admin, aggregator.address)
     log(f"deployed token {protocol.deployment.token} and protocol {protocol.deployment.protocol} on {chain.name}")
-    result = DemoResult(chain=chain.name)
+    result = DemoResult(chain=chain.name, store=repr(store))
     stake = protocol.min_stake()
 
     for i, o in enumerate(oracles):

@@ -28,11 +28,20 @@ class IPFSError(DGPTError):
 
 
 class KuboStore(Store):
-    def __init__(self, api_url: str, timeout: float = 60.0, retries: int = 3, backoff: float = 0.2):
+    def __init__(
+        self,
+        api_url: str,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.api_url = api_url.rstrip("/")
         self.retries = retries
         self.backoff = backoff
-        self.client = httpx.Client(base_url=self.api_url + "/api/v0", timeout=httpx.Timeout(timeout, connect=5.0))
+        self.client = httpx.Client(
+            base_url=self.api_url + "/api/v0", timeout=httpx.Timeout(timeout, connect=5.0), transport=transport
+        )
 
     def __repr__(self) -> str:
         return f"KuboStore({self.api_url!r})"

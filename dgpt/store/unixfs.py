@@ -223,7 +223,9 @@ def decode_node(block: bytes, cid: CID) -> tuple[list[CID], bytes | None, int | 
             if field == 2:
                 for f, v in _fields(value):
                     if f == 1:
-                        links.append(CID.decode(bytes(v)))
+                        child = CID.decode(bytes(v))
+                        # binary CIDs decode as base58; show v1 in base32 like every IPFS tool
+                        links.append(child.set(base="base32") if child.version == 1 else child)
             elif field == 1:
                 unixfs = value
         kind = data = filesize = None
