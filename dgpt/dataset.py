@@ -1,0 +1,47 @@
+"""Dataset commitments: a deterministic Merkle root over canonical examples, the example count and
+a label histogram, written as a manifest whose CID an oracle registers on chain.
+
+Canonical example: UTF-8 JSON `{"label":...,"text":...}` with sorted keys and no spaces (label
+omitted for unlabelled text). Leaf = sha256(0x00 || example), node = sha256(0x01 || left || right)
+(domain-separated, as in RFC 6962, so a leaf can never pass for a node); an odd node out moves up
+unchanged. Examples keep their file order: the root commits to the data set exactly as held.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+
+from dgpt.data import Example
+
+
+def canonical(example: Example) -> bytes:
+    d = {"text": example.text} if example.label is None else {"label": example.label, "text": example.text}
+    return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def merkle_root(examples: list[Example]) -> bytes:
+    level = [hashlib.sha256(b"\x00" + canonical(e)).digest() for e in examples]
+    if not level:
+        return bytes(32)
+    while len(level) > 1:
+        level = [
+            hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() if i + 1 < len(level) else level[i]
+            for i in range(0, len(level), 2)
+        ]
+    return level[0]
+
+
+def manifest(examples: list[Example], labels: tuple[str, ...] = ()) -> bytes:
+    """The manifest's canonical bytes: same examples, same bytes, same CID on any machine."""
+    histogram = Counter(e.label for e in examples if e.label is not None)
+    doc = {
+        "format": "dgpt-dataset/1",
+        "num_examples": len(examples),
+        "labels": list(labels),
+        "label_histogram": {k: histogram[k] for k in sorted(histogram)},
+        "merkle_root": "0x" + merkle_root(examples).hex(),
+        "leaf": "sha256(0x00 || canonical example JSON); node: sha256(0x01 || left || right)",
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()

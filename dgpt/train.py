@@ -1,0 +1,239 @@
+"""The worker's training loop: L3 = L2 + λ·L1 fine-tuning (or L1 pre-training), in one place.
+
+Settings come from the round's TaskSpec (the science) and TrainOptions (the machine). The fast
+path is plain flags: bf16 autocast, fused AdamW, TF32 and `torch.compile` on GPUs; the same code
+runs in fp32 on CPUs. Several processes (torchrun) train with DistributedDataParallel: every rank
+draws the same shuffled order and takes every world-th example of each global batch, and losses
+divide by the global counts, so N processes follow the same trajectory as one.
+
+    torchrun --nproc_per_node 2 -m dgpt.train MODEL TASK DATA OUT   # OUT: the weight delta
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from dgpt.data import Example
+from dgpt.model import ModelBundle
+from dgpt.objective import l1_sum, l2_sum, l3, lm_targets
+from dgpt.task import TaskSpec
+
+
+@dataclass
+class TrainOptions:
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    bf16: bool | None = None  # None: on for CUDA
+    fused: bool | None = None  # fused AdamW; None: on for CUDA
+    compile: bool = False
+    log_every: int = 50
+    pad_to: int | None = None  # pad every batch to this length (benchmarks); None: to the batch's longest
+
+
+@dataclass
+class Encoded:
+    """Token ids of `<|start|> text <|extract|>` per example, and label indices (-1 when unlabelled)."""
+
+    ids: list[list[int]]
+    labels: list[int]
+
+    def batch(self, idx: list[int], pad_id: int, pad_to: int | None, device: str):
+        rows = [self.ids[i] for i in idx]
+        width = pad_to or max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        for j, r in enumerate(rows):
+            ids[j, : len(r)] = torch.tensor(r)
+        lengths = torch.tensor([len(r) for r in rows])
+        labels = torch.tensor([self.labels[i] for i in idx])
+        nb = device != "cpu"
+        return ids.to(device, non_blocking=nb), lengths.to(device, non_blocking=nb), labels.to(device, non_blocking=nb)
+
+
+def encode(bundle: ModelBundle, examples: list[Example], labels: tuple[str, ...], max_len: int) -> Encoded:
+    start, extract, _ = bundle.special_ids
+    texts = bundle.tokenizer.encode_batch([e.text for e in examples], add_special_tokens=False)
+    ids = [[start, *t.ids[: max_len - 2], extract] for t in texts]  # keep both markers when truncating
+    index = {name: i for i, name in enumerate(labels)}
+    return Encoded(ids, [index[e.label] if e.label is not None else -1 for e in examples])
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    tokens: int
+    history: list[dict] = field(default_factory=list)  # {"step", "l1", "l2", "l3", "lr"} every log_every steps
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def train(bundle: ModelBundle, task: TaskSpec, examples: list[Example], opts: TrainOptions = TrainOptions(), log=print) -> TrainResult:
+    """Train `bundle.model` in place on `examples` as `task` says."""
+    rank, world = _world()
+    device = opts.device
+    cuda = device.startswith("cuda")
+    bf16 = cuda if opts.bf16 is None else opts.bf16
+    finetune = task.phase == "finetune"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(task.seed + rank)  # dropout differs per rank, as each rank sees other examples
+
+    model = bundle.model
+    if finetune and model.head is None:
+        model.add_head(len(task.labels), task.seed)
+        bundle.labels = task.labels
+    model.clf_dropout.p = task.clf_dropout
+    model.to(device).train()
+    data = encode(bundle, examples, task.labels if finetune else (), task.max_len)
+    _, _, pad_id = bundle.special_ids
+
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    fused = cuda if opts.fused is None else opts.fused
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": task.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=task.lr,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        fused=fused,
+    )
+    steps_per_epoch = math.ceil(len(examples) / task.batch_size)
+    total = steps_per_epoch * task.epochs
+    warmup = max(1, round(task.warmup * total))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+    )
+    net = DistributedDataParallel(model) if world > 1 else model
+    forward = torch.compile(net) if opts.compile else net
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    result = TrainResult(0, 0.0, 0)
+    sums = torch.zeros(4, device=device)  # running l1, l2, l3, batches since the last log: no host sync per step
+    t0 = time.perf_counter()
+    for epoch in range(task.epochs):
+        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(task.seed * 1000 + epoch)).tolist()
+        for b in range(steps_per_epoch):
+            global_idx = order[b * task.batch_size : (b + 1) * task.batch_size]
+            idx = global_idx[rank::world]
+            # Global counts come from the host-side batch: no communication, no device sync.
+            n_tokens = sum(len(data.ids[i]) - 1 for i in global_idx)
+            ids, lengths, labels = data.batch(idx, pad_id, opts.pad_to, device)
+            with autocast:
+                lm_logits, cls_logits = forward(ids, lengths - 1)
+            s1, _ = l1_sum(lm_logits, lm_targets(ids, lengths))
+            loss1 = s1 / n_tokens
+            if finetune:
+                s2, _ = l2_sum(cls_logits, labels)
+                loss2 = s2 / len(global_idx)
+                loss = l3(loss1, loss2, task.lam)
+            else:
+                loss2 = torch.zeros((), device=device)
+                loss = loss1
+            (loss * world).backward()  # DDP averages gradients over ranks; the losses are already global means
+            torch.nn.utils.clip_grad_norm_(model.parameters(), task.grad_clip)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            result.steps += 1
+            result.tokens += n_tokens + len(global_idx)
+            sums += torch.stack([loss1.detach() * world, loss2.detach() * world, loss.detach() * world, torch.ones((), device=device)])
+            if result.steps % opts.log_every == 0 or result.steps == total:
+                if world > 1:
+                    dist.all_reduce(sums)
+                    sums /= world
+                l1v, l2v, l3v, n = (sums / sums[3]).tolist()[:3] + [sums[3].item()]
+                entry = {"step": result.steps, "epoch": epoch, "l1": l1v, "l2": l2v if finetune else None, "l3": l3v, "lr": schedule.get_last_lr()[0]}
+                result.history.append(entry)
+                if rank == 0:
+                    shown = f"L1 {l1v:.4f}" + (f"  L2 {l2v:.4f}  L3 {l3v:.4f}" if finetune else "")
+                    log(f"step {result.steps}/{total}  epoch {epoch + 1}  {shown}  lr {entry['lr']:.2e}")
+                sums.zero_()
+    if cuda:
+        torch.cuda.synchronize()
+    result.seconds = time.perf_counter() - t0
+    model.eval()
+    return result
+
+
+@torch.no_grad()
+def evaluate(bundle: ModelBundle, examples: list[Example], task: TaskSpec, device: str = "cpu", batch_size: int = 64) -> dict:
+    """Accuracy (if the model has a head), L1 per token, L2 per example and L3 on labelled examples."""
+    model = bundle.model.to(device).eval()
+    labels = bundle.labels if model.head is not None else ()
+    data = encode(bundle, examples, labels, task.max_len)
+    _, _, pad_id = bundle.special_ids
+    s1 = s2 = 0.0
+    n_tok = correct = 0
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
+    for b in range(0, len(examples), batch_size):
+        idx = list(range(b, min(b + batch_size, len(examples))))
+        ids, lengths, y = data.batch(idx, pad_id, None, device)
+        with autocast:
+            lm_logits, cls_logits = model(ids, lengths - 1)
+        a, n = l1_sum(lm_logits, lm_targets(ids, lengths))
+        s1 += a.item()
+        n_tok += n.item()
+        if cls_logits is not None:
+            s2 += l2_sum(cls_logits, y)[0].item()
+            correct += (cls_logits.argmax(-1) == y).sum().item()
+    l1v = s1 / n_tok
+    out = {"n": len(examples), "l1": l1v, "l2": None, "l3": None, "accuracy": None}
+    if model.head is not None:
+        out.update(l2=s2 / len(examples), accuracy=correct / len(examples), l3=s2 / len(examples) + task.lam * l1v)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for torchrun: train MODEL on DATA as TASK says and write the delta to OUT (rank 0)."""
+    from dgpt.data import load_examples
+    from dgpt.delta import compute_delta, save_delta
+    from dgpt.errors import DGPTError
+    from dgpt.model import load_model, state_dict
+
+    parser = argparse.ArgumentParser(prog="python -m dgpt.train", description=main.__doc__)
+    parser.add_argument("model")
+    parser.add_argument("task")
+    parser.add_argument("data")
+    parser.add_argument("out")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--compile", action="store_true")
+    args = parser.parse_args(argv)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    try:
+        task = TaskSpec.from_bytes(open(args.task, "rb").read())
+        examples = load_examples(args.data, task.labels if task.phase == "finetune" else None)
+        bundle = load_model(args.model)
+    except (DGPTError, OSError) as exc:
+        print(f"dgpt.train: error: {exc}", file=sys.stderr)
+        return 1
+    device = args.device or TrainOptions().device
+    if distributed:
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+            torch.cuda.set_device(device)
+    base = {k: v.clone() for k, v in state_dict(bundle.model).items()}
+    train(bundle, task, examples, TrainOptions(device=device, compile=args.compile))
+    if _world()[0] == 0:
+        save_delta(args.out, compute_delta(base, state_dict(bundle.model)), num_examples=len(examples), labels=bundle.labels)
+    if distributed:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
