@@ -80,16 +80,66 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
+class Step:
+    """One optimisation step of L3 (or L1): forward, loss over global counts, backward, clip, AdamW, schedule.
+
+    The bench and the training loop share it. No host syncs: losses stay on the device.
+    """
+
+    def __init__(self, model, task: TaskSpec, opts: TrainOptions, total_steps: int):
+        rank, self.world = _world()
+        cuda = opts.device.startswith("cuda")
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.model, self.task = model, task
+        self.finetune = task.phase == "finetune"
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": task.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=task.lr,
+            betas=(0.9, 0.999),
+            eps=1e-8,
+            fused=cuda if opts.fused is None else opts.fused,
+        )
+        warmup = max(1, round(task.warmup * total_steps))
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup)),
+        )
+        net = DistributedDataParallel(model) if self.world > 1 else model
+        bf16 = cuda if opts.bf16 is None else opts.bf16
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+        # Compiling the losses with the model lets the compiler fuse the vocabulary-wide softmax.
+        self.losses = torch.compile(self._losses) if opts.compile else self._losses
+        self.net = net
+
+    def _losses(self, ids, lengths, labels, n_tokens, n_examples):
+        with self.autocast():
+            lm_logits, cls_logits = self.net(ids, lengths - 1)
+        loss1 = l1_sum(lm_logits, lm_targets(ids, lengths))[0] / n_tokens
+        if not self.finetune:
+            return loss1, torch.zeros_like(loss1), loss1
+        loss2 = l2_sum(cls_logits, labels)[0] / n_examples
+        return loss1, loss2, l3(loss1, loss2, self.task.lam)
+
+    def __call__(self, ids, lengths, labels, n_tokens: int, n_examples: int):
+        loss1, loss2, loss = self.losses(ids, lengths, labels, n_tokens, n_examples)
+        (loss * self.world).backward()  # DDP averages gradients over ranks; the losses are already global means
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.task.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss1.detach(), loss2.detach(), loss.detach()
+
+
 def train(bundle: ModelBundle, task: TaskSpec, examples: list[Example], opts: TrainOptions = TrainOptions(), log=print) -> TrainResult:
     """Train `bundle.model` in place on `examples` as `task` says."""
     rank, world = _world()
     device = opts.device
     cuda = device.startswith("cuda")
-    bf16 = cuda if opts.bf16 is None else opts.bf16
     finetune = task.phase == "finetune"
-    if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(task.seed + rank)  # dropout differs per rank, as each rank sees other examples
 
     model = bundle.model
@@ -101,26 +151,9 @@ def train(bundle: ModelBundle, task: TaskSpec, examples: list[Example], opts: Tr
     data = encode(bundle, examples, task.labels if finetune else (), task.max_len)
     _, _, pad_id = bundle.special_ids
 
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    fused = cuda if opts.fused is None else opts.fused
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": task.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=task.lr,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        fused=fused,
-    )
     steps_per_epoch = math.ceil(len(examples) / task.batch_size)
     total = steps_per_epoch * task.epochs
-    warmup = max(1, round(task.warmup * total))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
-    )
-    net = DistributedDataParallel(model) if world > 1 else model
-    forward = torch.compile(net) if opts.compile else net
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
+    step = Step(model, task, opts, total)
     result = TrainResult(0, 0.0, 0)
     sums = torch.zeros(4, device=device)  # running l1, l2, l3, batches since the last log: no host sync per step
     t0 = time.perf_counter()
@@ -132,31 +165,16 @@ def train(bundle: ModelBundle, task: TaskSpec, examples: list[Example], opts: Tr
             # Global counts come from the host-side batch: no communication, no device sync.
             n_tokens = sum(len(data.ids[i]) - 1 for i in global_idx)
             ids, lengths, labels = data.batch(idx, pad_id, opts.pad_to, device)
-            with autocast:
-                lm_logits, cls_logits = forward(ids, lengths - 1)
-            s1, _ = l1_sum(lm_logits, lm_targets(ids, lengths))
-            loss1 = s1 / n_tokens
-            if finetune:
-                s2, _ = l2_sum(cls_logits, labels)
-                loss2 = s2 / len(global_idx)
-                loss = l3(loss1, loss2, task.lam)
-            else:
-                loss2 = torch.zeros((), device=device)
-                loss = loss1
-            (loss * world).backward()  # DDP averages gradients over ranks; the losses are already global means
-            torch.nn.utils.clip_grad_norm_(model.parameters(), task.grad_clip)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss1, loss2, loss = step(ids, lengths, labels, n_tokens, len(global_idx))
             result.steps += 1
             result.tokens += n_tokens + len(global_idx)
-            sums += torch.stack([loss1.detach() * world, loss2.detach() * world, loss.detach() * world, torch.ones((), device=device)])
+            sums += torch.stack([loss1 * world, loss2 * world, loss * world, torch.ones((), device=device)])
             if result.steps % opts.log_every == 0 or result.steps == total:
                 if world > 1:
                     dist.all_reduce(sums)
                     sums /= world
-                l1v, l2v, l3v, n = (sums / sums[3]).tolist()[:3] + [sums[3].item()]
-                entry = {"step": result.steps, "epoch": epoch, "l1": l1v, "l2": l2v if finetune else None, "l3": l3v, "lr": schedule.get_last_lr()[0]}
+                l1v, l2v, l3v = (sums[:3] / sums[3]).tolist()
+                entry = {"step": result.steps, "epoch": epoch, "l1": l1v, "l2": l2v if finetune else None, "l3": l3v, "lr": step.schedule.get_last_lr()[0]}
                 result.history.append(entry)
                 if rank == 0:
                     shown = f"L1 {l1v:.4f}" + (f"  L2 {l2v:.4f}  L3 {l3v:.4f}" if finetune else "")
