@@ -63,7 +63,8 @@ def encode(bundle: ModelBundle, examples: list[Example], labels: tuple[str, ...]
     texts = bundle.tokenizer.encode_batch([e.text for e in examples], add_special_tokens=False)
     ids = [[start, *t.ids[: max_len - 2], extract] for t in texts]  # keep both markers when truncating
     index = {name: i for i, name in enumerate(labels)}
-    return Encoded(ids, [index[e.label] if e.label is not None else -1 for e in examples])
+    # unlabelled text, or labels the model has no head for, get -1
+    return Encoded(ids, [index[e.label] if labels and e.label is not None else -1 for e in examples])
 
 
 @dataclass
@@ -125,7 +126,9 @@ class Step:
         return loss1, loss2, l3(loss1, loss2, self.task.lam)
 
     def __call__(self, ids, lengths, labels, n_tokens: int, n_examples: int):
-        loss1, loss2, loss = self.losses(ids, lengths, labels, n_tokens, n_examples)
+        # Counts as tensors: a compiled step would otherwise specialise (and recompile) on every value.
+        counts = torch.tensor([n_tokens, n_examples], dtype=torch.float32).to(ids.device, non_blocking=True)
+        loss1, loss2, loss = self.losses(ids, lengths, labels, counts[0], counts[1])
         (loss * self.world).backward()  # DDP averages gradients over ranks; the losses are already global means
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.task.grad_clip)
         self.optimizer.step()

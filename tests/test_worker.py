@@ -1,0 +1,233 @@
+"""The worker: objective, model format, data, dataset commitments, deltas, training (CPU, tiny models)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dgpt.data import RT_LABELS, Example, as_examples, load_examples, rotten_tomatoes, shards, split_by_movie, write_jsonl
+from dgpt.dataset import canonical, manifest, merkle_root
+from dgpt.delta import apply_delta, compute_delta, load_delta, save_delta
+from dgpt.errors import DGPTError
+from dgpt.model import load_model, save_model, state_dict, tiny_gpt2
+from dgpt.objective import IGNORE, l1_sum, l2_sum, lm_targets
+from dgpt.task import TaskSpec
+from dgpt.train import TrainOptions, encode, evaluate, train
+
+TASK = TaskSpec(labels=RT_LABELS, epochs=1, batch_size=8, lr=1e-3, max_len=32)
+
+
+@pytest.fixture(scope="module")
+def reviews():
+    return rotten_tomatoes()
+
+
+def small_examples(reviews, n=48):
+    return as_examples(reviews[:: len(reviews) // n][:n])
+
+
+# --- objective ---------------------------------------------------------------------------------
+
+
+def test_l1_matches_transformers_own_lm_loss_and_ignores_padding():
+    b = tiny_gpt2(seed=1)
+    b.model.eval()
+    ids = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 7, 0, 0]])
+    lengths = torch.tensor([5, 3])
+    targets = lm_targets(ids, lengths)
+    assert targets.tolist() == [[6, 7, 8, 9], [6, 7, IGNORE, IGNORE]]
+    with torch.no_grad():
+        lm_logits, _ = b.model(ids)
+        s, n = l1_sum(lm_logits, targets)
+        ref_a = b.model.lm(input_ids=ids[:1], labels=ids[:1]).loss * 4
+        ref_b = b.model.lm(input_ids=ids[1:, :3], labels=ids[1:, :3]).loss * 2
+    assert n.item() == 6
+    assert torch.allclose(s, ref_a + ref_b, atol=1e-4)
+
+
+def test_class_logits_come_from_the_extract_token_whatever_the_padding():
+    b = tiny_gpt2(seed=2)
+    b.model.add_head(2, seed=0)
+    b.model.eval()
+    data = encode(b, [Example("a gripping, beautifully acted film", "fresh")], RT_LABELS, 32)
+    _, _, pad = b.special_ids
+    with torch.no_grad():
+        out = [b.model(*[(ids := data.batch([0], pad, width, "cpu"))[0], ids[1] - 1])[1] for width in (None, 20, 32)]
+    assert data.ids[0][-1] == b.special_ids[1]  # the extract token ends every input
+    assert torch.allclose(out[0], out[1], atol=1e-5) and torch.allclose(out[0], out[2], atol=1e-5)
+
+
+def test_l2_is_the_label_negative_log_likelihood():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0])
+    s, n = l2_sum(logits, labels)
+    assert n.item() == 2
+    assert torch.isclose(s, F.cross_entropy(logits, labels, reduction="sum"))
+
+
+# --- data and commitments ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("bad.jsonl", '{"text": "ok", "label": "fresh"}\n{"text": "x", "label": \n', "bad.jsonl:2: not valid JSON"),
+        ("nolabel.jsonl", '{"text": "ok"}\n', "nolabel.jsonl:1: missing 'label'"),
+        ("wrong.jsonl", '{"text": "ok", "label": "fresh"}\n\n{"text": "y", "label": "meh"}\n', "wrong.jsonl:3: label 'meh'"),
+        ("empty.jsonl", '{"text": "  ", "label": "fresh"}\n', "empty.jsonl:1: missing or empty 'text'"),
+        ("notext.csv", "body,label\nx,fresh\n", "notext.csv:1: the header needs a 'text' column"),
+        ("row.csv", "text,label\nfine,fresh\nbad,unknown\n", "row.csv:3: label 'unknown'"),
+        ("data.txt", "x", "unknown format"),
+    ],
+)
+def test_bad_rows_stop_with_the_file_and_line(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DGPTError, match=message.replace("(", r"\(")):
+        load_examples(path, RT_LABELS)
+
+
+def test_jsonl_and_csv_give_the_same_examples(tmp_path, reviews):
+    ex = small_examples(reviews, 10)
+    write_jsonl(tmp_path / "d.jsonl", ex)
+    import csv
+
+    with open(tmp_path / "d.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows([(e.text, e.label) for e in ex])
+    assert load_examples(tmp_path / "d.jsonl", RT_LABELS) == ex == load_examples(tmp_path / "d.csv", RT_LABELS)
+
+
+def test_dataset_commitment_is_deterministic_and_binding(reviews):
+    ex = small_examples(reviews, 9)
+    m = manifest(ex, RT_LABELS)
+    assert m == manifest(list(ex), RT_LABELS)
+    doc = json.loads(m)
+    assert doc["num_examples"] == 9 and sum(doc["label_histogram"].values()) == 9
+    changed = list(ex)
+    changed[4] = Example(ex[4].text + "!", ex[4].label)
+    assert merkle_root(changed) != merkle_root(ex)
+    assert merkle_root(ex[::-1]) != merkle_root(ex)
+    import hashlib
+
+    assert merkle_root(ex[:1]) == hashlib.sha256(b"\x00" + canonical(ex[0])).digest()
+
+
+def test_real_data_splits_keep_movies_apart(reviews):
+    assert len(reviews) == 12_808
+    train_r, test_r = split_by_movie(reviews, 0.2)
+    assert not {r.movie for r in train_r} & {r.movie for r in test_r}
+    parts = shards(train_r, 4)
+    assert sum(map(len, parts)) == len(train_r)
+    assert all(not {r.movie for r in parts[i]} & {r.movie for r in parts[j]} for i in range(4) for j in range(i))
+
+
+def test_task_spec_round_trips_and_rejects_nonsense():
+    assert TaskSpec.from_bytes(TASK.to_bytes()) == TASK
+    with pytest.raises(DGPTError, match="phase"):
+        TaskSpec(phase="rl")
+    with pytest.raises(DGPTError, match="unknown field"):
+        TaskSpec.from_bytes(json.dumps({"format": "dgpt-task/1", "phase": "pretrain", "lamda": 1}).encode())
+
+
+# --- model file and deltas --------------------------------------------------------------------------
+
+
+def test_model_file_round_trips_with_its_head_and_tokenizer(tmp_path):
+    b = tiny_gpt2(seed=3)
+    b.model.add_head(2, seed=0)
+    b.labels = RT_LABELS
+    save_model(tmp_path / "m.safetensors", b)
+    b2 = load_model(tmp_path / "m.safetensors")
+    assert b2.labels == RT_LABELS and b2.tokenizer.to_str() == b.tokenizer.to_str()
+    ids = torch.tensor([[8189, 40, 41, 8190]])
+    b.model.eval(), b2.model.eval()
+    with torch.no_grad():
+        a, c = b.model(ids, torch.tensor([3]))
+        a2, c2 = b2.model(ids, torch.tensor([3]))
+    assert torch.equal(a, a2) and torch.equal(c, c2)
+
+
+def test_pickles_are_never_loaded(tmp_path):
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps({"w": [1, 2, 3]}))
+    with pytest.raises(DGPTError, match="not a safetensors file"):
+        load_model(path)
+    with pytest.raises(DGPTError, match="not a readable safetensors file"):
+        load_delta(path)
+
+
+def test_delta_round_trip_recreates_the_fine_tuned_model(tmp_path, reviews):
+    b = tiny_gpt2(seed=4)
+    base = {k: v.clone() for k, v in state_dict(b.model).items()}
+    train(b, TASK, small_examples(reviews, 16), TrainOptions(device="cpu"), log=lambda *a: None)
+    tuned = state_dict(b.model)
+    delta = compute_delta(base, tuned)
+    assert "head.weight" in delta and torch.equal(delta["head.weight"], tuned["head.weight"])
+    save_delta(tmp_path / "d.safetensors", delta, num_examples=16, base_model_cid="bafy-base", labels=RT_LABELS)
+    loaded, meta = load_delta(tmp_path / "d.safetensors")
+    assert meta["num_examples"] == "16" and meta["base_model_cid"] == "bafy-base"
+    rebuilt = apply_delta(base, loaded)
+    assert set(rebuilt) == set(tuned)
+    for k in tuned:
+        assert torch.allclose(rebuilt[k], tuned[k], atol=1e-6), k
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+def test_training_is_deterministic_on_cpu(reviews):
+    ex = small_examples(reviews, 24)
+    states = []
+    for _ in range(2):
+        b = tiny_gpt2(seed=5)
+        r = train(b, TASK, ex, TrainOptions(device="cpu", log_every=1), log=lambda *a: None)
+        states.append(state_dict(b.model))
+        assert [set(h) >= {"l1", "l2", "l3"} for h in r.history] and r.steps == 3
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_pretraining_lowers_held_out_l1(reviews):
+    train_r, test_r = split_by_movie(reviews, 0.2)
+    b = tiny_gpt2(seed=6)
+    pre = TaskSpec(phase="pretrain", epochs=1, batch_size=32, lr=2e-3, max_len=32)
+    before = evaluate(b, as_examples(test_r[:200]), pre)["l1"]
+    train(b, pre, as_examples(train_r[:1600], labelled=False), TrainOptions(device="cpu"), log=lambda *a: None)
+    after = evaluate(b, as_examples(test_r[:200]), pre)
+    assert after["accuracy"] is None and b.model.head is None
+    assert after["l1"] < before - 1.0
+
+
+def test_two_gloo_processes_give_the_same_delta_as_one(tmp_path, reviews):
+    """torchrun with DistributedDataParallel (gloo, CPU) against a single process on the same data."""
+    b = tiny_gpt2(seed=7, dropout=0.0)
+    save_model(tmp_path / "base.safetensors", b)
+    task = TaskSpec(labels=RT_LABELS, epochs=1, batch_size=8, lr=1e-3, max_len=32, clf_dropout=0.0)
+    (tmp_path / "task.json").write_bytes(task.to_bytes())
+    write_jsonl(tmp_path / "data.jsonl", small_examples(reviews, 32))
+    args = [str(tmp_path / f) for f in ("base.safetensors", "task.json", "data.jsonl")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "dgpt.train", *args, str(tmp_path / "one.safetensors")], env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "dgpt.train",
+         *args, str(tmp_path / "two.safetensors")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert two.returncode == 0, two.stderr[-2000:]
+    d1, _ = load_delta(tmp_path / "one.safetensors")
+    d2, _ = load_delta(tmp_path / "two.safetensors")
+    assert set(d1) == set(d2)
+    for k in d1:
+        # Adam divides by the gradient's running RMS, which magnifies float-summation-order noise on
+        # near-zero gradients, so compare each tensor's update as a whole.
+        assert (d1[k] - d2[k]).norm() <= 1e-3 * d1[k].norm() + 1e-7, k
+    assert max(d.abs().max().item() for d in d1.values()) > 1e-4  # training moved the weights
