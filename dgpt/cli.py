@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from dgpt import __version__
 from dgpt.config import Settings, load_settings
@@ -30,6 +31,57 @@ def cmd_cid(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise DGPTError(f"cannot read {args.file}: {exc.strerror}") from None
     print(cid.encode())
+    return 0
+
+
+def cmd_dataset_commit(args: argparse.Namespace) -> int:
+    from dgpt.data import load_examples
+    from dgpt.dataset import manifest, merkle_root
+    from dgpt.store import open_store
+
+    labels = tuple(args.labels.split(",")) if args.labels else None
+    examples = load_examples(args.file, labels)
+    cfg = settings(args)
+    cid = open_store(cfg.ipfs_api, cfg.store_dir).put_bytes(manifest(examples, labels or ()))
+    out = {"manifest_cid": cid, "merkle_root": "0x" + merkle_root(examples).hex(), "num_examples": len(examples)}
+    print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
+    return 0
+
+
+def cmd_model_init(args: argparse.Namespace) -> int:
+    from dgpt.model import import_pretrained, save_model, tiny_gpt2
+
+    if args.gguf:
+        bundle = import_pretrained(Path(args.gguf).parent, Path(args.gguf).name)
+    elif args.hf_dir:
+        bundle = import_pretrained(args.hf_dir)
+    else:
+        bundle = tiny_gpt2(seed=args.seed)
+    save_model(args.out, bundle)
+    print(args.out)
+    return 0
+
+
+def cmd_worker_train(args: argparse.Namespace) -> int:
+    from dgpt.train import main as train_main
+
+    return train_main([args.model, args.task, args.data, args.out] + (["--device", args.device] if args.device else []) + (["--compile"] if args.compile else []))
+
+
+def cmd_worker_eval(args: argparse.Namespace) -> int:
+    from dgpt.data import load_examples
+    from dgpt.model import load_model
+    from dgpt.task import TaskSpec
+    from dgpt.train import evaluate
+
+    try:
+        task = TaskSpec.from_bytes(Path(args.task).read_bytes())
+    except OSError as exc:
+        raise DGPTError(f"cannot read {args.task}: {exc.strerror}") from None
+    bundle = load_model(args.model)
+    examples = load_examples(args.data, bundle.labels or None)
+    result = evaluate(bundle, examples, task, args.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu"))
+    print(json.dumps(result) if args.json else "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
     return 0
 
 
@@ -62,6 +114,36 @@ def build_parser() -> argparse.ArgumentParser:
     cid.add_argument("file", metavar="FILE")
     cid.add_argument("--cid-version", type=int, choices=(0, 1), default=1, help="0 or 1 (default 1, raw leaves)")
     cid.set_defaults(func=cmd_cid)
+
+    dataset = sub.add_parser("dataset", help="dataset commitments").add_subparsers(dest="action", required=True, metavar="ACTION")
+    commit = dataset.add_parser("commit", parents=[common], help="Merkle root, count and manifest CID of a labelled data set (the manifest goes to the store)")
+    commit.add_argument("file", metavar="FILE", help="JSONL or CSV with text and label")
+    commit.add_argument("--labels", help="comma-separated label names (omit for unlabelled text)")
+    commit.add_argument("--json", action="store_true")
+    commit.set_defaults(func=cmd_dataset_commit)
+
+    model = sub.add_parser("model", help="model files").add_subparsers(dest="action", required=True, metavar="ACTION")
+    init = model.add_parser("init", help="write a genesis model file: the tiny GPT-2 (default), a GGUF or a Hugging Face directory")
+    init.add_argument("--out", required=True, help="output .safetensors")
+    src = init.add_mutually_exclusive_group()
+    src.add_argument("--gguf", help="a GGUF file (e.g. SmolLM2), dequantised")
+    src.add_argument("--hf-dir", help="a local Hugging Face model directory (GPT-2 or Llama family)")
+    init.add_argument("--seed", type=int, default=0)
+    init.set_defaults(func=cmd_model_init)
+
+    worker = sub.add_parser("worker", help="the GPU worker: L3 fine-tuning and evaluation").add_subparsers(dest="action", required=True, metavar="ACTION")
+    wtrain = worker.add_parser("train", help="train MODEL on DATA as TASK says; write the weight delta to OUT (several GPUs: torchrun -m dgpt.train)")
+    for a in ("model", "task", "data", "out"):
+        wtrain.add_argument(f"--{a}", required=True)
+    wtrain.add_argument("--device")
+    wtrain.add_argument("--compile", action="store_true", help="torch.compile the step (GPU)")
+    wtrain.set_defaults(func=cmd_worker_train)
+    weval = worker.add_parser("eval", help="accuracy, L1, L2 and L3 of MODEL on labelled DATA")
+    for a in ("model", "task", "data"):
+        weval.add_argument(f"--{a}", required=True)
+    weval.add_argument("--device")
+    weval.add_argument("--json", action="store_true")
+    weval.set_defaults(func=cmd_worker_eval)
     return parser
 
 

