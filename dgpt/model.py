@@ -217,3 +217,35 @@ def load_model(path: str | Path, clf_dropout: float = 0.1) -> ModelBundle:
         raise DGPTError(f"{path}: tensors do not match the architecture (missing {sorted(set(missing) - tied)[:3]}, extra {unexpected[:3]})")
     lm.tie_weights()
     return ModelBundle(model, Tokenizer.from_str(meta["tokenizer"]), labels)
+
+
+def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A model file's tensors and metadata, without building the model."""
+    meta = read_metadata(path)
+    if meta.get("format") != FORMAT:
+        raise DGPTError(f"{path} is not a {FORMAT} file (format: {meta.get('format')!r})")
+    return load_file(str(path)), meta
+
+
+def write_state(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, str], labels: tuple[str, ...]) -> None:
+    """A model file from tensors and a base file's metadata (same architecture and tokenizer)."""
+    meta = {**metadata, "labels": json.dumps(list(labels))}
+    save_file({k: v.contiguous() for k, v in sorted(state.items())}, str(path), metadata=meta)
+
+
+def hidden_size(metadata: dict[str, str]) -> int:
+    config = json.loads(metadata["hf_config"])
+    return config.get("hidden_size") or config["n_embd"]
+
+
+def bundle_from_state(base_path: str | Path, state: dict[str, torch.Tensor], labels: tuple[str, ...]) -> ModelBundle:
+    """The base model file's architecture and tokenizer with other tensors (a head is added if `state` has one)."""
+    bundle = load_model(base_path)
+    if "head.weight" in state and bundle.model.head is None:
+        bundle.model.add_head(state["head.weight"].shape[0], seed=0)
+    missing, unexpected = bundle.model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"lm.lm_head.weight"}:
+        raise DGPTError(f"tensors do not fit {base_path}: missing {missing[:3]}, extra {unexpected[:3]}")
+    bundle.model.lm.tie_weights()
+    bundle.labels = labels
+    return bundle

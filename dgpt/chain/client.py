@@ -24,6 +24,7 @@ from web3 import EthereumTesterProvider, Web3
 from web3.contract.contract import Contract, ContractFunction
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
+from dgpt.crash import crashpoint
 from dgpt.errors import DGPTError
 
 try:  # the embedded chain's revert type; eth-tester is only installed with web3[tester]
@@ -192,6 +193,7 @@ class Chain:
                 self._nonces.pop(account.address, None)  # re-read the nonce from the chain next time
                 raise ChainError(f"sending the transaction failed: {exc}") from None
             self._nonces[account.address] = nonce + 1
+        crashpoint(f"sent:{getattr(call, 'fn_name', 'deploy')}")  # sent, receipt not yet seen
         try:
             receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout)
         except TimeExhausted:
@@ -262,7 +264,9 @@ class Chain:
     def time_travel(self, seconds: int) -> None:
         """Move the chain's clock forward by `seconds` and mine a block (local backends only)."""
         if self.is_embedded:
-            self.w3.provider.ethereum_tester.time_travel(self.now() + seconds)
+            tester = self.w3.provider.ethereum_tester
+            tester.time_travel(self.now() + seconds)
+            tester.mine_blocks(1)  # so the latest block, which `now()` reads, carries the new time
             return
         try:
             self.w3.provider.make_request("evm_increaseTime", [seconds])

@@ -49,6 +49,7 @@ class Store(ABC):
     def get_file(self, cid: str, path: str | Path, max_bytes: int | None = None) -> None:
         """Write the file under `cid` to `path`; nothing is left at `path` if verification fails."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
         try:
             with open(tmp, "wb") as f:

@@ -1,0 +1,191 @@
+"""Merging weight deltas: the strategies as small pure functions, and a streaming merge.
+
+Each strategy takes one tensor from every accepted delta, stacked as [n, ...], and returns the
+merged tensor (Flower's aggregate.py, tensor by tensor). The streaming merge walks the model's
+tensor names once and holds, at any time, the model being built plus one tensor per submission:
+never all submissions at once. Deltas are read lazily from their safetensors files.
+
+Strategies (name: parameters):
+- fedavg: mean weighted by example count (default);
+- median: coordinate-wise median (mean of the two middle values for an even count);
+- trimmed_mean (trim): coordinate-wise mean after dropping the `trim` fraction at each end;
+- clipped_mean (clip): each delta scaled to L2 norm at most `clip`, then weighted by examples;
+- krum (f, m): multi-Krum, the `m` deltas whose summed squared distances to their n - f - 2
+  nearest neighbours are smallest, averaged with example weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+STRATEGIES = ("fedavg", "median", "trimmed_mean", "clipped_mean", "krum")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str = "fedavg"
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.name not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.name!r}; one of {', '.join(STRATEGIES)}")
+
+    def to_json(self) -> dict:
+        return {"name": self.name, **self.params}
+
+
+# --- per-tensor rules ------------------------------------------------------------------------------
+
+
+def weighted_mean(stack: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    w = (weights / weights.sum()).to(stack.dtype).reshape(-1, *([1] * (stack.dim() - 1)))
+    return (stack * w).sum(0)
+
+
+def median(stack: torch.Tensor) -> torch.Tensor:
+    s = stack.sort(0).values
+    n = s.size(0)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def trimmed_mean(stack: torch.Tensor, trim: float) -> torch.Tensor:
+    n = stack.size(0)
+    k = int(trim * n)
+    if 2 * k >= n:
+        raise ValueError(f"trimming {k} of {n} at each end leaves nothing")
+    return stack.sort(0).values[k : n - k].mean(0)
+
+
+def krum_select(sq_dist: torch.Tensor, f: int, m: int) -> list[int]:
+    """Indices of the m deltas multi-Krum keeps, from the n x n matrix of squared distances."""
+    n = sq_dist.size(0)
+    k = max(1, n - f - 2)
+    scores = []
+    for i in range(n):
+        others = torch.cat([sq_dist[i, :i], sq_dist[i, i + 1 :]])
+        scores.append(others.sort().values[:k].sum().item() if len(others) else 0.0)
+    order = sorted(range(n), key=lambda i: (scores[i], i))  # ties broken by index: deterministic
+    return sorted(order[: max(1, min(m, n))])
+
+
+# --- streaming over delta files --------------------------------------------------------------------
+
+
+class DeltaFiles:
+    """Lazy handles on delta files: one tensor at a time, absent tensors read as zeros."""
+
+    def __init__(self, paths: list[Path]):
+        self.handles = [safe_open(str(p), framework="pt") for p in paths]
+        self.names = [set(h.keys()) for h in self.handles]
+
+    def stack(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        return torch.stack([h.get_tensor(name).float() if name in ns else torch.zeros_like(like, dtype=torch.float32)
+                            for h, ns in zip(self.handles, self.names)])
+
+    def all_names(self) -> list[str]:
+        return sorted(set().union(*self.names)) if self.names else []
+
+
+def pairwise_sq_distances(files: DeltaFiles, shapes: dict[str, tuple]) -> torch.Tensor:
+    """||Δi - Δj||² for all pairs, accumulated tensor by tensor (float64 sums)."""
+    n = len(files.handles)
+    d = torch.zeros(n, n, dtype=torch.float64)
+    for name in sorted(shapes):
+        s = files.stack(name, torch.zeros(shapes[name])).reshape(n, -1).double()
+        d += torch.cdist(s, s).pow(2)
+    return d
+
+
+def merge(
+    base: dict[str, torch.Tensor],
+    delta_paths: list[Path],
+    weights: list[float],
+    strategy: Strategy,
+    norms: list[float] | None = None,
+    new_shapes: dict[str, tuple] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """base + merged delta, tensor by tensor. Returns the new state and what the strategy decided
+    (for the report: which deltas Krum kept, clip factors)."""
+    files = DeltaFiles(delta_paths)
+    w = torch.tensor(weights, dtype=torch.float64)
+    shapes = {k: tuple(v.shape) for k, v in base.items()} | (new_shapes or {})
+    decided: dict = {}
+    rows = list(range(len(delta_paths)))
+    scale = torch.ones(len(delta_paths), dtype=torch.float64)
+    if strategy.name == "krum":
+        f = int(strategy.params.get("f", 1))
+        m = int(strategy.params.get("m", max(1, len(rows) - f)))
+        rows = krum_select(pairwise_sq_distances(files, {k: shapes[k] for k in files.all_names()}), f, m)
+        decided["krum_selected"] = rows
+    elif strategy.name == "clipped_mean":
+        clip = float(strategy.params.get("clip", 1.0))
+        scale = torch.tensor([min(1.0, clip / nrm) if nrm > 0 else 1.0 for nrm in (norms or [0.0] * len(rows))], dtype=torch.float64)
+        decided["clip_factors"] = scale.tolist()
+    out = {}
+    in_deltas = set(files.all_names())
+    for name in sorted(set(base) | in_deltas):
+        like = base.get(name)
+        if like is None:
+            like = torch.zeros(shapes[name])
+        if name not in in_deltas:
+            out[name] = like.clone()
+            continue
+        stack = files.stack(name, like)
+        if strategy.name == "fedavg":
+            merged = weighted_mean(stack, w)
+        elif strategy.name == "median":
+            merged = median(stack)
+        elif strategy.name == "trimmed_mean":
+            merged = trimmed_mean(stack, float(strategy.params.get("trim", 0.1)))
+        elif strategy.name == "clipped_mean":
+            merged = weighted_mean(stack * scale.to(stack.dtype).reshape(-1, *([1] * (stack.dim() - 1))), w)
+        else:  # krum
+            merged = weighted_mean(stack[rows], w[rows])
+        out[name] = (like.float() + merged).to(like.dtype)
+        del stack
+    return out, decided
+
+
+def naive_fedavg(base: dict[str, torch.Tensor], delta_paths: list[Path], weights: list[float]) -> dict[str, torch.Tensor]:
+    """The baseline the benchmark compares with: load every delta whole, then average."""
+    from safetensors.torch import load_file
+
+    deltas = [load_file(str(p)) for p in delta_paths]
+    total = sum(weights)
+    out = {}
+    for name, t in base.items():
+        acc = torch.zeros_like(t, dtype=torch.float32)
+        for d, wt in zip(deltas, weights):
+            if name in d:
+                acc += d[name].float() * (wt / total)
+        out[name] = (t.float() + acc).to(t.dtype)
+    return out
+
+
+def build_model(
+    base_path: Path,
+    delta_paths: list[Path],
+    weights: list[float],
+    strategy: Strategy,
+    norms: list[float],
+    labels: tuple[str, ...],
+    out_path: Path,
+) -> dict:
+    """Write base + merged deltas as a model file; the same inputs give the same bytes (and CID).
+    Shared by the aggregator and `dgpt audit`."""
+    from dgpt.model import hidden_size, read_state, write_state
+
+    base, meta = read_state(base_path)
+    new_shapes = {"head.weight": (len(labels), hidden_size(meta))} if labels and "head.weight" not in base else {}
+    if delta_paths:
+        state, decided = merge(base, delta_paths, weights, strategy, norms, new_shapes)
+    else:
+        state, decided = base, {}
+    model_labels = labels if "head.weight" in state else tuple(json.loads(meta.get("labels", "[]")))
+    write_state(out_path, state, meta, model_labels)
+    return decided

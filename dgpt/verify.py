@@ -1,0 +1,78 @@
+"""Checks on a revealed delta before it may be merged; each failure names its evidence.
+
+Order: size under the cap; a safetensors header that parses, of our delta format; every tensor
+named like one of the model's, with its shape and float32 (or the new head, in the first
+fine-tuning round), nothing extra; all values finite; L2 norm within the task's bound. Only the
+header is read before the structure is accepted; tensors are then read one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from dgpt.delta import FORMAT
+
+# Reasons, as the report records them; those with a slash reason code are slashed.
+MALFORMED, NON_FINITE, NORM_OUT_OF_BOUND = "malformed", "non_finite", "norm_out_of_bound"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str | None = None  # MALFORMED, NON_FINITE, NORM_OUT_OF_BOUND
+    detail: str = ""
+    norm: float | None = None
+
+
+def _header(path: Path) -> dict:
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise ValueError("shorter than a safetensors header")
+        (n,) = struct.unpack("<Q", raw)
+        if n > 100 << 20:
+            raise ValueError(f"header of {n} bytes")
+        return json.loads(f.read(n))
+
+
+def check_delta(path: Path, expected: dict[str, tuple[int, ...]], max_bytes: int, max_norm: float) -> Verdict:
+    """`expected`: name -> shape of every tensor a delta may hold for this round."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        return Verdict(False, MALFORMED, f"{size} bytes, over the cap of {max_bytes}")
+    try:
+        header = _header(path)
+    except (ValueError, UnicodeDecodeError, struct.error) as exc:
+        return Verdict(False, MALFORMED, f"not a safetensors file: {exc}")
+    meta = header.pop("__metadata__", {}) or {}
+    if meta.get("format") != FORMAT:
+        return Verdict(False, MALFORMED, f"metadata format {meta.get('format')!r}, expected {FORMAT}")
+    extra = sorted(set(header) - set(expected))
+    if extra:
+        return Verdict(False, MALFORMED, f"tensors the model does not have: {extra[:3]}")
+    for name, info in header.items():
+        if not isinstance(info, dict) or info.get("dtype") != "F32":
+            return Verdict(False, MALFORMED, f"{name}: dtype {info.get('dtype') if isinstance(info, dict) else info}, expected F32")
+        if tuple(info.get("shape", ())) != tuple(expected[name]):
+            return Verdict(False, MALFORMED, f"{name}: shape {info.get('shape')}, expected {list(expected[name])}")
+    sq = 0.0
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for name in sorted(header):
+                t = f.get_tensor(name)
+                if not torch.isfinite(t).all():
+                    return Verdict(False, NON_FINITE, f"{name} holds NaN or infinity")
+                sq += float(t.double().pow(2).sum())
+    except Exception as exc:  # truncated or inconsistent offsets
+        return Verdict(False, MALFORMED, f"unreadable tensor data: {exc}")
+    norm = math.sqrt(sq)
+    if norm > max_norm:
+        return Verdict(False, NORM_OUT_OF_BOUND, f"L2 norm {norm:.4g} over the bound {max_norm:.4g}", norm)
+    return Verdict(True, norm=norm)

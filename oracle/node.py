@@ -1,0 +1,133 @@
+"""The oracle operator's daemon: follows the rounds and submits a delta trained on its own data.
+
+For each open round: fetch the base model and the task spec by CID (verified), fine-tune on the
+oracle's data with the worker, put the delta in the store, commit; after the commit deadline,
+reveal; after the round is published, claim the reward. `tick()` does at most one step; `run()`
+repeats it. The journal records the salt and delta CID before the commit is sent, and every chain
+write is preceded by a look at the chain, so a restart never commits twice, reveals with the salt
+it committed, and never misses a reveal it could still make.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_account.signers.local import LocalAccount
+
+from dgpt.chain.protocol import Protocol, Status
+from dgpt.commitments import RewardsTree, commit_hash
+from dgpt.crash import crashpoint
+from dgpt.data import Example
+from dgpt.delta import compute_delta, save_delta
+from dgpt.journal import Journal
+from dgpt.model import load_model, state_dict
+from dgpt.store import Store
+from dgpt.task import TaskSpec
+from dgpt.train import TrainOptions, train
+
+
+@dataclass
+class OracleConfig:
+    home: Path
+    examples: list[Example]  # the oracle's own labelled data, as committed on chain
+    device: str = "cpu"
+
+
+class OracleNode:
+    def __init__(self, protocol: Protocol, store: Store, account: LocalAccount, cfg: OracleConfig, log=print):
+        self.protocol, self.store, self.account, self.cfg, self.log = protocol, store, account, cfg, log
+        self.journal = Journal(cfg.home / f"oracle-{account.address}.json")
+        self.cache = cfg.home / "cache"
+        self.cache.mkdir(parents=True, exist_ok=True)
+
+    def tick(self) -> str:
+        claimed = self.claim_rewards()
+        if claimed:
+            return claimed
+        p = self.protocol
+        rid = p.current_round()
+        if rid == 0:
+            return "waiting for a round"
+        info, j = p.round(rid), self.journal.round(rid)
+        if info.published:
+            return f"round {rid}: published"
+        now = p.chain.now()
+        me = self.account.address
+        if now <= info.commit_deadline:
+            if "delta_cid" not in j:
+                return self.train(rid, info)
+            if not j.get("committed"):
+                if not p.submission(rid, me).committed:  # look first: a commit sent before a crash may have landed
+                    p.commit(self.account, rid, bytes.fromhex(j["commit_hash"]))
+                self.journal.record(rid, committed=True)
+                self.log(f"round {rid}: committed to {j['delta_cid']}")
+                return f"round {rid}: committed"
+            return f"round {rid}: waiting for the reveal window"
+        if now <= info.reveal_deadline and j.get("committed") and not j.get("revealed"):
+            if p.submission(rid, me).status == Status.COMMITTED:
+                p.reveal(self.account, rid, j["delta_cid"], bytes.fromhex(j["salt"]), j["num_examples"])
+            self.journal.record(rid, revealed=True)
+            self.log(f"round {rid}: revealed {j['delta_cid']}")
+            return f"round {rid}: revealed"
+        return f"round {rid}: waiting for the aggregator"
+
+    def train(self, rid: int, info) -> str:
+        task = TaskSpec.from_bytes(self.store.get_bytes(info.task_spec_cid, max_bytes=1 << 20))
+        base_path = self.cache / f"{info.base_model_cid}.safetensors"
+        if not base_path.exists():
+            self.store.get_file(info.base_model_cid, base_path)  # verified against the CID
+        bundle = load_model(base_path)
+        base = {k: v.clone() for k, v in state_dict(bundle.model).items()}
+        examples = self.cfg.examples if task.phase == "finetune" else [Example(e.text) for e in self.cfg.examples]
+        self.log(f"round {rid}: training ({task.phase}) on {len(examples)} examples")
+        train(bundle, task, examples, TrainOptions(device=self.cfg.device, log_every=10**9), log=self.log)
+        crashpoint("oracle:trained")
+        delta_path = self.cache / f"delta-round-{rid}.safetensors"
+        save_delta(delta_path, compute_delta(base, state_dict(bundle.model)), num_examples=len(examples),
+                   base_model_cid=info.base_model_cid, task_spec_cid=info.task_spec_cid, labels=bundle.labels)
+        delta_cid = self.store.put_file(delta_path)
+        self.store.pin(delta_cid)
+        crashpoint("oracle:stored")
+        salt = secrets.token_bytes(32)
+        h = commit_hash(rid, self.account.address, delta_cid, salt, len(examples))
+        # Salt and CID are journaled before the commit is sent: a restart reveals with them.
+        self.journal.record(rid, delta_cid=delta_cid, salt=salt.hex(), num_examples=len(examples), commit_hash=h.hex())
+        return f"round {rid}: delta {delta_cid} ready"
+
+    def claim_rewards(self) -> str | None:
+        """Claim the reward of every published round this oracle revealed in and has not claimed."""
+        for key, j in sorted(self.journal.data.get("rounds", {}).items(), key=lambda kv: int(kv[0])):
+            rid = int(key)
+            if not j.get("revealed") or j.get("claimed"):
+                continue
+            info = self.protocol.round(rid)
+            if not info.published:
+                continue
+            report = json.loads(self.store.get_bytes(info.report_cid, max_bytes=64 << 20))
+            tree = RewardsTree(tuple(r["account"] for r in report["rewards"]), tuple(int(r["amount"]) for r in report["rewards"]))
+            i = tree.index_of(self.account.address)
+            if tree.root != info.rewards_root:
+                self.log(f"round {rid}: the report's rewards do not match the published root; not claiming")
+                self.journal.record(rid, claimed=True, reward="0")
+                continue
+            amount = tree.amounts[i] if i is not None else 0
+            if amount and not self.protocol.is_claimed(rid, i):
+                self.protocol.claim(self.account, rid, i, amount, tree.proof(i))
+            self.journal.record(rid, claimed=True, reward=str(amount))
+            self.log(f"round {rid}: claimed {amount / 10**18:g} DGPT")
+            return f"round {rid}: claimed"
+        return None
+
+    def run(self, poll: float = 2.0, rounds: int | None = None) -> None:
+        """Follow rounds until `rounds` have been claimed (forever when None)."""
+        while True:
+            state = self.tick()
+            done = sum(1 for j in self.journal.data.get("rounds", {}).values() if j.get("claimed"))
+            if rounds is not None and done >= rounds:
+                return
+            if "waiting" in state or "published" in state:
+                time.sleep(poll)
