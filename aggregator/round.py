@@ -146,6 +146,8 @@ def aggregate_round(
         new_path,
     )
     new_state, _ = read_state(new_path)
+    if labels and "head.weight" not in new_state:  # nothing merged into a head-less base
+        new_state["head.weight"] = base_for_eval["head.weight"]
     after = _metrics(base_path, new_state, labels, task, validation, policy.device)
 
     merged = [a for i, a in enumerate(accepted) if i in decided.get("krum_selected", range(len(accepted)))]

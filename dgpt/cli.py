@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from dgpt import __version__
-from dgpt.config import Settings, load_settings
+from dgpt.context import account, add_common, add_key, chain_of, protocol_of, settings, store_of
 from dgpt.errors import DGPTError
 
 
@@ -87,8 +87,56 @@ def cmd_worker_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config, rpc_url=args.rpc_url, ipfs_api=args.ipfs_api, home=args.home)
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from dgpt.chain.protocol import TOKEN, ProtocolParams, deploy
+
+    cfg = settings(args)
+    admin = account(args)
+    params = ProtocolParams(min_stake=int(args.min_stake * TOKEN), unbonding_period=args.unbonding_period)
+    protocol = deploy(chain_of(cfg), admin, args.aggregator or admin.address, params)
+    cfg.deployment_file.parent.mkdir(parents=True, exist_ok=True)
+    cfg.deployment_file.write_text(json.dumps(protocol.deployment.to_json()))
+    print(json.dumps(protocol.deployment.to_json()) if args.json else f"deployed: token {protocol.deployment.token}, protocol {protocol.deployment.protocol} -> {cfg.deployment_file}")
+    return 0
+
+
+def cmd_mint(args: argparse.Namespace) -> int:
+    from dgpt.chain.protocol import TOKEN
+
+    cfg = settings(args)
+    protocol_of(cfg).mint(account(args), args.to, int(args.amount * TOKEN))
+    print(f"minted {args.amount:g} DGPT to {args.to}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from dgpt.status import status
+
+    cfg = settings(args)
+    print(status(protocol_of(cfg), as_json=args.json))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from dgpt.audit import audit_round
+
+    cfg = settings(args)
+    result = audit_round(protocol_of(cfg), store_of(cfg), args.round)
+    if args.json:
+        print(json.dumps({"round": result.round_id, "ok": result.ok, "published": result.published_model_cid,
+                          "recomputed": result.recomputed_model_cid, "problems": result.problems}))
+    else:
+        print(f"round {result.round_id}: {'OK' if result.ok else 'MISMATCH'}: published {result.published_model_cid}, recomputed {result.recomputed_model_cid}")
+        for p in result.problems:
+            print(f"  - {p}")
+    return 0 if result.ok else 3
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    from dgpt.keys import new_keystore, read_password
+
+    print(new_keystore(args.out, read_password(args.password_file, confirm=True)))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,10 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Connection settings every command shares; they override $DGPT_* and the config file.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="TOML config file (default: $DGPT_CONFIG, else ./dgpt.toml if present)")
-    common.add_argument("--rpc-url", help="JSON-RPC chain (Anvil, Hardhat, a network); default: the embedded chain")
-    common.add_argument("--ipfs-api", help="IPFS daemon's RPC API, e.g. http://127.0.0.1:5001; default: the embedded store")
-    common.add_argument("--home", help="folder for the embedded store and local state (default .dgpt)")
+    add_common(common)
+    keyed = argparse.ArgumentParser(add_help=False)
+    add_key(keyed)
 
     demo = sub.add_parser("demo", parents=[common], help="deploy the protocol and run a training round on embedded defaults")
     demo.add_argument("--oracles", type=int, default=4, help="number of oracles (default 4)")
@@ -120,6 +167,39 @@ def build_parser() -> argparse.ArgumentParser:
     cid.add_argument("file", metavar="FILE")
     cid.add_argument("--cid-version", type=int, choices=(0, 1), default=1, help="0 or 1 (default 1, raw leaves)")
     cid.set_defaults(func=cmd_cid)
+
+    dep = sub.add_parser("deploy", parents=[common, keyed], help="deploy the token and the protocol; write the deployment file")
+    dep.add_argument("--aggregator", help="address given AGGREGATOR_ROLE (default: the deployer)")
+    dep.add_argument("--min-stake", type=float, default=100, help="minimum stake in DGPT (default 100)")
+    dep.add_argument("--unbonding-period", type=int, default=7 * 24 * 3600, help="seconds (default one week)")
+    dep.add_argument("--json", action="store_true")
+    dep.set_defaults(func=cmd_deploy)
+
+    mint = sub.add_parser("mint", parents=[common, keyed], help="mint DGPT (token admin only): genesis allocations")
+    mint.add_argument("to")
+    mint.add_argument("amount", type=float, help="in DGPT")
+    mint.set_defaults(func=cmd_mint)
+
+    st = sub.add_parser("status", parents=[common], help="rounds, oracles, stakes, submissions and rewards, as a table")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    audit = sub.add_parser("audit", parents=[common], help="recompute a published round from its report and the chain")
+    audit.add_argument("round", type=int)
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(func=cmd_audit)
+
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="action", required=True, metavar="ACTION")
+    kn = keys.add_parser("new", help="create an encrypted keystore file; prints its address")
+    kn.add_argument("--out", required=True)
+    kn.add_argument("--password-file")
+    kn.set_defaults(func=cmd_keys_new)
+
+    from aggregator.cli import add_commands as add_aggregator
+    from oracle.cli import add_commands as add_oracle
+
+    add_oracle(sub, common, keyed)
+    add_aggregator(sub, common, keyed)
 
     dataset = sub.add_parser("dataset", help="dataset commitments").add_subparsers(dest="action", required=True, metavar="ACTION")
     commit = dataset.add_parser("commit", parents=[common], help="Merkle root, count and manifest CID of a labelled data set (the manifest goes to the store)")

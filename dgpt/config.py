@@ -6,6 +6,7 @@ directory if present. Keys, with their environment variables:
     rpc_url  = "http://127.0.0.1:8545"   # DGPT_RPC_URL   (unset: the embedded chain)
     ipfs_api = "http://127.0.0.1:5001"   # DGPT_IPFS_API  (unset: the embedded store)
     home     = ".dgpt"                   # DGPT_HOME      (embedded store, journals, keys)
+    deployment = ".dgpt/deployment.json" # DGPT_DEPLOYMENT (where `dgpt deploy` wrote the addresses)
 """
 
 from __future__ import annotations
@@ -23,10 +24,15 @@ class Settings:
     rpc_url: str | None = None
     ipfs_api: str | None = None
     home: str = ".dgpt"
+    deployment: str | None = None
 
     @property
     def store_dir(self) -> Path:
         return Path(self.home) / "store"
+
+    @property
+    def deployment_file(self) -> Path:
+        return Path(self.deployment) if self.deployment else Path(self.home) / "deployment.json"
 
 
 def load_settings(config: str | None = None, **flags: str | None) -> Settings:

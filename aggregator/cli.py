@@ -1,0 +1,67 @@
+"""`dgpt aggregator run`: the aggregator operator's daemon."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dgpt.chain.protocol import TOKEN
+from dgpt.context import account, protocol_of, settings, store_of
+from dgpt.errors import DGPTError
+
+
+def load_plan(path: str):
+    from dgpt.task import TaskSpec
+
+    try:
+        items = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise DGPTError(f"cannot read the plan {path}: {exc}") from None
+    if not isinstance(items, list) or not items:
+        raise DGPTError(f"{path}: the plan is a JSON list of task specs, one per round")
+    return [TaskSpec.from_bytes(json.dumps({"format": "dgpt-task/1", **item}).encode()) for item in items]
+
+
+def cmd_run(args) -> int:
+    from aggregator.node import AggregatorConfig, AggregatorNode
+    from aggregator.round import RoundPolicy
+    from dgpt.aggregate import Strategy
+    from dgpt.data import load_examples
+
+    cfg = settings(args)
+    plan = load_plan(args.plan)
+    labels = next((t.labels for t in plan if t.labels), ())
+    validation = load_examples(args.validation, labels or None)
+    params = {}
+    for kv in args.strategy_param or []:
+        k, _, v = kv.partition("=")
+        params[k] = float(v)
+    policy = RoundPolicy(Strategy(args.strategy, params), harm_tolerance=args.harm_tolerance, slash_amount=int(args.slash * TOKEN))
+    me = account(args)
+    node = AggregatorNode(
+        protocol_of(cfg), store_of(cfg), me,
+        AggregatorConfig(Path(cfg.home) / "aggregator" / me.address, Path(args.genesis), plan, validation, policy,
+                         int(args.reward_budget * TOKEN), args.commit_duration, args.reveal_duration),
+        log=lambda *a: print(*a, flush=True),
+    )
+    node.run(poll=args.poll)
+    return 0
+
+
+def add_commands(sub, common: argparse.ArgumentParser, keyed: argparse.ArgumentParser) -> None:
+    agg = sub.add_parser("aggregator", help="the aggregator bot: open rounds, verify, merge, publish, slash")
+    cmds = agg.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = cmds.add_parser("run", parents=[common, keyed], help="the daemon: run the plan's rounds to the end")
+    p.add_argument("--genesis", required=True, help="model file of the first round's base model")
+    p.add_argument("--plan", required=True, help="JSON list of task specs, one per round")
+    p.add_argument("--validation", required=True, help="the aggregator's own labelled validation set (JSONL or CSV)")
+    p.add_argument("--strategy", default="fedavg", choices=("fedavg", "median", "trimmed_mean", "clipped_mean", "krum"))
+    p.add_argument("--strategy-param", action="append", metavar="K=V", help="e.g. trim=0.1, clip=5, f=1, m=2")
+    p.add_argument("--harm-tolerance", type=float, default=0.0, help="reject deltas that raise the validation loss by more")
+    p.add_argument("--slash", type=float, default=50, help="DGPT slashed for a malformed, non-finite or oversized delta")
+    p.add_argument("--reward-budget", type=float, default=100, help="DGPT per round")
+    p.add_argument("--commit-duration", type=int, default=600)
+    p.add_argument("--reveal-duration", type=int, default=600)
+    p.add_argument("--poll", type=float, default=2.0)
+    p.set_defaults(func=cmd_run)

@@ -1,0 +1,43 @@
+"""`dgpt status`: rounds, oracles, stakes, submissions and rewards, read from the chain."""
+
+from __future__ import annotations
+
+import json
+
+from dgpt.chain.protocol import TOKEN, Protocol
+
+
+def _tokens(wei: int) -> str:
+    return f"{wei / TOKEN:,.2f}"
+
+
+def status(protocol: Protocol, as_json: bool = False) -> str:
+    oracles = sorted({e["args"]["oracle"] for e in protocol.events("OracleRegistered")})
+    rounds = []
+    for rid in range(1, protocol.current_round() + 1):
+        r = protocol.round(rid)
+        subs = {o: protocol.submission(rid, o) for o in oracles}
+        rounds.append({
+            "round": rid, "published": r.published, "commit_deadline": r.commit_deadline, "reveal_deadline": r.reveal_deadline,
+            "base_model": r.base_model_cid, "new_model": r.new_model_cid, "report": r.report_cid,
+            "rewards_total": str(r.rewards_total), "rewards_claimed": str(r.rewards_claimed),
+            "submissions": {o: (s.status.name.lower() if s.committed else None) for o, s in subs.items()},
+        })
+    infos = [protocol.oracle(o) for o in oracles]
+    data = {
+        "protocol": protocol.deployment.protocol, "latest_model": protocol.latest_model(), "rounds": rounds,
+        "oracles": [{"address": i.address, "stake": str(i.stake), "unbonding": str(i.unbonding), "examples": i.num_examples,
+                     "dataset": i.manifest_cid, "balance": str(protocol.balance_of(i.address))} for i in infos],
+    }
+    if as_json:
+        return json.dumps(data)
+    lines = [f"protocol {data['protocol']}   latest model {data['latest_model']}", "", "oracle                                       stake    unbonding  examples    balance"]
+    for o in data["oracles"]:
+        lines.append(f"{o['address']}  {_tokens(int(o['stake'])):>9}  {_tokens(int(o['unbonding'])):>9}  {o['examples']:>8}  {_tokens(int(o['balance'])):>9}")
+    lines += ["", "round  published  rewards   model / submissions"]
+    for r in rounds:
+        lines.append(f"{r['round']:>5}  {'yes' if r['published'] else 'no':>9}  {_tokens(int(r['rewards_total'])):>7}   {r['new_model'] or '-'}")
+        for o, s in r["submissions"].items():
+            if s:
+                lines.append(f"{'':>28}{o} {s}")
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""`dgpt oracle ...`: the oracle operator's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from dgpt.chain.protocol import TOKEN
+from dgpt.context import account, protocol_of, settings, store_of
+
+
+def _data(args):
+    from dgpt.data import load_examples
+
+    labels = tuple(args.labels.split(","))
+    return load_examples(args.data, labels), labels
+
+
+def _commitment(store, examples, labels):
+    from dgpt.dataset import manifest, merkle_root
+
+    return store.put_bytes(manifest(examples, labels)), merkle_root(examples), len(examples)
+
+
+def cmd_register(args) -> int:
+    cfg = settings(args)
+    protocol, store = protocol_of(cfg), store_of(cfg)
+    examples, labels = _data(args)
+    cid, root, n = _commitment(store, examples, labels)
+    protocol.register(account(args), int(args.stake * TOKEN), cid, root, n)
+    print(f"registered with {args.stake:g} DGPT; dataset {cid} ({n} examples, root 0x{root.hex()})")
+    return 0
+
+
+def cmd_commit_dataset(args) -> int:
+    cfg = settings(args)
+    protocol, store = protocol_of(cfg), store_of(cfg)
+    examples, labels = _data(args)
+    cid, root, n = _commitment(store, examples, labels)
+    protocol.update_commitment(account(args), cid, root, n)
+    print(f"dataset commitment updated: {cid} ({n} examples)")
+    return 0
+
+
+def cmd_stake(args) -> int:
+    cfg = settings(args)
+    protocol, me = protocol_of(cfg), account(args)
+    amount = int(args.amount * TOKEN)
+    if args.action == "add-stake":
+        protocol.add_stake(me, amount)
+    else:
+        protocol.request_unbond(me, amount)
+    print(f"{args.action}: {args.amount:g} DGPT")
+    return 0
+
+
+def cmd_withdraw(args) -> int:
+    cfg = settings(args)
+    protocol_of(cfg).withdraw(account(args))
+    print("withdrawn")
+    return 0
+
+
+def _node(args, examples=()):
+    from pathlib import Path
+
+    from oracle.node import OracleConfig, OracleNode
+
+    cfg = settings(args)
+    me = account(args)
+    home = Path(cfg.home) / "oracle" / me.address
+    return OracleNode(protocol_of(cfg), store_of(cfg), me, OracleConfig(home, list(examples), getattr(args, "device", None) or "cpu"), log=lambda *a: print(*a, flush=True))
+
+
+def cmd_claim(args) -> int:
+    node = _node(args)
+    while (state := node.claim_rewards()) is not None:
+        print(state)
+    return 0
+
+
+def cmd_status(args) -> int:
+    cfg = settings(args)
+    protocol = protocol_of(cfg)
+    me = account(args).address
+    info = protocol.oracle(me)
+    out = {"address": me, "registered": info.registered, "stake": str(info.stake), "unbonding": str(info.unbonding),
+           "unbonding_ready_at": info.unbonding_ready_at, "dataset": info.manifest_cid, "examples": info.num_examples,
+           "balance": str(protocol.balance_of(me)), "last_commit_round": info.last_commit_round}
+    print(json.dumps(out) if args.json else "\n".join(f"{k:>20}: {v}" for k, v in out.items()))
+    return 0
+
+
+def cmd_run(args) -> int:
+    examples, _ = _data(args)
+    node = _node(args, examples)
+    node.run(poll=args.poll, rounds=args.rounds)
+    return 0
+
+
+def add_commands(sub, common: argparse.ArgumentParser, keyed: argparse.ArgumentParser) -> None:
+    oracle = sub.add_parser("oracle", help="the oracle operator: stake, commit a data set, submit deltas, claim rewards")
+    cmds = oracle.add_subparsers(dest="action", required=True, metavar="ACTION")
+    parents = [common, keyed]
+
+    def data_args(p):
+        p.add_argument("--data", required=True, help="the oracle's labelled data: JSONL or CSV with text and label")
+        p.add_argument("--labels", required=True, help="comma-separated label names, as the task spec gives them")
+
+    p = cmds.add_parser("register", parents=parents, help="stake and register with the data set's commitment")
+    data_args(p)
+    p.add_argument("--stake", type=float, required=True, help="DGPT to stake")
+    p.set_defaults(func=cmd_register)
+    p = cmds.add_parser("commit-dataset", parents=parents, help="replace the dataset commitment (between rounds)")
+    data_args(p)
+    p.set_defaults(func=cmd_commit_dataset)
+    for name, text in (("add-stake", "add DGPT to the stake"), ("unstake", "start unbonding DGPT (withdraw after the unbonding period)")):
+        p = cmds.add_parser(name, parents=parents, help=text)
+        p.add_argument("amount", type=float)
+        p.set_defaults(func=cmd_stake)
+    cmds.add_parser("withdraw", parents=parents, help="withdraw what has finished unbonding").set_defaults(func=cmd_withdraw)
+    cmds.add_parser("claim", parents=parents, help="claim the rewards of published rounds").set_defaults(func=cmd_claim)
+    p = cmds.add_parser("status", parents=parents, help="this oracle's stake, commitment and balance")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    p = cmds.add_parser("run", parents=parents, help="the daemon: follow rounds, train, commit, reveal, claim")
+    data_args(p)
+    p.add_argument("--device", help="cpu or cuda (default cpu)")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between looks at the chain")
+    p.add_argument("--rounds", type=int, help="stop after claiming this many rounds (default: run forever)")
+    p.set_defaults(func=cmd_run)
