@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from dgpt import tensorfile
 
 from dgpt.errors import DGPTError
 
@@ -51,7 +51,7 @@ def save_delta(
         "dtype": "float32",
         "labels": json.dumps(list(labels)),
     }
-    save_file({k: v.contiguous() for k, v in delta.items()}, str(path), metadata=metadata)
+    tensorfile.save(path, delta, metadata)
 
 
 def load_delta(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -125,26 +125,32 @@ def run_demo(settings: Settings = Settings(), plan: DemoPlan = DemoPlan(), log=p
     log(f"deployed token {protocol.deployment.token} and protocol {protocol.deployment.protocol} on {chain.name}; store {store!r}")
 
     data = demo_data(plan)
-    genesis = home / "genesis.safetensors"
-    home.mkdir(parents=True, exist_ok=True)
-    save_model(genesis, tiny_gpt2(seed=0))
+    agg, oracles = setup_network(protocol, store, admin, agg_account, oracle_accounts, data, plan, home, log)
     stake = protocol.min_stake()
-    oracles = []
-    for account, examples in zip(oracle_accounts, data.shards):
-        register_oracle(protocol, store, admin, account, examples, stake)
-        oracles.append(OracleNode(protocol, store, account, OracleConfig(home / "oracles" / account.address, examples), log=lambda *a: None))
-        log(f"oracle {account.address}: staked {stake // TOKEN} DGPT on {len(examples)} examples")
-    agg = AggregatorNode(
-        protocol, store, agg_account,
-        AggregatorConfig(home / "aggregator", genesis, plan.tasks(), data.validation),
-        log=lambda *a: None,
-    )
     result = DemoResult(chain=chain.name, store=repr(store))
     drive(chain, protocol, agg, oracles, lambda rid: _after_publish(protocol, store, rid, data.test, home, result, log))
     for o in oracles:
         result.rewards[o.account.address] = str(protocol.balance_of(o.account.address) - stake)
     log(f"demo finished in {time.monotonic() - t0:.0f} s")
     return result
+
+
+def setup_network(protocol, store, admin, agg_account, oracle_accounts, data: DemoData, plan: DemoPlan, home: Path, log=print):
+    """Register the oracles with their shards and build every role's node (in this process)."""
+    home.mkdir(parents=True, exist_ok=True)
+    genesis = home / "genesis.safetensors"
+    save_model(genesis, tiny_gpt2(seed=0))
+    stake = protocol.min_stake()
+    oracles = []
+    for account, examples in zip(oracle_accounts, data.shards):
+        if not protocol.oracle(account.address).registered:
+            register_oracle(protocol, store, admin, account, examples, stake)
+            log(f"oracle {account.address}: staked {stake // TOKEN} DGPT on {len(examples)} examples")
+        oracles.append(OracleNode(protocol, store, account, OracleConfig(home / "oracles" / account.address, examples), log=lambda *a: None))
+    agg = AggregatorNode(
+        protocol, store, agg_account, AggregatorConfig(home / "aggregator", genesis, plan.tasks(), data.validation), log=lambda *a: None
+    )
+    return agg, oracles
 
 
 def _after_publish(protocol, store, rid, test, home, result, log) -> None:

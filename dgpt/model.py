@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, PreTrainedModel
 
+from dgpt import tensorfile
 from dgpt.errors import DGPTError
 
 START, EXTRACT, PAD = "<|start|>", "<|extract|>", "<|pad|>"
@@ -187,7 +188,7 @@ def save_model(path: str | Path, bundle: ModelBundle) -> None:
         "tokenizer": bundle.tokenizer.to_str(),
         "labels": json.dumps(list(bundle.labels)),
     }
-    save_file({k: v.cpu() for k, v in state_dict(bundle.model).items()}, str(path), metadata=metadata)
+    tensorfile.save(path, {k: v.cpu() for k, v in state_dict(bundle.model).items()}, metadata)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -230,7 +231,7 @@ def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 def write_state(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, str], labels: tuple[str, ...]) -> None:
     """A model file from tensors and a base file's metadata (same architecture and tokenizer)."""
     meta = {**metadata, "labels": json.dumps(list(labels))}
-    save_file({k: v.contiguous() for k, v in sorted(state.items())}, str(path), metadata=meta)
+    tensorfile.save(path, state, meta)
 
 
 def hidden_size(metadata: dict[str, str]) -> int:

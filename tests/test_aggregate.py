@@ -1,0 +1,105 @@
+"""Aggregation maths and delta checks, without a chain."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from dgpt.aggregate import Strategy, krum_select, median, merge, naive_fedavg, pairwise_sq_distances, DeltaFiles, trimmed_mean, weighted_mean
+from dgpt.delta import FORMAT
+from dgpt.verify import MALFORMED, NON_FINITE, NORM_OUT_OF_BOUND, check_delta
+
+META = {"format": FORMAT, "num_examples": "1"}
+BASE = {"a": torch.zeros(3, 2), "b": torch.ones(4)}
+
+
+def write(tmp_path, name, tensors, meta=META):
+    p = tmp_path / f"{name}.safetensors"
+    save_file(tensors, str(p), metadata=meta)
+    return p
+
+
+def deltas(tmp_path, values):
+    return [write(tmp_path, f"d{i}", {"a": torch.full((3, 2), v), "b": torch.full((4,), -v)}) for i, v in enumerate(values)]
+
+
+def test_per_tensor_rules():
+    s = torch.tensor([[1.0], [2.0], [10.0], [3.0]])
+    assert weighted_mean(s, torch.tensor([1.0, 1.0, 0.0, 2.0])).item() == pytest.approx((1 + 2 + 6) / 4)
+    assert median(s).item() == 2.5 and median(s[:3]).item() == 2.0
+    assert trimmed_mean(s, 0.25).item() == 2.5
+    with pytest.raises(ValueError):
+        trimmed_mean(s, 0.5)
+
+
+def test_streaming_fedavg_equals_loading_everything(tmp_path):
+    paths = deltas(tmp_path, [1.0, 2.0, 4.0])
+    w = [1.0, 1.0, 2.0]
+    streamed, _ = merge(BASE, paths, w, Strategy("fedavg"))
+    naive = naive_fedavg(BASE, paths, w)
+    for k in BASE:
+        assert torch.allclose(streamed[k], naive[k])
+    assert torch.allclose(streamed["a"], torch.full((3, 2), 11 / 4))
+
+
+def test_robust_strategies_resist_one_outlier(tmp_path):
+    paths = deltas(tmp_path, [1.0, 1.1, 0.9, 1000.0])
+    w = [1.0] * 4
+    fedavg, _ = merge(BASE, paths, w, Strategy("fedavg"))
+    assert fedavg["a"].max() > 200
+    for strategy in (Strategy("median"), Strategy("trimmed_mean", {"trim": 0.25}), Strategy("krum", {"f": 1, "m": 2})):
+        out, decided = merge(BASE, paths, w, strategy)
+        assert out["a"].abs().max() < 1.2, strategy
+    _, decided = merge(BASE, paths, w, Strategy("krum", {"f": 1, "m": 2}))
+    assert 3 not in decided["krum_selected"]
+    norms = [math.sqrt(6 * v * v + 4 * v * v) for v in (1.0, 1.1, 0.9, 1000.0)]
+    clipped, decided = merge(BASE, paths, w, Strategy("clipped_mean", {"clip": 4.0}), norms)
+    assert decided["clip_factors"][3] == pytest.approx(4.0 / norms[3]) and clipped["a"].max() < 2
+
+
+def test_pairwise_distances_match_direct_computation(tmp_path):
+    paths = deltas(tmp_path, [1.0, 3.0])
+    d = pairwise_sq_distances(DeltaFiles(paths), {k: tuple(v.shape) for k, v in BASE.items()})
+    assert d[0, 1].item() == pytest.approx(10 * 4.0)
+    assert krum_select(torch.tensor([[0, 1, 9], [1, 0, 9], [9, 9, 0]], dtype=torch.float64), f=0, m=2) == [0, 1]
+
+
+def test_new_tensors_merge_from_zero(tmp_path):
+    paths = [write(tmp_path, f"h{i}", {"head.weight": torch.full((2, 2), float(i))}) for i in range(2)]
+    out, _ = merge(BASE, paths, [1.0, 1.0], Strategy("fedavg"), new_shapes={"head.weight": (2, 2)})
+    assert torch.allclose(out["head.weight"], torch.full((2, 2), 0.5)) and torch.equal(out["a"], BASE["a"])
+
+
+EXPECTED = {"a": (3, 2), "b": (4,)}
+
+
+def test_a_good_delta_passes_with_its_norm(tmp_path):
+    v = check_delta(deltas(tmp_path, [1.0])[0], EXPECTED, 10**6, 100.0)
+    assert v.ok and v.norm == pytest.approx(math.sqrt(10))
+
+
+@pytest.mark.parametrize(
+    "tensors,meta,reason,detail",
+    [
+        ({"a": torch.zeros(3, 2), "c": torch.zeros(1)}, META, MALFORMED, "does not have"),
+        ({"a": torch.zeros(2, 3)}, META, MALFORMED, "shape"),
+        ({"a": torch.zeros(3, 2, dtype=torch.float16)}, META, MALFORMED, "dtype"),
+        ({"a": torch.zeros(3, 2)}, {"format": "other"}, MALFORMED, "format"),
+        ({"a": torch.tensor([[float("nan"), 0], [0, 0], [0, 0]])}, META, NON_FINITE, "NaN"),
+        ({"a": torch.full((3, 2), 1e6)}, META, NORM_OUT_OF_BOUND, "norm"),
+    ],
+)
+def test_bad_deltas_are_rejected_with_evidence(tmp_path, tensors, meta, reason, detail):
+    v = check_delta(write(tmp_path, "bad", tensors, meta), EXPECTED, 10**6, 100.0)
+    assert not v.ok and v.reason == reason and detail in v.detail
+
+
+def test_garbage_and_oversized_files_are_malformed(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\xff" * 64)
+    assert check_delta(junk, EXPECTED, 10**6, 1.0).reason == MALFORMED
+    good = deltas(tmp_path, [1.0])[0]
+    assert check_delta(good, EXPECTED, 10, 100.0).reason == MALFORMED
