@@ -17,11 +17,11 @@ Strategies (name: parameters):
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 STRATEGIES = ("fedavg", "median", "trimmed_mean", "clipped_mean", "krum")
 
@@ -76,16 +76,36 @@ def krum_select(sq_dist: torch.Tensor, f: int, m: int) -> list[int]:
 # --- streaming over delta files --------------------------------------------------------------------
 
 
+DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+
+
 class DeltaFiles:
-    """Lazy handles on delta files: one tensor at a time, absent tensors read as zeros."""
+    """Delta files read one tensor at a time with plain reads (no memory map, whose touched pages
+    would stay resident): absent tensors read as zeros."""
 
     def __init__(self, paths: list[Path]):
-        self.handles = [safe_open(str(p), framework="pt") for p in paths]
-        self.names = [set(h.keys()) for h in self.handles]
+        self.files = []
+        for p in paths:
+            with open(p, "rb") as f:
+                (n,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(n))
+            header.pop("__metadata__", None)
+            self.files.append((Path(p), 8 + n, header))
+        self.names = [set(h) for _, _, h in self.files]
+
+    def tensor(self, i: int, name: str) -> torch.Tensor:
+        path, start, header = self.files[i]
+        info = header[name]
+        begin, end = info["data_offsets"]
+        buf = bytearray(end - begin)
+        with open(path, "rb") as f:
+            f.seek(start + begin)
+            f.readinto(buf)
+        return torch.frombuffer(buf, dtype=DTYPES[info["dtype"]]).reshape(info["shape"]).float()
 
     def stack(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        return torch.stack([h.get_tensor(name).float() if name in ns else torch.zeros_like(like, dtype=torch.float32)
-                            for h, ns in zip(self.handles, self.names)])
+        return torch.stack([self.tensor(i, name) if name in ns else torch.zeros_like(like, dtype=torch.float32)
+                            for i, ns in enumerate(self.names)])
 
     def all_names(self) -> list[str]:
         return sorted(set().union(*self.names)) if self.names else []
@@ -93,7 +113,7 @@ class DeltaFiles:
 
 def pairwise_sq_distances(files: DeltaFiles, shapes: dict[str, tuple]) -> torch.Tensor:
     """||Δi - Δj||² for all pairs, accumulated tensor by tensor (float64 sums)."""
-    n = len(files.handles)
+    n = len(files.files)
     d = torch.zeros(n, n, dtype=torch.float64)
     for name in sorted(shapes):
         s = files.stack(name, torch.zeros(shapes[name])).reshape(n, -1).double()
@@ -108,9 +128,11 @@ def merge(
     strategy: Strategy,
     norms: list[float] | None = None,
     new_shapes: dict[str, tuple] | None = None,
+    inplace: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """base + merged delta, tensor by tensor. Returns the new state and what the strategy decided
-    (for the report: which deltas Krum kept, clip factors)."""
+    (for the report: which deltas Krum kept, clip factors). `inplace` adds into `base`'s float32
+    tensors instead of copying them: one model in memory, not two."""
     files = DeltaFiles(delta_paths)
     w = torch.tensor(weights, dtype=torch.float64)
     shapes = {k: tuple(v.shape) for k, v in base.items()} | (new_shapes or {})
@@ -133,7 +155,7 @@ def merge(
         if like is None:
             like = torch.zeros(shapes[name])
         if name not in in_deltas:
-            out[name] = like.clone()
+            out[name] = like if inplace else like.clone()
             continue
         stack = files.stack(name, like)
         if strategy.name == "fedavg":
@@ -146,7 +168,10 @@ def merge(
             merged = weighted_mean(stack * scale.to(stack.dtype).reshape(-1, *([1] * (stack.dim() - 1))), w)
         else:  # krum
             merged = weighted_mean(stack[rows], w[rows])
-        out[name] = (like.float() + merged).to(like.dtype)
+        if inplace and like.dtype == torch.float32:
+            out[name] = like.add_(merged)
+        else:
+            out[name] = (like.float() + merged).to(like.dtype)
         del stack
     return out, decided
 
@@ -183,7 +208,7 @@ def build_model(
     base, meta = read_state(base_path)
     new_shapes = {"head.weight": (len(labels), hidden_size(meta))} if labels and "head.weight" not in base else {}
     if delta_paths:
-        state, decided = merge(base, delta_paths, weights, strategy, norms, new_shapes)
+        state, decided = merge(base, delta_paths, weights, strategy, norms, new_shapes, inplace=True)
     else:
         state, decided = base, {}
     model_labels = labels if "head.weight" in state else tuple(json.loads(meta.get("labels", "[]")))

@@ -25,7 +25,9 @@ from dgpt.store import open_store
 PHASE_TIMEOUT = 900  # seconds a round may wait for its oracles before the demo gives up
 
 
-def run_demo_processes(settings: Settings, plan, log=print):
+def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, str] | None = None):
+    """`crash_at` (tests): {"oracle-0": point, "aggregator": point} starts that process with
+    $DGPT_CRASH_AT, so it dies there like a killed process; the driver restarts it once."""
     from dgpt.demo import DemoResult, demo_data, register_oracle, round_summary, show
 
     t0 = time.monotonic()
@@ -50,7 +52,17 @@ def run_demo_processes(settings: Settings, plan, log=print):
         common += ["--ipfs-api", settings.ipfs_api]
     (home / "logs").mkdir(exist_ok=True)
     procs = []
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    names: dict[int, str] = {}
+    crash_at = dict(crash_at or {})
+
+    def start(cmd, name):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if name in crash_at:
+            env["DGPT_CRASH_AT"] = crash_at[name]
+        p = subprocess.Popen(cmd, stdout=open(home / "logs" / f"{name}.log", "a"), stderr=subprocess.STDOUT, env=env)
+        names[p.pid] = name
+        return p
+
     try:
         for i, (account, examples) in enumerate(zip(oracle_accounts, data.shards)):
             register_oracle(protocol, store, admin, account, examples, stake)
@@ -58,12 +70,12 @@ def run_demo_processes(settings: Settings, plan, log=print):
             write_jsonl(path, examples)
             cmd = [sys.executable, "-m", "dgpt.cli", "oracle", "run", *common, "--dev-key", str(2 + i),
                    "--data", str(path), "--labels", ",".join(RT_LABELS), "--rounds", str(len(plan.tasks())), "--poll", "0.5"]
-            procs.append(subprocess.Popen(cmd, stdout=open(home / "logs" / f"oracle-{i}.log", "w"), stderr=subprocess.STDOUT, env=env))
+            procs.append(start(cmd, f"oracle-{i}"))
             log(f"oracle {account.address} registered; its daemon is process {procs[-1].pid}")
         cmd = [sys.executable, "-m", "dgpt.cli", "aggregator", "run", *common, "--dev-key", "1",
                "--genesis", str(home / "genesis.safetensors"), "--plan", str(home / "plan.json"),
                "--validation", str(home / "validation.jsonl"), "--poll", "0.5"]
-        agg = subprocess.Popen(cmd, stdout=open(home / "logs" / "aggregator.log", "w"), stderr=subprocess.STDOUT, env=env)
+        agg = start(cmd, "aggregator")
         procs.append(agg)
         log(f"aggregator daemon is process {agg.pid}; logs in {home / 'logs'}")
 
@@ -71,9 +83,13 @@ def run_demo_processes(settings: Settings, plan, log=print):
         shown: set[int] = set()
         phase_start = time.monotonic()
         while True:
-            for p in procs:
-                if p.poll() not in (None, 0):
-                    raise DGPTError(f"process {p.args[3:5]} exited with status {p.returncode}; see {home / 'logs'}")
+            for k, p in enumerate(procs):
+                name = names[p.pid]
+                if p.poll() == 137 and crash_at.pop(name, None):
+                    log(f"{name} was killed at its crash point; restarting it")
+                    procs[k] = start(p.args, name)
+                elif p.poll() not in (None, 0):
+                    raise DGPTError(f"{name} exited with status {p.returncode}; see {home / 'logs'}")
             rid = protocol.current_round()
             for done in range(1, rid + 1):
                 if done not in shown and protocol.round(done).published:

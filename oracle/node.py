@@ -84,7 +84,7 @@ class OracleNode:
         base = {k: v.clone() for k, v in state_dict(bundle.model).items()}
         examples = self.cfg.examples if task.phase == "finetune" else [Example(e.text) for e in self.cfg.examples]
         self.log(f"round {rid}: training ({task.phase}) on {len(examples)} examples")
-        train(bundle, task, examples, TrainOptions(device=self.cfg.device, log_every=10**9), log=self.log)
+        self.fit(bundle, task, examples)
         crashpoint("oracle:trained")
         delta_path = self.cache / f"delta-round-{rid}.safetensors"
         save_delta(delta_path, compute_delta(base, state_dict(bundle.model)), num_examples=len(examples),
@@ -97,6 +97,10 @@ class OracleNode:
         # Salt and CID are journaled before the commit is sent: a restart reveals with them.
         self.journal.record(rid, delta_cid=delta_cid, salt=salt.hex(), num_examples=len(examples), commit_hash=h.hex())
         return f"round {rid}: delta {delta_cid} ready"
+
+    def fit(self, bundle, task: TaskSpec, examples: list[Example]) -> None:
+        """The worker's training, in place on `bundle`."""
+        train(bundle, task, examples, TrainOptions(device=self.cfg.device, log_every=10**9), log=self.log)
 
     def claim_rewards(self) -> str | None:
         """Claim the reward of every published round this oracle revealed in and has not claimed."""

@@ -46,3 +46,45 @@ def test_demo_against_an_unreachable_chain_fails_in_one_line(capsys):
     assert dgpt_main(["demo", "--rpc-url", "http://127.0.0.1:9"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("dgpt: error: no JSON-RPC chain answers") and err.count("\n") == 1
+
+
+def test_keystore_round_trip_and_dev_keys_need_the_flag(tmp_path, monkeypatch):
+    from dgpt.keys import load_account, new_keystore
+
+    pw = tmp_path / "pw"
+    pw.write_text("correct horse\n")
+    address = new_keystore(tmp_path / "k.json", "correct horse")
+    assert load_account(str(tmp_path / "k.json"), str(pw)).address == address
+    pw.write_text("wrong")
+    with pytest.raises(DGPTError, match="wrong password"):
+        load_account(str(tmp_path / "k.json"), str(pw))
+    with pytest.raises(DGPTError, match="add --dev"):
+        load_account(dev_key=0)
+    with pytest.raises(DGPTError, match="refusing to overwrite"):
+        new_keystore(tmp_path / "k.json", "x")
+
+
+@pytest.mark.anvil
+def test_operator_commands_on_anvil(tmp_path, anvil_url, capsys):
+    from dgpt.data import as_examples, rotten_tomatoes, write_jsonl
+
+    home = ["--rpc-url", anvil_url, "--home", str(tmp_path)]
+    assert dgpt_main(["deploy", *home, "--dev", "--dev-key", "0", "--json"]) == 0
+    deployment = json.loads(capsys.readouterr().out.strip())
+    assert dgpt_main(["mint", *home, "--dev", "--dev-key", "0", "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC", "500"]) == 0
+    write_jsonl(tmp_path / "d.jsonl", as_examples(rotten_tomatoes()[:20]))
+    oracle = [*home, "--dev", "--dev-key", "2"]
+    assert dgpt_main(["oracle", "register", *oracle, "--data", str(tmp_path / "d.jsonl"), "--labels", "rotten,fresh", "--stake", "150"]) == 0
+    assert dgpt_main(["oracle", "unstake", *oracle, "50"]) == 0
+    capsys.readouterr()
+    assert dgpt_main(["oracle", "status", *oracle, "--json"]) == 0
+    me = json.loads(capsys.readouterr().out)
+    assert (me["stake"], me["unbonding"], me["examples"]) == (str(100 * 10**18), str(50 * 10**18), 20)
+    assert dgpt_main(["status", *home, "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["protocol"] == deployment["protocol"] and len(table["oracles"]) == 1
+    assert dgpt_main(["status", *home]) == 0
+    assert "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC" in capsys.readouterr().out
+    # a revert is one line naming the custom error, and nothing is sent
+    assert dgpt_main(["oracle", "withdraw", *oracle]) == 1
+    assert capsys.readouterr().err.startswith("dgpt: error: reverted with UnbondingNotReady(")
