@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 import dgpt
 from dgpt.aggregate import Strategy, build_model
@@ -88,7 +89,6 @@ def aggregate_round(
         base_for_eval = {**base, "head.weight": torch.zeros(expected["head.weight"])}
     else:
         base_for_eval = base
-    torch.manual_seed(0)
     before = _metrics(base_path, base_for_eval, labels, task, validation, policy.device)
     log(f"round {round_id}: {len(revealed)} revealed, {len(non_revealers)} did not; base validation loss {_loss(before, task):.4f}")
 
@@ -120,8 +120,6 @@ def aggregate_round(
             slashes.append({"oracle": oracle, "reason": verdict.reason, "code": SLASHED_REASONS[verdict.reason], "amount": policy.slash_amount})
             log(f"  {oracle}: rejected, {verdict.reason}: {verdict.detail}")
             continue
-        from safetensors.torch import load_file
-
         alone = _metrics(base_path, apply_delta(base_for_eval, load_file(str(path))), labels, task, validation, policy.device)
         gain = _loss(before, task) - _loss(alone, task)
         entry["alone"] = alone

@@ -20,7 +20,7 @@ from aggregator.node import AggregatorConfig, AggregatorNode
 from dgpt.chain.client import Chain, dev_accounts
 from dgpt.chain.protocol import TOKEN, Protocol, deploy
 from dgpt.config import Settings
-from dgpt.data import RT_LABELS, Example, Review, as_examples, rotten_tomatoes, shards, split_by_movie
+from dgpt.data import RT_LABELS, Example, as_examples, rotten_tomatoes, shards, split_by_movie
 from dgpt.dataset import manifest, merkle_root
 from dgpt.model import load_model, save_model, tiny_gpt2
 from dgpt.store import Store, open_store

@@ -88,7 +88,6 @@ def baseline(model_name: str, ids, labels, device: str, steps: int, warmup: int,
         opt.zero_grad()
 
     s = time_steps(step, steps, warmup, device)
-    del lm, head, opt
     return s
 
 
