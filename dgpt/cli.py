@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", parents=[common], help="deploy the protocol and run a training round on embedded defaults")
     demo.add_argument("--oracles", type=int, default=4, help="number of oracles (default 4)")
     demo.add_argument("--pretrain-rounds", type=int, default=1, help="L1 pre-training rounds (default 1)")
-    demo.add_argument("--finetune-rounds", type=int, default=2, help="L3 fine-tuning rounds (default 2)")
+    demo.add_argument("--finetune-rounds", type=int, default=3, help="L3 fine-tuning rounds (default 3)")
     demo.add_argument("--examples-per-oracle", type=int, help="cap each oracle's shard (default: all of it)")
     demo.add_argument("--test-examples", type=int, default=1000, help="held-out test snippets to report on (default 1000)")
     demo.add_argument("--json", action="store_true", help="print one JSON object as the last line")
