@@ -61,7 +61,7 @@ def reference_tree(chunks: list[bytes], version: int) -> str:
         level.append(leaf.levels[0][0])
     while len(level) > 1:
         level = [builder._parent(level[i : i + unixfs.MAX_LINKS]) for i in range(0, len(level), unixfs.MAX_LINKS)]
-    return level[0].cid.encode()
+    return unixfs.cid_object(level[0].cid).encode()
 
 
 @pytest.mark.parametrize("n_chunks", [1, 2, 3, 4, 8, 9, 10, 27, 28, 30])

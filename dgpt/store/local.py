@@ -7,6 +7,7 @@ place, so a crash never leaves a half-written block under a real CID.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import tempfile
@@ -19,8 +20,12 @@ from dgpt.store.base import Store, parse
 from dgpt.store.unixfs import decode_node, file_cid, DAG_PB
 
 
-def _key(cid: CID) -> str:
-    return cid.set(version=1).encode("base32") if cid.version == 0 else cid.encode("base32")
+def _key(cid: CID | bytes) -> str:
+    """File name of a block: its CIDv1 in base32 (a v0 CID, a bare multihash, names its dag-pb v1 form)."""
+    raw = cid if isinstance(cid, bytes) else bytes(cid)
+    if raw[:1] != b"\x01":
+        raw = b"\x01\x70" + raw
+    return "b" + base64.b32encode(raw).decode().lower().rstrip("=")
 
 
 class LocalStore(Store):
@@ -34,7 +39,7 @@ class LocalStore(Store):
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
 
-    def _write_block(self, cid: CID, block: bytes) -> None:
+    def _write_block(self, cid: bytes, block: bytes) -> None:
         path = self.blocks / _key(cid)
         if path.exists():
             return

@@ -19,7 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-from multiformats import CID, multihash
+from multiformats import CID
 
 from dgpt.errors import DGPTError
 
@@ -98,7 +98,7 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
 
 @dataclass(frozen=True)
 class Link:
-    cid: CID
+    cid: bytes  # binary CID (multiformats' CID objects validate every call: too slow per chunk)
     tsize: int  # encoded bytes of the child block and all its descendants
     filesize: int  # bytes of file content under the child
 
@@ -116,24 +116,33 @@ def unixfs_data(filesize: int, data: bytes | None = None, blocksizes: Iterable[i
 def dag_pb_node(links: list[Link], data: bytes) -> bytes:
     out = b""
     for link in links:
-        out += _field_bytes(2, _field_bytes(1, bytes(link.cid)) + _field_bytes(2, b"") + _field_varint(3, link.tsize))
+        out += _field_bytes(2, _field_bytes(1, link.cid) + _field_bytes(2, b"") + _field_varint(3, link.tsize))
     return out + _field_bytes(1, data)
 
 
-def block_cid(block: bytes, codec: int, version: int) -> CID:
-    digest = multihash.wrap(hashlib.sha256(block).digest(), "sha2-256")
-    if version == 0:
-        return CID("base58btc", 0, "dag-pb", digest)
-    return CID("base32", 1, "raw" if codec == RAW else "dag-pb", digest)
+SHA256_PREFIX = b"\x12\x20"  # multihash: sha2-256, 32 bytes
+
+
+def block_cid(block: bytes, codec: int, version: int) -> bytes:
+    """Binary CID of a block: the bare multihash for v0, 0x01 codec multihash for v1."""
+    mh = SHA256_PREFIX + hashlib.sha256(block).digest()
+    return mh if version == 0 else bytes([1, codec]) + mh
+
+
+def cid_object(binary: bytes) -> CID:
+    """A CID object from binary, in the base IPFS tools print (base58 for v0, base32 for v1)."""
+    c = CID.decode(binary)
+    return c.set(base="base32") if c.version == 1 else c
 
 
 class DagBuilder:
-    """Builds a file's DAG from its chunks as they stream in; `emit(cid, block)` receives every block.
+    """Builds a file's DAG from its chunks as they stream in; `emit(cid, block)` receives every block
+    (the CID in binary form).
 
     Memory holds one chunk plus at most 174 links per tree level, whatever the file size.
     """
 
-    def __init__(self, cid_version: int = 1, emit: Callable[[CID, bytes], None] | None = None):
+    def __init__(self, cid_version: int = 1, emit: Callable[[bytes, bytes], None] | None = None):
         if cid_version not in (0, 1):
             raise ValueError(f"CID version must be 0 or 1, got {cid_version}")
         self.version = cid_version
@@ -175,7 +184,7 @@ class DagBuilder:
         while True:
             pending = self.levels[level]
             if len(pending) == 1 and not any(self.levels[level + 1 :]):
-                return pending[0].cid
+                return cid_object(pending[0].cid)
             if pending:
                 self.levels[level] = []
                 self._push(level + 1, self._parent(pending))
@@ -196,7 +205,7 @@ def chunks(stream: BinaryIO, size: int = CHUNK_SIZE) -> Iterator[bytes]:
         yield chunk
 
 
-def file_cid(stream: BinaryIO, cid_version: int = 1, emit: Callable[[CID, bytes], None] | None = None) -> CID:
+def file_cid(stream: BinaryIO, cid_version: int = 1, emit: Callable[[bytes, bytes], None] | None = None) -> CID:
     """The CID `ipfs add` gives the stream's bytes (v1: `--cid-version 1 --raw-leaves`)."""
     builder = DagBuilder(cid_version, emit)
     for chunk in chunks(stream):
@@ -223,9 +232,7 @@ def decode_node(block: bytes, cid: CID) -> tuple[list[CID], bytes | None, int | 
             if field == 2:
                 for f, v in _fields(value):
                     if f == 1:
-                        child = CID.decode(bytes(v))
-                        # binary CIDs decode as base58; show v1 in base32 like every IPFS tool
-                        links.append(child.set(base="base32") if child.version == 1 else child)
+                        links.append(cid_object(bytes(v)))
             elif field == 1:
                 unixfs = value
         kind = data = filesize = None
