@@ -77,47 +77,59 @@ def krum_select(sq_dist: torch.Tensor, f: int, m: int) -> list[int]:
 
 
 DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+CHUNK = 1 << 20  # elements of one tensor processed at a time: memory stays flat, data stays in cache
 
 
 class DeltaFiles:
-    """Delta files read one tensor at a time with plain reads (no memory map, whose touched pages
-    would stay resident): absent tensors read as zeros."""
+    """Delta files read a slice of one tensor at a time with plain reads (no memory map, whose
+    touched pages would stay resident); tensors a delta lacks read as zeros."""
 
     def __init__(self, paths: list[Path]):
         self.files = []
         for p in paths:
-            with open(p, "rb") as f:
-                (n,) = struct.unpack("<Q", f.read(8))
-                header = json.loads(f.read(n))
+            f = open(p, "rb")
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
             header.pop("__metadata__", None)
-            self.files.append((Path(p), 8 + n, header))
+            self.files.append((f, 8 + n, header))
         self.names = [set(h) for _, _, h in self.files]
+        # One reusable buffer per file: fresh allocations would page-fault on every slice.
+        self.buffers = [torch.empty(CHUNK * 8, dtype=torch.uint8) for _ in self.files]
 
-    def tensor(self, i: int, name: str) -> torch.Tensor:
-        path, start, header = self.files[i]
+    def close(self) -> None:
+        for f, _, _ in self.files:
+            f.close()
+
+    def read(self, i: int, name: str, start: int, stop: int) -> torch.Tensor:
+        """Elements [start, stop) of the flattened tensor `name` of delta i, as float32; the result
+        may share the file's buffer, so it is valid until the next read from the same file."""
+        f, data_start, header = self.files[i]
+        if name not in header:
+            return torch.zeros(stop - start)
         info = header[name]
-        begin, end = info["data_offsets"]
-        buf = bytearray(end - begin)
-        with open(path, "rb") as f:
-            f.seek(start + begin)
-            f.readinto(buf)
-        return torch.frombuffer(buf, dtype=DTYPES[info["dtype"]]).reshape(info["shape"]).float()
+        dtype = DTYPES[info["dtype"]]
+        size = torch.empty((), dtype=dtype).element_size()
+        raw = self.buffers[i][: (stop - start) * size]
+        f.seek(data_start + info["data_offsets"][0] + start * size)
+        f.readinto(memoryview(raw.numpy()))
+        return raw.view(dtype).float()
 
-    def stack(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.tensor(i, name) if name in ns else torch.zeros_like(like, dtype=torch.float32)
-                            for i, ns in enumerate(self.names)])
+    def stack(self, name: str, start: int, stop: int) -> torch.Tensor:
+        return torch.stack([self.read(i, name, start, stop) for i in range(len(self.files))])
 
     def all_names(self) -> list[str]:
         return sorted(set().union(*self.names)) if self.names else []
 
 
 def pairwise_sq_distances(files: DeltaFiles, shapes: dict[str, tuple]) -> torch.Tensor:
-    """||Δi - Δj||² for all pairs, accumulated tensor by tensor (float64 sums)."""
+    """||Δi - Δj||² for all pairs, accumulated slice by slice (float64 sums)."""
     n = len(files.files)
     d = torch.zeros(n, n, dtype=torch.float64)
     for name in sorted(shapes):
-        s = files.stack(name, torch.zeros(shapes[name])).reshape(n, -1).double()
-        d += torch.cdist(s, s).pow(2)
+        numel = torch.Size(shapes[name]).numel()
+        for a in range(0, numel, CHUNK):
+            s = files.stack(name, a, min(a + CHUNK, numel)).double()
+            d += torch.cdist(s, s).pow(2)
     return d
 
 
@@ -130,50 +142,61 @@ def merge(
     new_shapes: dict[str, tuple] | None = None,
     inplace: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict]:
-    """base + merged delta, tensor by tensor. Returns the new state and what the strategy decided
-    (for the report: which deltas Krum kept, clip factors). `inplace` adds into `base`'s float32
-    tensors instead of copying them: one model in memory, not two."""
+    """base + merged delta, slice by slice of each tensor. Returns the new state and what the
+    strategy decided (for the report: which deltas Krum kept, clip factors). `inplace` adds into
+    `base`'s float32 tensors instead of copying them: one model in memory, not two."""
     files = DeltaFiles(delta_paths)
-    w = torch.tensor(weights, dtype=torch.float64)
-    shapes = {k: tuple(v.shape) for k, v in base.items()} | (new_shapes or {})
-    decided: dict = {}
-    rows = list(range(len(delta_paths)))
-    scale = torch.ones(len(delta_paths), dtype=torch.float64)
-    if strategy.name == "krum":
-        f = int(strategy.params.get("f", 1))
-        m = int(strategy.params.get("m", max(1, len(rows) - f)))
-        rows = krum_select(pairwise_sq_distances(files, {k: shapes[k] for k in files.all_names()}), f, m)
-        decided["krum_selected"] = rows
-    elif strategy.name == "clipped_mean":
-        clip = float(strategy.params.get("clip", 1.0))
-        scale = torch.tensor([min(1.0, clip / nrm) if nrm > 0 else 1.0 for nrm in (norms or [0.0] * len(rows))], dtype=torch.float64)
-        decided["clip_factors"] = scale.tolist()
-    out = {}
-    in_deltas = set(files.all_names())
-    for name in sorted(set(base) | in_deltas):
-        like = base.get(name)
-        if like is None:
-            like = torch.zeros(shapes[name])
-        if name not in in_deltas:
-            out[name] = like if inplace else like.clone()
-            continue
-        stack = files.stack(name, like)
-        if strategy.name == "fedavg":
-            merged = weighted_mean(stack, w)
-        elif strategy.name == "median":
-            merged = median(stack)
-        elif strategy.name == "trimmed_mean":
-            merged = trimmed_mean(stack, float(strategy.params.get("trim", 0.1)))
-        elif strategy.name == "clipped_mean":
-            merged = weighted_mean(stack * scale.to(stack.dtype).reshape(-1, *([1] * (stack.dim() - 1))), w)
-        else:  # krum
-            merged = weighted_mean(stack[rows], w[rows])
-        if inplace and like.dtype == torch.float32:
-            out[name] = like.add_(merged)
+    try:
+        n = len(delta_paths)
+        w = torch.tensor(weights, dtype=torch.float32)
+        shapes = {k: tuple(v.shape) for k, v in base.items()} | (new_shapes or {})
+        decided: dict = {}
+        rows = list(range(n))
+        if strategy.name == "krum":
+            f = int(strategy.params.get("f", 1))
+            m = int(strategy.params.get("m", max(1, n - f)))
+            rows = krum_select(pairwise_sq_distances(files, {k: shapes[k] for k in files.all_names()}), f, m)
+            decided["krum_selected"] = rows
+        if strategy.name == "clipped_mean":
+            clip = float(strategy.params.get("clip", 1.0))
+            scale = [min(1.0, clip / nrm) if nrm > 0 else 1.0 for nrm in (norms or [0.0] * n)]
+            decided["clip_factors"] = scale
+            w = w * torch.tensor(scale, dtype=torch.float32)  # scaling each delta = scaling its weight
+            w_sum = float(sum(weights))
         else:
-            out[name] = (like.float() + merged).to(like.dtype)
-        del stack
-    return out, decided
+            w_sum = None
+        out = {}
+        in_deltas = set(files.all_names())
+        for name in sorted(set(base) | in_deltas):
+            like = base.get(name)
+            if like is None:
+                like = torch.zeros(shapes[name])
+            if inplace and like.dtype == torch.float32:
+                target = like
+            else:
+                target = like.float().clone()
+            if name in in_deltas:
+                flat = target.view(-1)
+                for a in range(0, flat.numel(), CHUNK):
+                    b = min(a + CHUNK, flat.numel())
+                    flat[a:b] += _merge_slice(files, name, a, b, strategy, w, rows, w_sum)
+            out[name] = target if target.dtype == like.dtype else target.to(like.dtype)
+        return out, decided
+    finally:
+        files.close()
+
+
+def _merge_slice(files: DeltaFiles, name: str, a: int, b: int, strategy: Strategy, w: torch.Tensor, rows: list[int], w_sum) -> torch.Tensor:
+    if strategy.name in ("fedavg", "clipped_mean", "krum"):
+        acc = torch.zeros(b - a)  # small (CHUNK floats) and short-lived
+        total = w_sum if w_sum is not None else float(w[rows].sum())
+        for i in rows:
+            acc.add_(files.read(i, name, a, b), alpha=float(w[i]) / total)
+        return acc
+    stack = files.stack(name, a, b)
+    if strategy.name == "median":
+        return median(stack)
+    return trimmed_mean(stack, float(strategy.params.get("trim", 0.1)))
 
 
 def naive_fedavg(base: dict[str, torch.Tensor], delta_paths: list[Path], weights: list[float]) -> dict[str, torch.Tensor]:

@@ -2,7 +2,7 @@
 """Merging N weight deltas of a GPT-2-124M-sized model (synthetic tensors): every strategy,
 streaming tensor by tensor, against a naive load-everything-then-average baseline, in one run.
 
-Each merge runs in a fresh child process, so its peak resident memory (getrusage) is its own.
+Each merge runs in a fresh child process, so its peak resident memory (VmHWM) is its own.
 Throughput is the bytes of delta read per second (N x the delta's size / time).
 With --json the last line is one JSON object:
 {"fedavg": {"gb_s", "peak_rss_mb", "seconds"}, ..., "naive": {...}, "n": N, "delta_mb": ...}.
@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from safetensors.torch import load_file
 from dgpt.aggregate import Strategy, merge, naive_fedavg
@@ -35,7 +35,9 @@ else:
     params = {"trimmed_mean": {"trim": 0.125}, "clipped_mean": {"clip": 1.0}, "krum": {"f": 1, "m": len(paths) - 2}}.get(args["strategy"], {})
     out, _ = merge(base, paths, weights, Strategy(args["strategy"], params), norms=[1.5] * len(paths), inplace=True)
 seconds = time.perf_counter() - t
-print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM, not getrusage: ru_maxrss carries the parent's high-water mark across fork and exec.
+hwm_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "peak_rss_mb": hwm_kb / 1024}))
 """
 
 

@@ -5,8 +5,8 @@ With --json the last line is one JSON object: cid_mb_s, sha256_mb_s, ratio, put_
 
     .venv/bin/python scripts/bench_store.py [--json] [--dir DIR]
 
-The peak RSS is the maximum resident set of a fresh child process that does only the put (its
-Python interpreter and imports included), read with getrusage.
+The peak RSS is the high-water mark (VmHWM) of a fresh child process that does only the put (its
+Python interpreter and imports included).
 """
 
 from __future__ import annotations
@@ -59,10 +59,11 @@ def cid_file(path: Path) -> None:
 
 
 PUT_CHILD = """
-import resource, sys
+import sys
 from dgpt.store import LocalStore
 cid = LocalStore(sys.argv[2]).put_file(sys.argv[1])
-print(cid, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, not getrusage: ru_maxrss carries the parent's high-water mark across fork and exec.
+print(cid, next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")))
 """
 
 
