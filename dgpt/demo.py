@@ -67,11 +67,12 @@ def demo_data(plan: DemoPlan) -> DemoData:
 class DemoResult:
     chain: str
     store: str
+    majority: float | None = None
     rounds: list[dict] = field(default_factory=list)
     rewards: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"rounds": self.rounds, "rewards": self.rewards, "chain": self.chain, "store": self.store}
+        return {"rounds": self.rounds, "rewards": self.rewards, "chain": self.chain, "store": self.store, "majority": self.majority}
 
 
 def register_oracle(protocol: Protocol, store: Store, admin, account, examples: list[Example], stake: int) -> None:
@@ -128,9 +129,11 @@ def run_demo(settings: Settings = Settings(), plan: DemoPlan = DemoPlan(), log=p
     log(f"deployed token {protocol.deployment.token} and protocol {protocol.deployment.protocol} on {chain.name}; store {store!r}")
 
     data = demo_data(plan)
+    majority = max(sum(e.label == label for e in data.test) for label in RT_LABELS) / len(data.test)
+    log(f"held-out test set: {len(data.test)} snippets of movies no oracle holds; majority class {majority:.3f}")
     agg, oracles = setup_network(protocol, store, admin, agg_account, oracle_accounts, data, plan, home, log)
     stake = protocol.min_stake()
-    result = DemoResult(chain=chain.name, store=repr(store))
+    result = DemoResult(chain=chain.name, store=repr(store), majority=majority)
     drive(chain, protocol, agg, oracles, lambda rid: _after_publish(protocol, store, rid, data.test, home, result, log))
     for o in oracles:
         result.rewards[o.account.address] = str(protocol.balance_of(o.account.address) - stake)

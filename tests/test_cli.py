@@ -12,16 +12,18 @@ from dgpt.errors import DGPTError
 from dgpt.store import LocalStore
 
 
-def test_demo_runs_a_round_on_embedded_defaults(tmp_path, capsys):
-    assert dgpt_main(["demo", "--home", str(tmp_path), "--json"]) == 0
+def test_demo_command_runs_rounds_on_embedded_defaults(tmp_path, capsys):
+    args = ["demo", "--home", str(tmp_path), "--json", "--examples-per-oracle", "16", "--finetune-rounds", "1", "--test-examples", "16"]
+    assert dgpt_main(args) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    (round_,) = out["rounds"]
+    assert [r["phase"] for r in out["rounds"]] == ["pretrain", "finetune"]
     assert out["chain"] == "embedded" and len(out["rewards"]) == 4
-    # the published model and report are in the embedded store under their CIDs
+    assert set(out["rounds"][1]) >= {"round", "phase", "accuracy", "l1", "l2", "l3", "model_cid", "report_cid"}
+    # the published models and reports are in the embedded store under their CIDs
     store = LocalStore(tmp_path / "store")
-    report = json.loads(store.get_bytes(round_["report_cid"]))
-    assert report["round"] == 1 and len(report["accepted"]) == 4
-    assert store.has(round_["model_cid"])
+    report = json.loads(store.get_bytes(out["rounds"][1]["report_cid"]))
+    assert report["round"] == 2 and len(report["submissions"]) == 4
+    assert store.has(out["rounds"][1]["model_cid"])
 
 
 def test_flags_override_environment_override_config_file(tmp_path, monkeypatch):
