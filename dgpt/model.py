@@ -21,17 +21,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, PreTrainedModel
+from transformers import AttentionInterface, AutoConfig, AutoModelForCausalLM, GPT2Config, PreTrainedModel
+from transformers.masking_utils import AttentionMaskInterface
 
 from dgpt import tensorfile
 from dgpt.errors import DGPTError
 
 START, EXTRACT, PAD = "<|start|>", "<|extract|>", "<|pad|>"
+ATTENTION = "dgpt_causal"
 FORMAT = "dgpt-model/1"
 VOCAB_MULTIPLE = 64  # embedding rows padded to a multiple of 64: faster matrix products on GPUs
+
+
+def _causal_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """Plain causal scaled_dot_product_attention, mask ignored: inputs are right-padded, so a real
+    position never needs a padding mask. Without an explicit mask SDPA can take its flash kernels,
+    also under torch.compile (where transformers may otherwise build a full mask)."""
+    out = F.scaled_dot_product_attention(
+        query, key, value, dropout_p=dropout, scale=scaling, is_causal=query.shape[2] > 1,
+        enable_gqa=key.shape[1] != query.shape[1],
+    )
+    return out.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(ATTENTION, _causal_attention)
+AttentionMaskInterface.register(ATTENTION, lambda *args, **kwargs: None)
 
 
 class GPTClassifier(nn.Module):
@@ -142,7 +160,7 @@ def tiny_gpt2(
         attn_pdrop=dropout,
     )
     torch.manual_seed(seed)
-    lm = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    lm = AutoModelForCausalLM.from_config(config, attn_implementation=ATTENTION)
     return ModelBundle(GPTClassifier(lm), tok, ())
 
 
@@ -155,7 +173,7 @@ def import_pretrained(directory: str | Path, gguf_file: str | None = None) -> Mo
     try:
         hf_tok = AutoTokenizer.from_pretrained(str(directory), local_files_only=True, **kwargs)
         lm = AutoModelForCausalLM.from_pretrained(
-            str(directory), local_files_only=True, dtype=torch.float32, attn_implementation="sdpa", **kwargs
+            str(directory), local_files_only=True, dtype=torch.float32, attn_implementation=ATTENTION, **kwargs
         )
     except (OSError, ValueError) as exc:
         raise DGPTError(f"cannot load a model from {directory}: {exc}") from None
@@ -208,7 +226,7 @@ def load_model(path: str | Path, clf_dropout: float = 0.1) -> ModelBundle:
         raise DGPTError(f"{path} is not a {FORMAT} file (format: {meta.get('format')!r})")
     config_dict = json.loads(meta["hf_config"])
     config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
-    lm = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
+    lm = AutoModelForCausalLM.from_config(config, attn_implementation=ATTENTION, dtype=torch.float32)
     labels = tuple(json.loads(meta.get("labels", "[]")))
     model = GPTClassifier(lm, len(labels), clf_dropout)
     tensors = load_file(str(path))

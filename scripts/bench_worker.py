@@ -4,7 +4,7 @@
 Both sides train the same model on the same batch (random token ids, two-class head, λ = 0.5):
 - baseline: a Hugging Face GPT-2 in fp32 with eager attention, `labels=` for the LM loss, the
   hidden states for the head, plain AdamW: the straightforward loop;
-- worker: dgpt.train.Step: bf16 autocast, scaled_dot_product_attention, fused AdamW, TF32,
+- worker: dgpt.train.Step: bf16 autocast, causal scaled_dot_product_attention (no mask), fused AdamW, TF32,
   vocabulary padded to 50,304, and `torch.compile` over model and losses (on CUDA).
 It reports tokens/s for both, the speed-up, and MFU = 6 x parameters x tokens/s / peak, with the
 peak of the device's dense bf16 tensor cores (H100/H200 SXM: 989e12; none on CPU, so MFU is null).
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, GPT2Config
 
-from dgpt.model import GPTClassifier
+from dgpt.model import ATTENTION, GPTClassifier
 from dgpt.task import TaskSpec
 from dgpt.train import Step, TrainOptions
 
@@ -94,7 +94,7 @@ def baseline(model_name: str, ids, labels, device: str, steps: int, warmup: int,
 def worker(model_name: str, ids, labels, device: str, steps: int, warmup: int, lam: float, compile_: bool) -> tuple[float, int]:
     """dgpt's Step on the same shape with the vocabulary padded to 50,304."""
     torch.manual_seed(0)
-    lm = build_lm(model_name, 50304, "sdpa")
+    lm = build_lm(model_name, 50304, ATTENTION)
     model = GPTClassifier(lm, num_labels=2).to(device)
     params = sum(p.numel() for p in model.parameters())
     task = TaskSpec(labels=("a", "b"), lam=lam)
