@@ -25,7 +25,7 @@ from dgpt.store import open_store
 PHASE_TIMEOUT = 900  # seconds a round may wait for its oracles before the demo gives up
 
 
-def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, str] | None = None):
+def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, str] | None = None, phase_timeout: float = PHASE_TIMEOUT):
     """`crash_at` (tests): {"oracle-0": point, "aggregator": point} starts that process with
     $DGPT_CRASH_AT, so it dies there like a killed process; the driver restarts it once."""
     from dgpt.demo import DemoResult, demo_data, register_oracle, round_summary, show
@@ -110,8 +110,8 @@ def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, 
                 elif info.commit_deadline < now <= info.reveal_deadline and revealed == committed:
                     chain.time_travel(info.reveal_deadline - now + 1)
                     phase_start = time.monotonic()
-            if time.monotonic() - phase_start > PHASE_TIMEOUT:
-                raise DGPTError(f"round {rid} made no progress for {PHASE_TIMEOUT} s; see {home / 'logs'}")
+            if time.monotonic() - phase_start > phase_timeout:
+                raise DGPTError(f"round {rid} made no progress for {phase_timeout:.0f} s; see {home / 'logs'}")
             time.sleep(0.5)
         for a in oracle_accounts:
             result.rewards[a.address] = str(protocol.balance_of(a.address) - stake)

@@ -103,17 +103,25 @@ class OracleNode:
         train(bundle, task, examples, TrainOptions(device=self.cfg.device, log_every=10**9), log=self.log)
 
     def claim_rewards(self) -> str | None:
-        """Claim the reward of every published round this oracle revealed in and has not claimed."""
+        """Settle every published round in the journal: claim the reward if this oracle revealed
+        (checking the chain, since a reveal sent just before a crash may have landed after the
+        window closed), else record that there is nothing to claim."""
+        me = self.account.address
         for key, j in sorted(self.journal.data.get("rounds", {}).items(), key=lambda kv: int(kv[0])):
             rid = int(key)
-            if not j.get("revealed") or j.get("claimed"):
+            if j.get("claimed"):
                 continue
             info = self.protocol.round(rid)
             if not info.published:
                 continue
+            if j.get("committed") and not j.get("revealed") and self.protocol.submission(rid, me).status != Status.COMMITTED:
+                self.journal.record(rid, revealed=True)
+            if not j.get("revealed"):
+                self.journal.record(rid, claimed=True, reward="0")
+                return f"round {rid}: nothing to claim"
             report = json.loads(self.store.get_bytes(info.report_cid, max_bytes=64 << 20))
             tree = RewardsTree(tuple(r["account"] for r in report["rewards"]), tuple(int(r["amount"]) for r in report["rewards"]))
-            i = tree.index_of(self.account.address)
+            i = tree.index_of(me)
             if tree.root != info.rewards_root:
                 self.log(f"round {rid}: the report's rewards do not match the published root; not claiming")
                 self.journal.record(rid, claimed=True, reward="0")
@@ -127,7 +135,7 @@ class OracleNode:
         return None
 
     def run(self, poll: float = 2.0, rounds: int | None = None) -> None:
-        """Follow rounds until `rounds` have been claimed (forever when None)."""
+        """Follow rounds until `rounds` are settled (claimed, or nothing to claim; forever when None)."""
         while True:
             state = self.tick()
             done = sum(1 for j in self.journal.data.get("rounds", {}).values() if j.get("claimed"))
