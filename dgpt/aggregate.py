@@ -17,6 +17,7 @@ Strategies (name: parameters):
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,42 +78,50 @@ def krum_select(sq_dist: torch.Tensor, f: int, m: int) -> list[int]:
 
 
 DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
-CHUNK = 1 << 20  # elements of one tensor processed at a time: memory stays flat, data stays in cache
+CHUNK = 1 << 20  # elements of one tensor processed at a time (4 MB of float32 per delta): memory stays flat
 
 
 class DeltaFiles:
-    """Delta files read a slice of one tensor at a time with plain reads (no memory map, whose
-    touched pages would stay resident); tensors a delta lacks read as zeros."""
+    """Delta files, memory-mapped: a slice of a tensor is a zero-copy view, and once merged its
+    pages are handed back (MADV_DONTNEED), so resident memory stays at one slice per file whatever
+    the file sizes. Tensors a delta lacks read as zeros."""
 
     def __init__(self, paths: list[Path]):
         self.files = []
         for p in paths:
-            f = open(p, "rb")
-            (n,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(n))
+            with open(p, "rb") as f:
+                (n,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(n))
+                # A private (copy-on-write) map is writable, which torch.frombuffer wants; nothing writes it.
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if Path(p).stat().st_size else None
             header.pop("__metadata__", None)
-            self.files.append((f, 8 + n, header))
+            self.files.append((mm, 8 + n, header))
         self.names = [set(h) for _, _, h in self.files]
-        # One reusable buffer per file: fresh allocations would page-fault on every slice.
-        self.buffers = [torch.empty(CHUNK * 8, dtype=torch.uint8) for _ in self.files]
+        self.touched: list[tuple[int, int, int]] = []
 
     def close(self) -> None:
-        for f, _, _ in self.files:
-            f.close()
+        for mm, _, _ in self.files:
+            if mm is not None:
+                mm.close()
 
     def read(self, i: int, name: str, start: int, stop: int) -> torch.Tensor:
-        """Elements [start, stop) of the flattened tensor `name` of delta i, as float32; the result
-        may share the file's buffer, so it is valid until the next read from the same file."""
-        f, data_start, header = self.files[i]
+        """Elements [start, stop) of the flattened tensor `name` of delta i, as float32; valid until `release()`."""
+        mm, data_start, header = self.files[i]
         if name not in header:
             return torch.zeros(stop - start)
         info = header[name]
         dtype = DTYPES[info["dtype"]]
         size = torch.empty((), dtype=dtype).element_size()
-        raw = self.buffers[i][: (stop - start) * size]
-        f.seek(data_start + info["data_offsets"][0] + start * size)
-        f.readinto(memoryview(raw.numpy()))
-        return raw.view(dtype).float()
+        offset = data_start + info["data_offsets"][0] + start * size
+        self.touched.append((i, offset, (stop - start) * size))
+        return torch.frombuffer(mm, dtype=dtype, count=stop - start, offset=offset).float()
+
+    def release(self) -> None:
+        """Drop the pages of every slice read since the last release from this process's memory."""
+        for i, offset, length in self.touched:
+            begin = offset - offset % mmap.PAGESIZE
+            self.files[i][0].madvise(mmap.MADV_DONTNEED, begin, length + offset - begin)
+        self.touched.clear()
 
     def stack(self, name: str, start: int, stop: int) -> torch.Tensor:
         return torch.stack([self.read(i, name, start, stop) for i in range(len(self.files))])
@@ -130,6 +139,8 @@ def pairwise_sq_distances(files: DeltaFiles, shapes: dict[str, tuple]) -> torch.
         for a in range(0, numel, CHUNK):
             s = files.stack(name, a, min(a + CHUNK, numel)).double()
             d += torch.cdist(s, s).pow(2)
+            del s
+            files.release()
     return d
 
 
@@ -180,6 +191,7 @@ def merge(
                 for a in range(0, flat.numel(), CHUNK):
                     b = min(a + CHUNK, flat.numel())
                     flat[a:b] += _merge_slice(files, name, a, b, strategy, w, rows, w_sum)
+                    files.release()
             out[name] = target if target.dtype == like.dtype else target.to(like.dtype)
         return out, decided
     finally:
