@@ -43,13 +43,6 @@ class AggregatorNode:
         self.cache = cfg.home / "cache"
         self.cache.mkdir(parents=True, exist_ok=True)
 
-    def model_path(self, cid: str) -> Path:
-        """A model file by CID, fetched and verified once."""
-        path = self.cache / f"{cid}.safetensors"
-        if not path.exists():
-            self.store.get_file(cid, path)
-        return path
-
     def tick(self) -> str:
         p = self.protocol
         rid = p.current_round()
@@ -79,7 +72,7 @@ class AggregatorNode:
         info = p.round(rid)
         if "new_model_cid" not in j:
             task = TaskSpec.from_bytes(self.store.get_bytes(info.task_spec_cid, max_bytes=1 << 20))
-            base_path = self.model_path(info.base_model_cid)
+            base_path = self.store.cached(info.base_model_cid, self.cache)
             outcome = aggregate_round(
                 p, self.store, rid, base_path, task, self.cfg.validation, self.cfg.policy, info.reward_budget,
                 self.cfg.home / "work" / f"round-{rid}", self.log,

@@ -85,10 +85,7 @@ def round_summary(protocol: Protocol, store: Store, rid: int, test: list[Example
     """Held-out figures of a published round's model, and what each oracle earned."""
     info = protocol.round(rid)
     report = json.loads(store.get_bytes(info.report_cid))
-    path = home / "cache" / f"{info.new_model_cid}.safetensors"
-    if not path.exists():
-        store.get_file(info.new_model_cid, path)
-    bundle = load_model(path)
+    bundle = load_model(store.cached(info.new_model_cid, home / "cache"))
     task = TaskSpec.from_bytes(store.get_bytes(info.task_spec_cid))
     m = evaluate(bundle, test, task)
     return {

@@ -77,10 +77,7 @@ class OracleNode:
 
     def train(self, rid: int, info) -> str:
         task = TaskSpec.from_bytes(self.store.get_bytes(info.task_spec_cid, max_bytes=1 << 20))
-        base_path = self.cache / f"{info.base_model_cid}.safetensors"
-        if not base_path.exists():
-            self.store.get_file(info.base_model_cid, base_path)  # verified against the CID
-        bundle = load_model(base_path)
+        bundle = load_model(self.store.cached(info.base_model_cid, self.cache))  # verified against the CID
         base = {k: v.clone() for k, v in state_dict(bundle.model).items()}
         examples = self.cfg.examples if task.phase == "finetune" else [Example(e.text) for e in self.cfg.examples]
         self.log(f"round {rid}: training ({task.phase}) on {len(examples)} examples")

@@ -60,6 +60,14 @@ class Store(ABC):
             tmp.unlink(missing_ok=True)
 
 
+    def cached(self, cid: str, directory: str | Path, suffix: str = ".safetensors") -> Path:
+        """The file under `cid` in a local cache folder, fetched (and verified) on first use."""
+        path = Path(directory) / f"{cid}{suffix}"
+        if not path.exists():
+            self.get_file(cid, path)
+        return path
+
+
 def parse(cid: str | CID) -> CID:
     if isinstance(cid, CID):
         return cid
