@@ -39,7 +39,8 @@ class AggregatorConfig:
 class AggregatorNode:
     def __init__(self, protocol: Protocol, store: Store, account: LocalAccount, cfg: AggregatorConfig, log=print):
         self.protocol, self.store, self.account, self.cfg, self.log = protocol, store, account, cfg, log
-        self.journal = Journal(cfg.home / f"aggregator-{account.address}.json")
+        # One journal per aggregator and deployment: a journal never describes rounds of another protocol.
+        self.journal = Journal(cfg.home / f"aggregator-{account.address}-{protocol.deployment.protocol}.json")
         self.cache = cfg.home / "cache"
         self.cache.mkdir(parents=True, exist_ok=True)
 

@@ -12,6 +12,7 @@ OS processes (see `dgpt.demo_processes`).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,10 @@ def run_demo(settings: Settings = Settings(), plan: DemoPlan = DemoPlan(), log=p
         return run_demo_processes(settings, plan, log)
     t0 = time.monotonic()
     home = Path(settings.home)
+    # The embedded chain starts afresh each run (at the same addresses): the roles' journals of an
+    # earlier run describe rounds that no longer exist. The content-addressed store is kept.
+    for stale in ("oracles", "aggregator"):
+        shutil.rmtree(home / stale, ignore_errors=True)
     chain = Chain.embedded()
     store = open_store(settings.ipfs_api, settings.store_dir)
     accounts = dev_accounts(2 + plan.oracles)

@@ -40,7 +40,8 @@ class OracleConfig:
 class OracleNode:
     def __init__(self, protocol: Protocol, store: Store, account: LocalAccount, cfg: OracleConfig, log=print):
         self.protocol, self.store, self.account, self.cfg, self.log = protocol, store, account, cfg, log
-        self.journal = Journal(cfg.home / f"oracle-{account.address}.json")
+        # One journal per oracle and deployment: a journal never describes rounds of another protocol.
+        self.journal = Journal(cfg.home / f"oracle-{account.address}-{protocol.deployment.protocol}.json")
         self.cache = cfg.home / "cache"
         self.cache.mkdir(parents=True, exist_ok=True)
 

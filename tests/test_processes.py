@@ -36,7 +36,7 @@ def test_separate_processes_on_anvil_and_js_ipfs_with_kills(tmp_path, anvil_url)
         # oracle-0 was killed right after sending its round-1 reveal; once restarted it found the reveal
         # on chain (no second one) and still claimed its round-1 reward
         me = dev_accounts(3)[2].address  # oracle-0 runs with --dev-key 2
-        journal = tmp_path / "home" / "oracle" / me / f"oracle-{me}.json"
+        journal = tmp_path / "home" / "oracle" / me / f"oracle-{me}-{deployment.protocol}.json"
         settled = json.loads(journal.read_text())["rounds"]
         assert settled["1"]["revealed"] and settled["1"]["claimed"]
         assert len(protocol.events("Revealed", roundId=1)) == 2
