@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 import dgpt
 from dgpt.aggregate import Strategy, build_model
 from dgpt.chain.protocol import Protocol
+from dgpt.cid import cid_from_bytes
 from dgpt.commitments import RewardsTree
 from dgpt.crash import crashpoint
 from dgpt.data import Example
@@ -95,7 +96,7 @@ def aggregate_round(
     entries, accepted, slashes = [], [], []
     for oracle in sorted(revealed):
         ev = revealed[oracle]
-        cid = _cid(ev["deltaCid"])
+        cid = cid_from_bytes(ev["deltaCid"])
         entry = {"oracle": oracle, "delta_cid": cid, "num_examples": ev["numExamples"], "status": "rejected"}
         entries.append(entry)
         registered = protocol.oracle(oracle)
@@ -190,12 +191,6 @@ def _rewards(contributions: list[tuple[str, int, float]], budget: int) -> dict[s
     scaled = [round(s / total * 10**9) for s in scores]
     denom = sum(scaled) or 1
     return {o: budget * s // denom for (o, _, _), s in zip(contributions, scaled) if s > 0}
-
-
-def _cid(raw: bytes) -> str:
-    from dgpt.cid import cid_from_bytes
-
-    return cid_from_bytes(raw)
 
 
 def report_bytes(report: dict) -> bytes:

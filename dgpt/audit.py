@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dgpt.aggregate import Strategy, build_model
 from dgpt.chain.protocol import Protocol
+from dgpt.cid import cid_from_bytes
 from dgpt.commitments import RewardsTree
 from dgpt.errors import DGPTError
 from dgpt.store import Store
@@ -56,8 +57,6 @@ def audit_round(protocol: Protocol, store: Store, round_id: int, work: Path | No
         accepted = [o for o in sorted(subs) if subs[o]["status"] == "accepted"]
         for oracle in accepted:
             s = subs[oracle]
-            from dgpt.cid import cid_from_bytes
-
             if oracle not in revealed or cid_from_bytes(revealed[oracle]["deltaCid"]) != s["delta_cid"]:
                 result.problems.append(f"{oracle}: the report's delta is not what the oracle revealed")
                 continue

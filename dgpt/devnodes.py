@@ -58,21 +58,26 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
+def _serve(cmd: list[str], ready, what: str, timeout: float, **popen) -> Iterator[subprocess.Popen]:
+    """Run a service in its own process group until `ready()`; stop it by PID on the way out."""
+    proc = subprocess.Popen(cmd, start_new_session=True, **popen)
+    try:
+        wait_until(ready, proc, what, timeout)
+        yield proc
+    finally:
+        stop(proc)
+
+
+@contextmanager
 def anvil(accounts: int = 10) -> Iterator[str]:
     """A real Anvil on a free loopback port with `accounts` funded dev accounts; yields its RPC URL."""
     if not ANVIL.exists():
         raise DGPTError(f"Anvil is not installed ({ANVIL}): run scripts/setup.sh")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent", "--hardfork", "cancun", "--accounts", str(accounts)],
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: rpc_answers(url), proc, "anvil", 30)
+    cmd = [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent", "--hardfork", "cancun", "--accounts", str(accounts)]
+    with _serve(cmd, lambda: rpc_answers(url), "anvil", 30):
         yield url
-    finally:
-        stop(proc)
 
 
 @contextmanager
@@ -82,17 +87,9 @@ def hardhat_node() -> Iterator[str]:
         raise DGPTError(f"Hardhat is not installed ({HARDHAT_CLI}): run scripts/setup.sh")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        ["node", str(HARDHAT_CLI), "node", "--hostname", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: rpc_answers(url), proc, "hardhat node", 60)
+    cmd = ["node", str(HARDHAT_CLI), "node", "--hostname", "127.0.0.1", "--port", str(port)]
+    with _serve(cmd, lambda: rpc_answers(url), "hardhat node", 60, cwd=ROOT, stdout=subprocess.DEVNULL):
         yield url
-    finally:
-        stop(proc)
 
 
 JSIPFS_CLI = ROOT / "node_modules" / "ipfs" / "src" / "cli.js"
@@ -123,13 +120,6 @@ def ipfs_daemon(repo: str | Path) -> Iterator[str]:
     config.setdefault("Discovery", {}).setdefault("MDNS", {})["Enabled"] = False
     (repo / "config").write_text(json.dumps(config))
     url = f"http://127.0.0.1:{api}"
-    proc = subprocess.Popen(
-        ["node", str(JSIPFS_CLI), "daemon", "--offline"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
 
     def answers() -> bool:
         try:
@@ -137,8 +127,6 @@ def ipfs_daemon(repo: str | Path) -> Iterator[str]:
         except httpx.HTTPError:
             return False
 
-    try:
-        wait_until(answers, proc, "js-ipfs daemon", 60)
+    cmd = ["node", str(JSIPFS_CLI), "daemon", "--offline"]
+    with _serve(cmd, answers, "js-ipfs daemon", 60, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         yield url
-    finally:
-        stop(proc)
