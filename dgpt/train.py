@@ -252,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     if _world()[0] == 0:
         save_delta(args.out, compute_delta(base, state_dict(bundle.model)), num_examples=len(examples), labels=bundle.labels)
     if distributed:
+        # Leave together: a rank that tears down its gloo pairs while rank 0 is still writing can
+        # make the other side abort on a closed connection.
+        dist.barrier()
         dist.destroy_process_group()
     return 0
 
