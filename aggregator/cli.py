@@ -37,7 +37,7 @@ def cmd_run(args) -> int:
     for kv in args.strategy_param or []:
         k, _, v = kv.partition("=")
         params[k] = float(v)
-    policy = RoundPolicy(Strategy(args.strategy, params), harm_tolerance=args.harm_tolerance, slash_amount=int(args.slash * TOKEN))
+    policy = RoundPolicy(Strategy(args.strategy, params), min_gain=args.min_gain, slash_amount=int(args.slash * TOKEN))
     me = account(args)
     node = AggregatorNode(
         protocol_of(cfg), store_of(cfg), me,
@@ -58,7 +58,7 @@ def add_commands(sub, common: argparse.ArgumentParser, keyed: argparse.ArgumentP
     p.add_argument("--validation", required=True, help="the aggregator's own labelled validation set (JSONL or CSV)")
     p.add_argument("--strategy", default="fedavg", choices=("fedavg", "median", "trimmed_mean", "clipped_mean", "krum"))
     p.add_argument("--strategy-param", action="append", metavar="K=V", help="e.g. trim=0.1, clip=5, f=1, m=2")
-    p.add_argument("--harm-tolerance", type=float, default=0.0, help="reject deltas that raise the validation loss by more")
+    p.add_argument("--min-gain", type=float, default=0.0, help="merge a delta only if, applied alone, it lowers the validation loss by more than this (default 0)")
     p.add_argument("--slash", type=float, default=50, help="DGPT slashed for a malformed, non-finite or oversized delta")
     p.add_argument("--reward-budget", type=float, default=100, help="DGPT per round")
     p.add_argument("--commit-duration", type=int, default=600)

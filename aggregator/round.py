@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 import dgpt
-from dgpt.aggregate import Strategy, build_model
+from dgpt.aggregate import Strategy, build_model, cosine_to_median
 from dgpt.chain.protocol import Protocol
 from dgpt.cid import cid_from_bytes
 from dgpt.commitments import RewardsTree
@@ -29,7 +29,7 @@ from dgpt.model import bundle_from_state, hidden_size, read_state
 from dgpt.store import ContentTooLarge, Store
 from dgpt.task import TaskSpec
 from dgpt.train import evaluate
-from dgpt.verify import MALFORMED, check_delta
+from dgpt.verify import MALFORMED, check_delta, data_digest
 
 SLASHED_REASONS = {"malformed": 1, "non_finite": 2, "norm_out_of_bound": 3}  # SlashReason codes
 
@@ -39,8 +39,13 @@ class RoundPolicy:
     """The aggregator operator's rules for a round."""
 
     strategy: Strategy = field(default_factory=Strategy)
-    max_delta_bytes: int = 2 << 30
-    harm_tolerance: float = 0.0  # reject a delta that raises the validation loss by more than this
+    max_delta_bytes: int | None = None  # None: twice the base model's file size, plus 1 MiB
+    # A delta is merged only if, applied alone, it lowers the validation loss by more than this:
+    # a harmful or a free-riding (zero) update is rejected and unpaid, but not slashed.
+    min_gain: float = 0.0
+    # With at least 3 valid deltas, one whose cosine similarity to their coordinate-wise median is
+    # below this points against the majority (a sign flip) and is rejected, unpaid, not slashed.
+    min_cosine: float = 0.0
     slash_amount: int = 50 * 10**18
     device: str = "cpu"
 
@@ -55,7 +60,10 @@ class RoundOutcome:
 
 
 def _loss(metrics: dict, task: TaskSpec) -> float:
-    return metrics["l3"] if task.phase == "finetune" else metrics["l1"]
+    """The score a delta must improve: L2 when fine-tuning (L1 is only the auxiliary objective, and
+    scoring on L3 let a label-flipping oracle buy acceptance with language-modelling gains: seen in
+    the Byzantine harness), L1 when pre-training."""
+    return metrics["l2"] if task.phase == "finetune" else metrics["l1"]
 
 
 def _metrics(base_path: Path, state: dict, labels: tuple, task: TaskSpec, validation: list[Example], device: str) -> dict:
@@ -93,7 +101,9 @@ def aggregate_round(
     before = _metrics(base_path, base_for_eval, labels, task, validation, policy.device)
     log(f"round {round_id}: {len(revealed)} revealed, {len(non_revealers)} did not; base validation loss {_loss(before, task):.4f}")
 
-    entries, accepted, slashes = [], [], []
+    max_bytes = policy.max_delta_bytes or 2 * base_path.stat().st_size + (1 << 20)
+    earlier = _earlier_digests(protocol, store, round_id, info.base_model_cid)
+    entries, accepted, slashes, digests, valid = [], [], [], {}, []
     for oracle in sorted(revealed):
         ev = revealed[oracle]
         cid = cid_from_bytes(ev["deltaCid"])
@@ -106,7 +116,7 @@ def aggregate_round(
         path = work / f"{cid}.safetensors"
         try:
             if not path.exists():
-                store.get_file(cid, path, max_bytes=policy.max_delta_bytes)
+                store.get_file(cid, path, max_bytes=max_bytes)
         except ContentTooLarge as exc:
             entry.update(reason=MALFORMED, detail=str(exc))
             slashes.append({"oracle": oracle, "reason": MALFORMED, "code": SLASHED_REASONS[MALFORMED], "amount": policy.slash_amount})
@@ -114,24 +124,43 @@ def aggregate_round(
         except DGPTError as exc:  # unavailable or not matching its CID: nothing provable, no slash
             entry.update(reason="unavailable", detail=str(exc))
             continue
-        verdict = check_delta(path, expected, policy.max_delta_bytes, task.max_update_norm)
+        verdict = check_delta(path, expected, max_bytes, task.max_update_norm, info.base_model_cid)
         entry["norm"] = verdict.norm
         if not verdict.ok:
             entry.update(reason=verdict.reason, detail=verdict.detail)
-            slashes.append({"oracle": oracle, "reason": verdict.reason, "code": SLASHED_REASONS[verdict.reason], "amount": policy.slash_amount})
+            if verdict.reason in SLASHED_REASONS:
+                slashes.append({"oracle": oracle, "reason": verdict.reason, "code": SLASHED_REASONS[verdict.reason], "amount": policy.slash_amount})
             log(f"  {oracle}: rejected, {verdict.reason}: {verdict.detail}")
+            continue
+        digest = entry["data_sha256"] = data_digest(path)
+        seen = earlier.get(digest) or digests.get(digest)
+        if seen:  # a replay of a delta made for an earlier base, or the same tensors twice: never new work
+            entry.update(reason="duplicate", detail=f"the same tensors as {seen}")
+            log(f"  {oracle}: rejected, duplicate of {seen}")
+            continue
+        digests[digest] = f"round {round_id}, {oracle}"
+        valid.append((oracle, entry, path, verdict.norm))
+
+    cosines = cosine_to_median([v[2] for v in valid], expected) if len(valid) >= 3 else [1.0] * len(valid)
+    for (oracle, entry, path, norm), cos in zip(valid, cosines):
+        ev = revealed[oracle]
+        entry["cosine_to_median"] = cos
+        if cos < policy.min_cosine:
+            entry.update(reason="divergent", detail=f"cosine {cos:.3f} to the median of the round's deltas, below {policy.min_cosine:g}")
+            log(f"  {oracle}: rejected, divergent (cosine {cos:.3f})")
             continue
         alone = _metrics(base_path, apply_delta(base_for_eval, load_file(str(path))), labels, task, validation, policy.device)
         gain = _loss(before, task) - _loss(alone, task)
         entry["alone"] = alone
         entry["loss_gain"] = gain
-        if -gain > policy.harm_tolerance:
-            entry.update(reason="harmful", detail=f"validation loss rises by {-gain:.4f} when applied alone")
-            log(f"  {oracle}: rejected, harmful (validation loss +{-gain:.4f})")
+        if gain <= policy.min_gain:
+            reason = "harmful" if gain < 0 else "no_gain"
+            entry.update(reason=reason, detail=f"validation loss changes by {-gain:+.4f} when applied alone (must fall by more than {policy.min_gain:g})")
+            log(f"  {oracle}: rejected, {reason} (validation loss {-gain:+.4f})")
             continue
         entry["status"] = "accepted"
-        accepted.append((oracle, path, ev["numExamples"], verdict.norm, gain))
-        log(f"  {oracle}: accepted, {ev['numExamples']} examples, norm {verdict.norm:.3f}, validation loss -{gain:.4f} alone")
+        accepted.append((oracle, path, ev["numExamples"], norm, gain))
+        log(f"  {oracle}: accepted, {ev['numExamples']} examples, norm {norm:.3f}, validation loss -{gain:.4f} alone")
 
     crashpoint("aggregator:downloaded")
     new_path = work / f"model-round-{round_id}.safetensors"
@@ -176,6 +205,22 @@ def aggregate_round(
     }
     log(f"round {round_id}: merged {len(merged)} with {policy.strategy.name}; validation loss {_loss(before, task):.4f} -> {_loss(after, task):.4f}")
     return RoundOutcome(new_path, report, tree, slashes, non_revealers)
+
+
+def _earlier_digests(protocol: Protocol, store: Store, round_id: int, base_model_cid: str) -> dict[str, str]:
+    """Tensor digests of the deltas submitted in earlier published rounds on another base model,
+    from their reports. Resubmitting a delta made for another base is a replay; the same base
+    (nothing was merged in between) may well give an honest oracle the same delta again."""
+    seen = {}
+    for rid in range(1, round_id):
+        info = protocol.round(rid)
+        if not info.published or info.base_model_cid == base_model_cid:
+            continue
+        report = json.loads(store.get_bytes(info.report_cid, max_bytes=64 << 20))
+        for e in report.get("submissions", []):
+            if e.get("data_sha256"):
+                seen.setdefault(e["data_sha256"], f"round {rid}, {e['oracle']}")
+    return seen
 
 
 def _rewards(contributions: list[tuple[str, int, float]], budget: int) -> dict[str, int]:

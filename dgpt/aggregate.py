@@ -144,6 +144,29 @@ def pairwise_sq_distances(files: DeltaFiles, shapes: dict[str, tuple]) -> torch.
     return d
 
 
+def cosine_to_median(delta_paths: list[Path], shapes: dict[str, tuple]) -> list[float]:
+    """Each delta's cosine similarity to the coordinate-wise median of all of them, slice by slice.
+    With an honest majority the median points the honest way: a sign-flipped delta scores near -1."""
+    files = DeltaFiles(delta_paths)
+    try:
+        n = len(delta_paths)
+        dot, sq = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+        med_sq = 0.0
+        for name in sorted(set(files.all_names()) & set(shapes)):
+            numel = torch.Size(shapes[name]).numel()
+            for a in range(0, numel, CHUNK):
+                s = files.stack(name, a, min(a + CHUNK, numel)).double()
+                m = median(s)
+                dot += s @ m
+                sq += s.pow(2).sum(1)
+                med_sq += float(m.pow(2).sum())
+                files.release()
+        denom = (sq * med_sq).sqrt()
+        return [float(d / q) if q > 0 else 0.0 for d, q in zip(dot, denom)]
+    finally:
+        files.close()
+
+
 def merge(
     base: dict[str, torch.Tensor],
     delta_paths: list[Path],

@@ -1,6 +1,7 @@
 """Checks on a revealed delta before it may be merged; each failure names its evidence.
 
-Order: size under the cap; a safetensors header that parses, of our delta format; every tensor
+Order: size under the cap; a safetensors header that parses, of our delta format, made for this
+round's base model (a stale delta is rejected, not slashed: it may be an honest client's bug); every tensor
 named like one of the model's, with its shape and float32 (or the new head, in the first
 fine-tuning round), nothing extra; all values finite; L2 norm within the task's bound. Only the
 header is read before the structure is accepted; tensors are then read one at a time.
@@ -8,6 +9,7 @@ header is read before the structure is accepted; tensors are then read one at a 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import struct
@@ -21,6 +23,7 @@ from dgpt.delta import FORMAT
 
 # Reasons, as the report records them; those with a slash reason code are slashed.
 MALFORMED, NON_FINITE, NORM_OUT_OF_BOUND = "malformed", "non_finite", "norm_out_of_bound"
+STALE = "stale"  # rejected, not slashed
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,9 @@ def _header(path: Path) -> dict:
         return json.loads(f.read(n))
 
 
-def check_delta(path: Path, expected: dict[str, tuple[int, ...]], max_bytes: int, max_norm: float) -> Verdict:
-    """`expected`: name -> shape of every tensor a delta may hold for this round."""
+def check_delta(path: Path, expected: dict[str, tuple[int, ...]], max_bytes: int, max_norm: float, base_model_cid: str | None = None) -> Verdict:
+    """`expected`: name -> shape of every tensor a delta may hold for this round; `base_model_cid`:
+    the round's base model, which the delta's metadata must name (None: not checked)."""
     size = path.stat().st_size
     if size > max_bytes:
         return Verdict(False, MALFORMED, f"{size} bytes, over the cap of {max_bytes}")
@@ -54,6 +58,8 @@ def check_delta(path: Path, expected: dict[str, tuple[int, ...]], max_bytes: int
     meta = header.pop("__metadata__", {}) or {}
     if meta.get("format") != FORMAT:
         return Verdict(False, MALFORMED, f"metadata format {meta.get('format')!r}, expected {FORMAT}")
+    if base_model_cid is not None and meta.get("base_model_cid") != base_model_cid:
+        return Verdict(False, STALE, f"made for base model {meta.get('base_model_cid')!r}, not this round's {base_model_cid}")
     extra = sorted(set(header) - set(expected))
     if extra:
         return Verdict(False, MALFORMED, f"tensors the model does not have: {extra[:3]}")
@@ -76,3 +82,15 @@ def check_delta(path: Path, expected: dict[str, tuple[int, ...]], max_bytes: int
     if norm > max_norm:
         return Verdict(False, NORM_OUT_OF_BOUND, f"L2 norm {norm:.4g} over the bound {max_norm:.4g}", norm)
     return Verdict(True, norm=norm)
+
+
+def data_digest(path: Path) -> str:
+    """sha256 of a safetensors file's tensor bytes, header and metadata excluded: the same tensors
+    under rewritten metadata (a replayed or copied delta) give the same digest."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        f.seek(8 + n)
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,8 +1,11 @@
 """The oracle operator's daemon: follows the rounds and submits a delta trained on its own data.
 
 For each open round: fetch the base model and the task spec by CID (verified), fine-tune on the
-oracle's data with the worker, put the delta in the store, commit; after the commit deadline,
-reveal; after the round is published, claim the reward. `tick()` does at most one step; `run()`
+oracle's data with the worker, compute the delta's CID offline and commit to it; after the commit
+deadline, put the delta in the store and reveal; after the round is published, claim the reward.
+The delta reaches the store only once commits are closed: a copier watching the store cannot
+commit to another oracle's delta (and the commitment binds the oracle's address, so a revealed CID
+cannot be reused either). `tick()` does at most one step; `run()`
 repeats it. The journal records the salt and delta CID before the commit is sent, and every chain
 write is preceded by a look at the chain, so a restart never commits twice, reveals with the salt
 it committed, and never misses a reveal it could still make.
@@ -23,9 +26,11 @@ from dgpt.commitments import RewardsTree, commit_hash
 from dgpt.crash import crashpoint
 from dgpt.data import Example
 from dgpt.delta import compute_delta, save_delta
+from dgpt.errors import DGPTError
 from dgpt.journal import Journal
 from dgpt.model import load_model, state_dict
 from dgpt.store import Store
+from dgpt.store.unixfs import file_cid
 from dgpt.task import TaskSpec
 from dgpt.train import TrainOptions, train
 
@@ -70,13 +75,32 @@ class OracleNode:
             return f"round {rid}: waiting for the reveal window"
         if now <= info.reveal_deadline and j.get("committed") and not j.get("revealed"):
             if p.submission(rid, me).status == Status.COMMITTED:
-                p.reveal(self.account, rid, j["delta_cid"], bytes.fromhex(j["salt"]), j["num_examples"])
+                self.reveal(rid, j)
             self.journal.record(rid, revealed=True)
             self.log(f"round {rid}: revealed {j['delta_cid']}")
             return f"round {rid}: revealed"
         return f"round {rid}: waiting for the aggregator"
 
+    def reveal(self, rid: int, j: dict) -> None:
+        """Publish the delta in the store (idempotent), then reveal what was committed."""
+        if self.store.put_file(j["delta_path"]) != j["delta_cid"]:
+            raise DGPTError(f"round {rid}: {j['delta_path']} no longer has the committed CID {j['delta_cid']}")
+        self.store.pin(j["delta_cid"])
+        crashpoint("oracle:stored")
+        self.protocol.reveal(self.account, rid, j["delta_cid"], bytes.fromhex(j["salt"]), j["num_examples"])
+
     def train(self, rid: int, info) -> str:
+        delta_path, num_examples = self.make_delta(rid, info)
+        with open(delta_path, "rb") as f:
+            delta_cid = str(file_cid(f))  # offline: nothing is published before the commit closes
+        salt = secrets.token_bytes(32)
+        h = commit_hash(rid, self.account.address, delta_cid, salt, num_examples)
+        # Salt and CID are journaled before the commit is sent: a restart reveals with them.
+        self.journal.record(rid, delta_cid=delta_cid, delta_path=str(delta_path), salt=salt.hex(), num_examples=num_examples, commit_hash=h.hex())
+        return f"round {rid}: delta {delta_cid} ready"
+
+    def make_delta(self, rid: int, info) -> tuple[Path, int]:
+        """Train on the round's base model and write the delta file; returns it and the example count."""
         task = TaskSpec.from_bytes(self.store.get_bytes(info.task_spec_cid, max_bytes=1 << 20))
         bundle = load_model(self.store.cached(info.base_model_cid, self.cache))  # verified against the CID
         base = {k: v.clone() for k, v in state_dict(bundle.model).items()}
@@ -87,14 +111,7 @@ class OracleNode:
         delta_path = self.cache / f"delta-round-{rid}.safetensors"
         save_delta(delta_path, compute_delta(base, state_dict(bundle.model)), num_examples=len(examples),
                    base_model_cid=info.base_model_cid, task_spec_cid=info.task_spec_cid, labels=bundle.labels)
-        delta_cid = self.store.put_file(delta_path)
-        self.store.pin(delta_cid)
-        crashpoint("oracle:stored")
-        salt = secrets.token_bytes(32)
-        h = commit_hash(rid, self.account.address, delta_cid, salt, len(examples))
-        # Salt and CID are journaled before the commit is sent: a restart reveals with them.
-        self.journal.record(rid, delta_cid=delta_cid, salt=salt.hex(), num_examples=len(examples), commit_hash=h.hex())
-        return f"round {rid}: delta {delta_cid} ready"
+        return delta_path, len(examples)
 
     def fit(self, bundle, task: TaskSpec, examples: list[Example]) -> None:
         """The worker's training, in place on `bundle`."""

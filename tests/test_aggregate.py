@@ -103,3 +103,25 @@ def test_garbage_and_oversized_files_are_malformed(tmp_path):
     assert check_delta(junk, EXPECTED, 10**6, 1.0).reason == MALFORMED
     good = deltas(tmp_path, [1.0])[0]
     assert check_delta(good, EXPECTED, 10, 100.0).reason == MALFORMED
+
+
+def test_cosine_to_median_exposes_a_sign_flip(tmp_path):
+    from dgpt.aggregate import cosine_to_median
+
+    paths = deltas(tmp_path, [1.0, 1.2, 0.8, -1.0])
+    cos = cosine_to_median(paths, {k: tuple(v.shape) for k, v in BASE.items()})
+    assert [round(c, 6) for c in cos[:3]] == [1.0, 1.0, 1.0] and cos[3] == pytest.approx(-1.0)
+
+
+def test_stale_delta_is_rejected_but_not_a_malformed_one(tmp_path):
+    from dgpt.verify import STALE, data_digest
+
+    good = {"a": torch.zeros(3, 2)}
+    p = write(tmp_path, "stale", good, {**META, "base_model_cid": "bafyold"})
+    v = check_delta(p, {"a": (3, 2)}, 1 << 20, 10.0, base_model_cid="bafynew")
+    assert (v.ok, v.reason) == (False, STALE) and "bafyold" in v.detail
+    assert check_delta(p, {"a": (3, 2)}, 1 << 20, 10.0, base_model_cid="bafyold").ok
+    # The digest covers the tensors only: the same tensors under other metadata give the same one.
+    q = write(tmp_path, "again", good, {**META, "base_model_cid": "bafynew"})
+    r = write(tmp_path, "other", {"a": torch.ones(3, 2)}, {**META, "base_model_cid": "bafynew"})
+    assert data_digest(p) == data_digest(q) != data_digest(r)

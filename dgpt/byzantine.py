@@ -1,0 +1,310 @@
+"""Byzantine oracles in full rounds: N oracles of which f cheat, each cheater with one attack.
+
+Every run is a real protocol run on a fresh embedded chain: the oracles and the aggregator are the
+real roles (`oracle.node`, `aggregator.node`); a cheater is an `OracleNode` whose delta (or reveal)
+is replaced by its attack. After the rounds the published model is evaluated on the held-out test
+set, and the run reports what each cheater earned and whether it was slashed.
+
+Deterministic computations are memoised by content, so that a table of many runs stays affordable
+on a CPU: an oracle's training is keyed by (base model CID, task spec CID, dataset root) and the
+aggregator's validation metrics by the digest of the evaluated weights. Training and evaluation are
+seeded and deterministic on the CPU, so a memoised result is bit-identical to a recomputed one.
+
+Attacks (the cheater's submission in every round):
+- sign_flip: the negated honest delta;  scale: the honest delta times 1000;
+- noise: Gaussian noise with the honest delta's norm;  non_finite: honest, with a NaN and an Inf;
+- wrong_names / wrong_shapes / wrong_dtypes: one tensor renamed, truncated, or every tensor in float16;
+- zero: all-zero tensors (free riding);  label_flip: honest training on data with flipped labels;
+- replay: honest in the first round, then its first delta again, metadata rewritten for the round;
+- copy: commits to a zero stand-in it never reveals, then tries to reveal an honest oracle's CID once revealed
+  (the commitment binds the CID and the oracle, so the reveal reverts and it is slashed as a
+  non-revealer);
+- not_safetensors: bytes that are no safetensors file;  oversize: a delta padded far over the cap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import aggregator.round as agg_round
+from aggregator.node import AggregatorConfig, AggregatorNode
+from aggregator.round import RoundPolicy
+from dgpt.aggregate import Strategy
+from dgpt.chain.client import Chain, ContractRevert, dev_accounts
+from dgpt.chain.protocol import Protocol, Status, deploy
+from dgpt.data import RT_LABELS, Example, as_examples, rotten_tomatoes, shards, split_by_movie
+from dgpt.dataset import merkle_root
+from dgpt.delta import FORMAT, load_delta
+from dgpt.demo import drive, register_oracle
+from dgpt.model import load_model, save_model, tiny_gpt2
+from dgpt.store import Store
+from dgpt.task import TaskSpec
+from dgpt import tensorfile
+from dgpt.train import TrainOptions, evaluate, train
+from oracle.node import OracleConfig, OracleNode
+
+ATTACKS = (
+    "sign_flip", "scale", "noise", "non_finite", "wrong_names", "wrong_shapes", "wrong_dtypes",
+    "zero", "replay", "copy", "label_flip", "not_safetensors", "oversize",
+)
+# What the protocol must do to each attack's cheaters: slashed (objective faults) or only unpaid.
+SLASHED_ATTACKS = {"scale", "non_finite", "wrong_names", "wrong_shapes", "wrong_dtypes", "copy", "not_safetensors", "oversize"}
+
+
+@dataclass(frozen=True)
+class SimPlan:
+    """The simulated network; the defaults keep one run to a few minutes on 2 CPU cores."""
+
+    n: int = 7  # oracles
+    examples_per_oracle: int = 600
+    rounds: int = 2  # fine-tuning rounds (replay needs two)
+    max_len: int = 32
+    validation_examples: int = 400
+    test_examples: int = 1000
+    warmup_examples: int = 6000  # public snippets the genesis model is pre-trained and fine-tuned on
+    max_update_norm: float = 20.0  # the task's bound; honest deltas measured 1-4 (BENCHMARKS.md)
+
+    def task(self) -> TaskSpec:
+        return TaskSpec(labels=RT_LABELS, lam=0.5, lr=3e-4, epochs=1, max_len=self.max_len, seed=2, max_update_norm=self.max_update_norm)
+
+
+@dataclass
+class SimData:
+    shards: list[list[Example]]
+    validation: list[Example]
+    test: list[Example]
+    warmup: list[Example]  # public snippets the genesis model is trained on before the rounds
+
+
+def sim_data(plan: SimPlan) -> SimData:
+    """Rotten Tomatoes split by movie: disjoint oracle shards, held-out validation and test movies;
+    the genesis model's warm-up data are the training movies' snippets the oracles do not hold."""
+    train_r, held = split_by_movie(rotten_tomatoes(), held_out=0.2, seed=0)
+    val_r, test_r = split_by_movie(held, held_out=2 / 3, seed=1)
+    parts = shards(train_r, plan.n, seed=0)
+    warmup = as_examples([r for s in parts for r in s[plan.examples_per_oracle :]][: plan.warmup_examples])
+    return SimData(
+        [as_examples(s[: plan.examples_per_oracle]) for s in parts],
+        as_examples(val_r[: plan.validation_examples]),
+        as_examples(test_r[: plan.test_examples]),
+        warmup,
+    )
+
+
+def genesis_model(plan: SimPlan, data: SimData, cache: Path) -> Path:
+    """The tiny model after central L1 pre-training, then L3 fine-tuning, on the public warm-up
+    snippets: the shared model the rounds start from (computed once, cached)."""
+    key = hashlib.sha256(json.dumps([plan.max_len, merkle_root(data.warmup).hex()]).encode()).hexdigest()[:16]
+    path = cache / f"genesis-{key}.safetensors"
+    if not path.exists():
+        bundle = tiny_gpt2(seed=0)
+        pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=plan.max_len, seed=1)
+        quiet = dict(log=lambda *a: None)
+        train(bundle, pre, [Example(e.text) for e in data.warmup], TrainOptions(device="cpu", log_every=10**9), **quiet)
+        warm = TaskSpec(labels=RT_LABELS, lam=0.5, lr=3e-3, epochs=2, max_len=plan.max_len, seed=2)
+        train(bundle, warm, data.warmup, TrainOptions(device="cpu", log_every=10**9), **quiet)
+        save_model(path.with_suffix(".tmp"), bundle)
+        path.with_suffix(".tmp").rename(path)
+    return path
+
+
+class SimOracle(OracleNode):
+    """An honest oracle whose training is memoised by (base model, task spec, dataset)."""
+
+    def __init__(self, *args, fit_cache: Path, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fit_cache = fit_cache
+
+    def make_delta(self, rid, info):
+        key = hashlib.sha256(f"{info.base_model_cid} {info.task_spec_cid} {merkle_root(self.cfg.examples).hex()}".encode()).hexdigest()[:24]
+        cached = self.fit_cache / f"delta-{key}.safetensors"
+        if not cached.exists():
+            path, _ = super().make_delta(rid, info)
+            shutil.copyfile(path, cached.with_suffix(".tmp"))
+            cached.with_suffix(".tmp").rename(cached)
+        path = self.cache / f"delta-round-{rid}.safetensors"
+        shutil.copyfile(cached, path)
+        return path, len(self.cfg.examples)
+
+
+class ByzantineOracle(SimOracle):
+    """A cheater: its submission is replaced by its attack's."""
+
+    def __init__(self, *args, attack: str, victim: str, cap: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.attack, self.victim, self.cap = attack, victim, cap
+        self.copy_refusals: list[str] = []  # the revert each copying attempt met
+
+    def tick(self) -> str:
+        # A slashed cheater tops its stake up to the minimum to go on cheating (the slash is its cost).
+        short = self.protocol.min_stake() - self.protocol.oracle(self.account.address).stake
+        if short > 0:
+            self.protocol.add_stake(self.account, short)
+        return super().tick()
+
+    def make_delta(self, rid, info):
+        path, n = super().make_delta(rid, info)  # the honest delta (label_flip: trained on flipped labels)
+        delta, meta = load_delta(path)
+        out = self.cache / f"attack-round-{rid}.safetensors"
+        a = self.attack
+        g = torch.Generator().manual_seed(rid)
+        if a == "sign_flip":
+            delta = {k: -v for k, v in delta.items()}
+        elif a == "scale":
+            delta = {k: v * 1000 for k, v in delta.items()}
+        elif a == "noise":
+            norm = torch.sqrt(sum(v.double().pow(2).sum() for v in delta.values()))
+            noise = {k: torch.randn(v.shape, generator=g) for k, v in delta.items()}
+            nn = torch.sqrt(sum(v.double().pow(2).sum() for v in noise.values()))
+            delta = {k: (v * (norm / nn)).float() for k, v in noise.items()}
+        elif a == "non_finite":
+            names = sorted(delta)
+            delta[names[0]].view(-1)[0] = float("nan")
+            delta[names[-1]].view(-1)[0] = float("inf")
+        elif a == "wrong_names":
+            name = sorted(delta)[0]
+            delta[name + ".extra"] = delta.pop(name)
+        elif a == "wrong_shapes":
+            name = max(delta, key=lambda k: delta[k].numel())
+            delta[name] = delta[name][:-1].clone()
+        elif a == "wrong_dtypes":
+            delta = {k: v.half() for k, v in delta.items()}
+        elif a in ("zero", "copy"):  # copy: a stand-in it will not reveal
+            delta = {k: torch.zeros_like(v) for k, v in delta.items()}
+        elif a == "replay" and rid > 1:
+            first = Path(self.journal.round(1)["delta_path"])
+            delta, _ = load_delta(first)  # the first round's tensors, dressed up for this round
+        elif a == "oversize":
+            delta["padding"] = torch.zeros(3 * self.cap // 4)
+        elif a == "not_safetensors":
+            out.write_bytes(b"this is not a weight delta\n" * 100)
+            return out, n
+        tensorfile.save(out, delta, {**meta, "format": FORMAT})
+        return out, n
+
+    def reveal(self, rid, j):
+        if self.attack != "copy":
+            return super().reveal(rid, j)
+        victim = next((e["args"] for e in self.protocol.events("Revealed", roundId=rid) if e["args"]["oracle"] == self.victim), None)
+        if victim is None:
+            return
+        from dgpt.cid import cid_from_bytes
+
+        try:  # the victim's CID with this cheater's salt and count: the commitment does not match
+            self.protocol.reveal(self.account, rid, cid_from_bytes(victim["deltaCid"]), bytes.fromhex(j["salt"]), j["num_examples"])
+        except ContractRevert as exc:
+            self.copy_refusals.append(exc.error)
+
+
+def flip_labels(examples: list[Example]) -> list[Example]:
+    return [Example(e.text, RT_LABELS[1 - RT_LABELS.index(e.label)]) for e in examples]
+
+
+@dataclass
+class RunResult:
+    accuracy: float
+    model_cid: str
+    rewards: dict[str, int]  # oracle -> reward over the run (token wei), as the reports' rewards trees pay
+    slashed: dict[str, bool]
+    cheaters: list[str]
+    reports: list[dict] = field(default_factory=list)
+    copy_refusals: list[str] = field(default_factory=list)
+
+    @property
+    def cheater_rewards(self) -> int:
+        return sum(self.rewards[c] for c in self.cheaters)
+
+
+@contextmanager
+def memoised_metrics():
+    """Memoise the aggregator's validation metrics by the digest of the evaluated weights."""
+    memo: dict[str, dict] = {}
+    real = agg_round._metrics
+
+    def metrics(base_path, state, labels, task, validation, device):
+        h = hashlib.sha256(json.dumps([list(labels), task.to_bytes().hex(), merkle_root(validation).hex()]).encode())
+        for name in sorted(state):
+            h.update(name.encode())
+            h.update(state[name].float().contiguous().numpy().tobytes())
+        key = h.hexdigest()
+        if key not in memo:
+            memo[key] = real(base_path, state, labels, task, validation, device)
+        return dict(memo[key])
+
+    agg_round._metrics = metrics
+    try:
+        yield
+    finally:
+        agg_round._metrics = real
+
+
+class Simulator:
+    """Runs scenarios over one store and one cache, so runs share what they have in common."""
+
+    def __init__(self, plan: SimPlan, store: Store, cache: Path, log=print):
+        self.plan, self.store, self.cache, self.log = plan, store, cache, log
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.data = sim_data(plan)
+        self.genesis = genesis_model(plan, self.data, cache)
+        self.test_memo: dict[str, float] = {}
+
+    def run(self, strategy: Strategy, attack: str | None = None, f: int = 0, honest_only: bool = False) -> RunResult:
+        """N oracles, the last f cheating with `attack`; honest_only: the cheaters' seats stay empty."""
+        plan = self.plan
+        chain = Chain.embedded()
+        accounts = dev_accounts(2 + plan.n)
+        admin, agg_account, oracle_accounts = accounts[0], accounts[1], accounts[2:]
+        protocol = deploy(chain, admin, agg_account.address)
+        stake = protocol.min_stake()
+        cap = 2 * self.genesis.stat().st_size + (1 << 20)
+        seats = range(plan.n - f) if honest_only else range(plan.n)
+        cheaters = [oracle_accounts[i].address for i in range(plan.n - f, plan.n)] if attack and not honest_only else []
+        with tempfile.TemporaryDirectory() as home, memoised_metrics():
+            home = Path(home)
+            oracles = []
+            for i in seats:
+                account, examples = oracle_accounts[i], self.data.shards[i]
+                bad = account.address in cheaters
+                if bad and attack == "label_flip":
+                    examples = flip_labels(examples)
+                register_oracle(protocol, self.store, admin, account, examples, stake)
+                cfg = OracleConfig(home / "oracles" / account.address, examples)
+                common = dict(fit_cache=self.cache, log=lambda *a: None)
+                if bad:
+                    oracles.append(ByzantineOracle(protocol, self.store, account, cfg, attack=attack, victim=oracle_accounts[0].address, cap=cap, **common))
+                else:
+                    oracles.append(SimOracle(protocol, self.store, account, cfg, **common))
+            policy = RoundPolicy(strategy=strategy)
+            agg = AggregatorNode(
+                protocol, self.store, agg_account,
+                AggregatorConfig(home / "aggregator", self.genesis, [plan.task()] * plan.rounds, self.data.validation, policy),
+                log=lambda *a: None,
+            )
+            drive(chain, protocol, agg, oracles, lambda rid: None)
+            model_cid = protocol.latest_model()
+            if model_cid not in self.test_memo:
+                bundle = load_model(self.store.cached(model_cid, self.cache / "models"))
+                self.test_memo[model_cid] = evaluate(bundle, self.data.test, plan.task())["accuracy"]
+            everyone = [oracle_accounts[i].address for i in seats]
+            reports = [json.loads(self.store.get_bytes(protocol.round(r).report_cid)) for r in range(1, plan.rounds + 1)]
+            return RunResult(
+                accuracy=self.test_memo[model_cid],
+                model_cid=model_cid,
+                rewards={a: sum(int(e["reward"]) for r in reports for e in r["submissions"] if e["oracle"] == a) for a in everyone},
+                slashed={a: _was_slashed(protocol, a, plan.rounds) for a in everyone},
+                cheaters=cheaters,
+                reports=reports,
+                copy_refusals=[r for o in oracles if isinstance(o, ByzantineOracle) for r in o.copy_refusals],
+            )
+
+
+def _was_slashed(protocol: Protocol, oracle: str, rounds: int) -> bool:
+    return any(protocol.submission(r, oracle).status == Status.SLASHED for r in range(1, rounds + 1))

@@ -1,0 +1,60 @@
+"""Byzantine oracles in full protocol runs (embedded chain, real roles), on a small network."""
+
+from __future__ import annotations
+
+import pytest
+
+from dgpt.aggregate import Strategy
+from dgpt.byzantine import SLASHED_ATTACKS, SimPlan, Simulator
+from dgpt.store.local import LocalStore
+
+PLAN = SimPlan(n=5, examples_per_oracle=120, validation_examples=150, test_examples=200, warmup_examples=400)
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    root = tmp_path_factory.mktemp("byzantine")
+    return Simulator(PLAN, LocalStore(root / "store"), root / "memo", log=lambda *a: None)
+
+
+def cheater_entries(run, round_index):
+    return [e for e in run.reports[round_index]["submissions"] if e["oracle"] in run.cheaters]
+
+
+@pytest.mark.parametrize("attack", ["non_finite", "wrong_shapes", "not_safetensors", "oversize", "scale"])
+def test_objective_faults_are_slashed_and_unpaid(sim, attack):
+    run = sim.run(Strategy(), attack, f=2)
+    assert attack in SLASHED_ATTACKS
+    assert run.cheaters and all(run.slashed[c] for c in run.cheaters)
+    assert run.cheater_rewards == 0
+    assert not any(run.slashed[o] for o in run.rewards if o not in run.cheaters)
+    for i in range(PLAN.rounds):
+        assert all(e["status"] == "rejected" for e in cheater_entries(run, i))
+
+
+def test_copying_a_revealed_delta_is_refused_by_the_commitment(sim):
+    run = sim.run(Strategy(), "copy", f=2)
+    assert run.copy_refusals == ["CommitMismatch"] * 2 * PLAN.rounds
+    assert all(run.slashed[c] for c in run.cheaters) and run.cheater_rewards == 0
+    assert set(run.reports[0]["non_revealers"]) == set(run.cheaters)
+
+
+def test_replayed_delta_is_rejected_unpaid_and_not_slashed(sim):
+    run = sim.run(Strategy(), "replay", f=2)
+    last = cheater_entries(run, 1)
+    assert [e["reason"] for e in last] == ["duplicate", "duplicate"]
+    assert not any(run.slashed[c] for c in run.cheaters)
+    assert sum(int(e["reward"]) for e in last) == 0
+
+
+def test_sign_flip_and_zero_are_unpaid_and_not_slashed(sim):
+    for attack, reasons in (("sign_flip", {"divergent"}), ("zero", {"no_gain", "duplicate"})):
+        run = sim.run(Strategy(), attack, f=2)
+        assert {e["reason"] for i in range(PLAN.rounds) for e in cheater_entries(run, i)} <= reasons, attack
+        assert run.cheater_rewards == 0 and not any(run.slashed[c] for c in run.cheaters)
+
+
+def test_when_every_cheater_is_rejected_the_model_is_the_honest_only_model(sim):
+    honest = sim.run(Strategy(), f=2, honest_only=True)
+    attacked = sim.run(Strategy(), "non_finite", f=2)
+    assert attacked.model_cid == honest.model_cid and attacked.accuracy == honest.accuracy
