@@ -36,6 +36,21 @@ def cmd_cid(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_get(args: argparse.Namespace) -> int:
+    from dgpt.store.base import parse
+
+    parse(args.cid)  # a malformed CID is an error before any connection is made
+    cfg = settings(args)
+    store = store_of(cfg)
+    if args.out:
+        store.get_file(args.cid, args.out, max_bytes=args.max_bytes)  # verified, written atomically
+        print(args.out)
+    else:
+        for chunk in store.get(args.cid, max_bytes=args.max_bytes):
+            sys.stdout.buffer.write(chunk)
+    return 0
+
+
 def cmd_dataset_commit(args: argparse.Namespace) -> int:
     from dgpt.data import load_examples
     from dgpt.dataset import manifest, merkle_root
@@ -104,7 +119,8 @@ def cmd_mint(args: argparse.Namespace) -> int:
     from dgpt.chain.protocol import TOKEN
 
     cfg = settings(args)
-    protocol_of(cfg).mint(account(args), args.to, int(args.amount * TOKEN))
+    minter = account(args)  # key problems first: they need no network
+    protocol_of(cfg).mint(minter, args.to, int(args.amount * TOKEN))
     print(f"minted {args.amount:g} DGPT to {args.to}")
     return 0
 
@@ -167,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     cid.add_argument("file", metavar="FILE")
     cid.add_argument("--cid-version", type=int, choices=(0, 1), default=1, help="0 or 1 (default 1, raw leaves)")
     cid.set_defaults(func=cmd_cid)
+
+    get = sub.add_parser("get", parents=[common], help="fetch content by CID from the store, checked against the CID")
+    get.add_argument("cid", metavar="CID")
+    get.add_argument("-o", "--out", help="write to this file (default: stdout)")
+    get.add_argument("--max-bytes", type=int, help="refuse content larger than this")
+    get.set_defaults(func=cmd_get)
 
     dep = sub.add_parser("deploy", parents=[common, keyed], help="deploy the token and the protocol; write the deployment file")
     dep.add_argument("--aggregator", help="address given AGGREGATOR_ROLE (default: the deployer)")

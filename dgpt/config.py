@@ -50,7 +50,10 @@ def load_settings(config: str | None = None, **flags: str | None) -> Settings:
         unknown = sorted(set(data) - known)
         if unknown:
             raise DGPTError(f"config file {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        values.update({k: str(v) for k, v in data.items()})
+        for k, v in data.items():
+            if not isinstance(v, str):
+                raise DGPTError(f"config file {path}: {k} must be a string, got {type(v).__name__} {v!r}")
+        values.update(data)
     for f in fields(Settings):
         env = os.environ.get(f"DGPT_{f.name.upper()}")
         if env:

@@ -54,7 +54,14 @@ def load_account(keystore: str | None = None, password_file: str | None = None, 
         encrypted = json.loads(Path(keystore).read_text())
     except (OSError, ValueError) as exc:
         raise DGPTError(f"cannot read keystore {keystore}: {exc}") from None
+    if not isinstance(encrypted, dict) or "crypto" not in {k.lower() for k in encrypted}:
+        raise DGPTError(f"{keystore} is not an encrypted keystore file (no 'crypto' section); create one with `dgpt keys new`")
+    password = read_password(password_file)
     try:
-        return Account.from_key(Account.decrypt(encrypted, read_password(password_file)))
-    except ValueError:
-        raise DGPTError(f"wrong password for keystore {keystore}") from None
+        return Account.from_key(Account.decrypt(encrypted, password))
+    except ValueError as exc:
+        if "MAC mismatch" in str(exc):
+            raise DGPTError(f"wrong password for keystore {keystore}") from None
+        raise DGPTError(f"keystore {keystore} is unreadable: {exc}") from None
+    except (KeyError, TypeError) as exc:
+        raise DGPTError(f"keystore {keystore} is unreadable: missing or bad field {exc}") from None

@@ -12,7 +12,7 @@ from enum import IntEnum
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from dgpt.chain.client import Chain
+from dgpt.chain.client import ContractRevert, Chain
 from dgpt.cid import cid_from_bytes, cid_to_bytes
 
 TOKEN = 10**18  # base units per token
@@ -144,8 +144,25 @@ class Protocol:
 
     # --- oracle ---------------------------------------------------------------------------------
 
+    def _check_stake(self, account: LocalAccount, amount: int, registering: bool) -> None:
+        """The checks `register`/`addStake` would make, before the approval is sent: a call that
+        would revert must not leave an approval transaction behind."""
+        me = account.address
+        registered = self.oracle(me).registered
+        if registering and registered:
+            raise ContractRevert("AlreadyRegistered", {"oracle": me})
+        if not registering and not registered:
+            raise ContractRevert("NotRegistered", {"oracle": me})
+        if registering and amount < self.min_stake():
+            raise ContractRevert("StakeBelowMinimum", {"oracle": me, "stake": amount, "minimum": self.min_stake()})
+        if amount <= 0:
+            raise ContractRevert("ZeroAmount", {})
+        if self.balance_of(me) < amount:
+            raise ContractRevert("ERC20InsufficientBalance", {"sender": me, "balance": self.balance_of(me), "needed": amount})
+
     def register(self, account: LocalAccount, stake: int, manifest_cid: str, dataset_root: bytes, num_examples: int) -> dict:
         """Approve the stake if needed, then register with the dataset commitment."""
+        self._check_stake(account, stake, registering=True)
         self._approve(account, stake)
         return self._tx(account, self.contract.functions.register(stake, cid_to_bytes(manifest_cid), dataset_root, num_examples))
 
@@ -153,6 +170,7 @@ class Protocol:
         return self._tx(account, self.contract.functions.updateCommitment(cid_to_bytes(manifest_cid), dataset_root, num_examples))
 
     def add_stake(self, account: LocalAccount, amount: int) -> dict:
+        self._check_stake(account, amount, registering=False)
         self._approve(account, amount)
         return self._tx(account, self.contract.functions.addStake(amount))
 
