@@ -224,9 +224,8 @@ class RunResult:
 
 
 @contextmanager
-def memoised_metrics():
-    """Memoise the aggregator's validation metrics by the digest of the evaluated weights."""
-    memo: dict[str, dict] = {}
+def memoised_metrics(memo: dict[str, dict]):
+    """Memoise the aggregator's validation metrics in `memo`, by the digest of the evaluated weights."""
     real = agg_round._metrics
 
     def metrics(base_path, state, labels, task, validation, device):
@@ -255,6 +254,7 @@ class Simulator:
         self.data = sim_data(plan)
         self.genesis = genesis_model(plan, self.data, cache)
         self.test_memo: dict[str, float] = {}
+        self.metrics_memo: dict[str, dict] = {}
 
     def run(self, strategy: Strategy, attack: str | None = None, f: int = 0, honest_only: bool = False) -> RunResult:
         """N oracles, the last f cheating with `attack`; honest_only: the cheaters' seats stay empty."""
@@ -267,7 +267,7 @@ class Simulator:
         cap = 2 * self.genesis.stat().st_size + (1 << 20)
         seats = range(plan.n - f) if honest_only else range(plan.n)
         cheaters = [oracle_accounts[i].address for i in range(plan.n - f, plan.n)] if attack and not honest_only else []
-        with tempfile.TemporaryDirectory() as home, memoised_metrics():
+        with tempfile.TemporaryDirectory() as home, memoised_metrics(self.metrics_memo):
             home = Path(home)
             oracles = []
             for i in seats:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything DGPT needs on a fresh machine: a Python venv with pinned packages (.venv) and
-# the npm-side tools (node_modules: solcjs, OpenZeppelin, Anvil, Hardhat, js-ipfs).
+# the npm-side tools (node_modules: solcjs, OpenZeppelin, Anvil, forge, Hardhat, js-ipfs), and Slither
+# in a venv of its own (.venv-slither: its pins would fight the project's).
 # Idempotent: a second run with unchanged lock files does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,4 +29,12 @@ if [ "$(cat node_modules/.dgpt-stamp 2>/dev/null)" != "$npm_stamp" ]; then
   # installs exactly the locked versions and never rewrites the lock.
   npm install --no-save --no-audit --no-fund --loglevel=error
   echo "$npm_stamp" > node_modules/.dgpt-stamp
+fi
+
+slither_stamp=$(stamp requirements-slither.lock)
+if [ ! -x .venv-slither/bin/slither ] || [ "$(cat .venv-slither/.dgpt-stamp 2>/dev/null)" != "$slither_stamp" ]; then
+  echo "setup: installing Slither into .venv-slither" >&2
+  "$PYTHON" -m venv .venv-slither
+  .venv-slither/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-slither.lock
+  echo "$slither_stamp" > .venv-slither/.dgpt-stamp
 fi
