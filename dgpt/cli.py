@@ -10,6 +10,7 @@ from pathlib import Path
 from dgpt import __version__
 from dgpt.context import account, add_common, add_key, chain_of, protocol_of, settings, store_of
 from dgpt.errors import DGPTError
+from requests.exceptions import ConnectionError as ConnectionError_
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -33,6 +34,19 @@ def cmd_cid(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise DGPTError(f"cannot read {args.file}: {exc.strerror}") from None
     print(cid.encode())
+    return 0
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    cfg = settings(args)
+    store = store_of(cfg)
+    try:
+        cid = store.put_file(args.file)
+    except FileNotFoundError:
+        raise DGPTError(f"cannot read {args.file}: no such file") from None
+    if args.pin:
+        store.pin(cid)
+    print(cid)
     return 0
 
 
@@ -184,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     cid.add_argument("--cid-version", type=int, choices=(0, 1), default=1, help="0 or 1 (default 1, raw leaves)")
     cid.set_defaults(func=cmd_cid)
 
+    put = sub.add_parser("put", parents=[common], help="add FILE to the store (embedded, or the daemon of --ipfs-api); prints its CID")
+    put.add_argument("file", metavar="FILE")
+    put.add_argument("--pin", action="store_true", help="pin it (a daemon keeps it through garbage collection)")
+    put.set_defaults(func=cmd_put)
+
     get = sub.add_parser("get", parents=[common], help="fetch content by CID from the store, checked against the CID")
     get.add_argument("cid", metavar="CID")
     get.add_argument("-o", "--out", help="write to this file (default: stdout)")
@@ -261,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except DGPTError as exc:
         print(f"dgpt: error: {exc}", file=sys.stderr)
+        return 1
+    except ConnectionError_ as exc:  # the chain's RPC went away and did not come back within the retries
+        print(f"dgpt: error: the chain stopped answering ({exc.__class__.__name__}: {str(exc)[:200]}); "
+              "when it is back, run the command again: journals resume where it stopped", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. a full disk; every write is to a temporary file renamed into place
+        print(f"dgpt: error: {exc.strerror or exc} ({exc.filename or 'I/O'}); fix it and run the command again", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("dgpt: interrupted", file=sys.stderr)

@@ -7,6 +7,9 @@ directory if present. Keys, with their environment variables:
     ipfs_api = "http://127.0.0.1:5001"   # DGPT_IPFS_API  (unset: the embedded store)
     home     = ".dgpt"                   # DGPT_HOME      (embedded store, journals, keys)
     deployment = ".dgpt/deployment.json" # DGPT_DEPLOYMENT (where `dgpt deploy` wrote the addresses)
+
+$DGPT_RETRY_SECONDS (default 60) bounds how long the chain and IPFS clients retry a service that
+does not answer (connection refused or reset), with exponential backoff, before giving up.
 """
 
 from __future__ import annotations
@@ -61,3 +64,17 @@ def load_settings(config: str | None = None, **flags: str | None) -> Settings:
         if flags.get(f.name) is not None:
             values[f.name] = flags[f.name]
     return Settings(**values)
+
+
+def retry_policy() -> tuple[int, float]:
+    """(attempts, first backoff in seconds): waits of 0.5, 1, 2, ... s adding up to at least
+    $DGPT_RETRY_SECONDS (default 60), so a restarting chain or daemon is waited for."""
+    try:
+        window = float(os.environ.get("DGPT_RETRY_SECONDS", "60"))
+    except ValueError:
+        raise DGPTError(f"DGPT_RETRY_SECONDS must be a number of seconds, got {os.environ['DGPT_RETRY_SECONDS']!r}") from None
+    backoff, waits, total = 0.5, 0, 0.0
+    while total < window:
+        total += backoff * 2**waits
+        waits += 1
+    return waits + 1, backoff

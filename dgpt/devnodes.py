@@ -69,14 +69,24 @@ def _serve(cmd: list[str], ready, what: str, timeout: float, **popen) -> Iterato
 
 
 @contextmanager
-def anvil(accounts: int = 10) -> Iterator[str]:
-    """A real Anvil on a free loopback port with `accounts` funded dev accounts; yields its RPC URL."""
+def anvil(accounts: int = 10, port: int | None = None, state: str | Path | None = None) -> Iterator[str]:
+    """A real Anvil on a loopback port (free, unless given) with `accounts` funded dev accounts;
+    yields its RPC URL. With `state`, the chain is loaded from that file if it exists and written
+    back when Anvil stops: a restart on the same port continues the same chain."""
     if not ANVIL.exists():
         raise DGPTError(f"Anvil is not installed ({ANVIL}): run scripts/setup.sh")
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent", "--hardfork", "cancun", "--accounts", str(accounts)]
+    resumed = state is not None and Path(state).exists()
+    if state is not None:
+        cmd += ["--state", str(state), "--preserve-historical-states"]
     with _serve(cmd, lambda: rpc_answers(url), "anvil", 30):
+        if resumed:
+            # The state file keeps the blocks but not a clock moved by evm_increaseTime: start the
+            # clock at the last block's time, or new blocks would be stamped before it.
+            latest = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber", "params": ["latest", False]}).json()
+            httpx.post(url, json={"jsonrpc": "2.0", "id": 2, "method": "anvil_setTime", "params": [int(latest["result"]["timestamp"], 16) + 1]})
         yield url
 
 
@@ -96,9 +106,10 @@ JSIPFS_CLI = ROOT / "node_modules" / "ipfs" / "src" / "cli.js"
 
 
 @contextmanager
-def ipfs_daemon(repo: str | Path) -> Iterator[str]:
-    """A js-ipfs daemon (a real IPFS node serving the Kubo RPC API), offline, on free loopback ports,
-    with its repository in `repo`; yields the API URL."""
+def ipfs_daemon(repo: str | Path, api_port: int | None = None) -> Iterator[str]:
+    """A js-ipfs daemon (a real IPFS node serving the Kubo RPC API), offline, on free loopback ports
+    (the API on `api_port` if given, so a restart answers at the same URL), with its repository in
+    `repo`; yields the API URL."""
     import json
 
     if not JSIPFS_CLI.exists():
@@ -110,6 +121,7 @@ def ipfs_daemon(repo: str | Path) -> Iterator[str]:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
     config = json.loads((repo / "config").read_text())
     api, gateway, rpc, swarm = (free_port() for _ in range(4))
+    api = api_port or api
     config["Addresses"].update({
         "API": f"/ip4/127.0.0.1/tcp/{api}",
         "Gateway": f"/ip4/127.0.0.1/tcp/{gateway}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from dgpt.chain.client import Chain, dev_accounts
 from dgpt.chain.protocol import TOKEN, Protocol, ProtocolParams, deploy
 
 ROOT = Path(__file__).resolve().parents[1]
+# Unreachable services are retried for $DGPT_RETRY_SECONDS (default 60): keep failures quick in tests.
+os.environ.setdefault("DGPT_RETRY_SECONDS", "2")
 
 
 @pytest.fixture(scope="session")

@@ -146,7 +146,16 @@ class Chain:
     @classmethod
     def connect(cls, url: str, receipt_timeout: float = 120.0) -> Chain:
         """A JSON-RPC chain at `url` (http(s)://...); fails with ChainError if nothing answers there."""
-        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
+        from requests.exceptions import ConnectionError as RequestsConnectionError
+        from web3.providers.rpc.utils import ExceptionRetryConfiguration
+
+        from dgpt.config import retry_policy
+
+        attempts, backoff = retry_policy()
+        # A node that restarts refuses connections for a while: retry with backoff (reads, and the
+        # same signed transaction, which a node accepts at most once).
+        retry = ExceptionRetryConfiguration(errors=(RequestsConnectionError,), retries=attempts, backoff_factor=backoff)
+        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}, exception_retry_configuration=retry))
         try:
             w3.eth.chain_id
         except Exception as exc:
@@ -235,7 +244,17 @@ class Chain:
             self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1)
         except _REVERTS as exc:
             return self._revert_error(exc)
-        return ChainError(f"transaction 0x{bytes(receipt['transactionHash']).hex()} reverted in block {receipt['blockNumber']}")
+        try:  # the block's context differed from a plain call's: ask the node for the trace's revert data
+            trace = self.w3.provider.make_request("debug_traceTransaction", [receipt["transactionHash"].to_0x_hex(), {"tracer": "callTracer"}])
+            decoded = decode_revert((trace.get("result") or {}).get("output"))
+            if decoded is not None:
+                return decoded
+        except Exception:
+            pass
+        return ChainError(
+            f"transaction 0x{bytes(receipt['transactionHash']).hex()} reverted in block {receipt['blockNumber']} "
+            f"(gas used {receipt['gasUsed']} of {tx.get('gas')})"
+        )
 
     def call(self, call: ContractFunction) -> Any:
         """Run a view function; a revert raises ContractRevert."""

@@ -32,13 +32,16 @@ class KuboStore(Store):
         self,
         api_url: str,
         timeout: float = 60.0,
-        retries: int = 3,
-        backoff: float = 0.2,
+        retries: int | None = None,
+        backoff: float | None = None,
         transport: httpx.BaseTransport | None = None,
     ):
         self.api_url = api_url.rstrip("/")
-        self.retries = retries
-        self.backoff = backoff
+        from dgpt.config import retry_policy
+
+        attempts, default_backoff = retry_policy()
+        self.retries = attempts - 1 if retries is None else retries
+        self.backoff = default_backoff if backoff is None else backoff
         self.client = httpx.Client(
             base_url=self.api_url + "/api/v0", timeout=httpx.Timeout(timeout, connect=5.0), transport=transport
         )

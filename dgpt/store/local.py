@@ -44,9 +44,13 @@ class LocalStore(Store):
         if path.exists():
             return
         fd, tmp = tempfile.mkstemp(dir=self.blocks, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(block)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(block)
+            os.replace(tmp, path)  # a block is whole under its name, or absent
+        except BaseException:
+            os.unlink(tmp)  # e.g. a full disk: leave no partial block behind
+            raise
 
     def put_stream(self, stream: io.BufferedIOBase, cid_version: int = 1) -> str:
         return file_cid(stream, cid_version, emit=self._write_block).encode()
