@@ -5,6 +5,8 @@ import {DGPTToken} from "../../contracts/DGPTToken.sol";
 import {DGPTProtocol} from "../../contracts/DGPTProtocol.sol";
 import {OracleRegistry} from "../../contracts/OracleRegistry.sol";
 
+address constant AGGREGATOR = address(0xA66);
+
 /// The few Foundry cheatcodes used (no forge-std: it does not install offline).
 interface Vm {
     function prank(address sender) external;
@@ -19,7 +21,7 @@ contract Handler {
 
     DGPTToken public token;
     DGPTProtocol public protocol;
-    address public aggregator = address(0xA66);
+    address public aggregator = AGGREGATOR;
     address public stranger = address(0xBAD);
     address[4] public oracles = [address(0x1001), address(0x1002), address(0x1003), address(0x1004)];
     uint256 public now_ = 1_000_000;
@@ -284,8 +286,7 @@ contract DGPTInvariants {
 
     function setUp() public {
         token = new DGPTToken(1_000_000_000 ether, address(this));
-        handler = new Handler(token, DGPTProtocol(address(0)));  // placeholder replaced below
-        protocol = new DGPTProtocol(token, 100 ether, 1 days, 10 ether, address(this), handler.aggregator());
+        protocol = new DGPTProtocol(token, 100 ether, 1 days, 10 ether, address(this), AGGREGATOR);
         handler = new Handler(token, protocol);
         token.grantRole(token.MINTER_ROLE(), address(protocol));
         for (uint256 i = 0; i < 4; i++) token.mint(handler.oracles(i), 1_000 ether);
