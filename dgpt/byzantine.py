@@ -40,6 +40,7 @@ from aggregator.round import RoundPolicy
 from dgpt.aggregate import Strategy
 from dgpt.chain.client import Chain, ContractRevert, dev_accounts
 from dgpt.chain.protocol import Protocol, Status, deploy
+from dgpt.cid import cid_from_bytes
 from dgpt.data import RT_LABELS, Example, as_examples, rotten_tomatoes, shards, split_by_movie
 from dgpt.dataset import merkle_root
 from dgpt.delta import FORMAT, load_delta
@@ -196,8 +197,6 @@ class ByzantineOracle(SimOracle):
         victim = next((e["args"] for e in self.protocol.events("Revealed", roundId=rid) if e["args"]["oracle"] == self.victim), None)
         if victim is None:
             return
-        from dgpt.cid import cid_from_bytes
-
         try:  # the victim's CID with this cheater's salt and count: the commitment does not match
             self.protocol.reveal(self.account, rid, cid_from_bytes(victim["deltaCid"]), bytes.fromhex(j["salt"]), j["num_examples"])
         except ContractRevert as exc:
@@ -221,6 +220,12 @@ class RunResult:
     @property
     def cheater_rewards(self) -> int:
         return sum(self.rewards[c] for c in self.cheaters)
+
+    def recorded(self, key: str, cheaters: bool, accepted_only: bool = False) -> list[float]:
+        """What the reports recorded under `key` (e.g. cosine_to_median, loss_gain), for the
+        cheaters' or the honest oracles' submissions."""
+        return [e[key] for r in self.reports for e in r["submissions"]
+                if key in e and (e["oracle"] in self.cheaters) == cheaters and (e["status"] == "accepted" or not accepted_only)]
 
 
 @contextmanager
@@ -255,6 +260,10 @@ class Simulator:
         self.genesis = genesis_model(plan, self.data, cache)
         self.test_memo: dict[str, float] = {}
         self.metrics_memo: dict[str, dict] = {}
+
+    def genesis_accuracy(self) -> float:
+        """Held-out test accuracy of the model the rounds start from."""
+        return evaluate(load_model(self.genesis), self.data.test, self.plan.task())["accuracy"]
 
     def run(self, strategy: Strategy, attack: str | None = None, f: int = 0, honest_only: bool = False) -> RunResult:
         """N oracles, the last f cheating with `attack`; honest_only: the cheaters' seats stay empty."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from dgpt import __version__
 from dgpt.context import account, add_common, add_key, chain_of, protocol_of, settings, store_of
 from dgpt.errors import DGPTError
-from requests.exceptions import ConnectionError as ConnectionError_
+from requests.exceptions import ConnectionError as RPCConnectionError
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     except DGPTError as exc:
         print(f"dgpt: error: {exc}", file=sys.stderr)
         return 1
-    except ConnectionError_ as exc:  # the chain's RPC went away and did not come back within the retries
+    except RPCConnectionError as exc:  # the chain's RPC went away and did not come back within the retries
         print(f"dgpt: error: the chain stopped answering ({exc.__class__.__name__}: {str(exc)[:200]}); "
               "when it is back, run the command again: journals resume where it stopped", file=sys.stderr)
         return 1

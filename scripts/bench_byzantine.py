@@ -5,7 +5,7 @@ and whether they were slashed. Every run is a full protocol run on a fresh embed
 real oracle and aggregator roles (see dgpt/byzantine.py).
 
 With --json the last line is one JSON object:
-{"honest": acc, "results": {strategy: {attack: acc}}, "n": N, "f": f,
+{"honest": acc, "results": {strategy: {attack: acc}}, "n": N, "f": f, "genesis": acc,
  "honest_by_strategy": {...}, "cheater_rewards": {strategy: {attack: wei}}, "slashed": {...}}.
 
     .venv/bin/python scripts/bench_byzantine.py [--strategies fedavg,median] [--attacks ...] [--json]
@@ -48,7 +48,9 @@ def main() -> int:
     t0 = time.monotonic()
     cache = Path(args.cache)
     sim = Simulator(SimPlan(n=args.n), LocalStore(cache / "store"), cache / "memo", log=log)
-    result = {"n": args.n, "f": args.f, "results": {}, "honest_by_strategy": {}, "cheater_rewards": {}, "slashed": {}}
+    genesis = sim.genesis_accuracy()
+    log(f"genesis model (the rounds' start): held-out accuracy {genesis:.3f}")
+    result = {"n": args.n, "f": args.f, "genesis": genesis, "results": {}, "honest_by_strategy": {}, "cheater_rewards": {}, "slashed": {}}
     for s in strategies:
         strategy = Strategy(s, PARAMS.get(s, {}))
         honest = sim.run(strategy, f=args.f, honest_only=True).accuracy
@@ -59,8 +61,13 @@ def main() -> int:
             result["results"].setdefault(s, {})[a] = r.accuracy
             result["cheater_rewards"].setdefault(s, {})[a] = str(r.cheater_rewards)
             result["slashed"].setdefault(s, {})[a] = all(r.slashed[c] for c in r.cheaters)
+            spread = ""
+            for key, label, accepted in (("cosine_to_median", "cosine to median", False), ("loss_gain", "validation gain when merged", True)):
+                bad, good = r.recorded(key, True, accepted), r.recorded(key, False, accepted)
+                if bad and good:
+                    spread += f"\n{'':>20}{label}: cheaters {min(bad):.4f}..{max(bad):.4f}, honest {min(good):.4f}..{max(good):.4f}"
             log(f"  {a:>16}: accuracy {r.accuracy:.3f} ({(r.accuracy - honest) * 100:+.1f} points)  "
-                f"cheaters earned {r.cheater_rewards / 1e18:.3f} DGPT  slashed {result['slashed'][s][a]}")
+                f"cheaters earned {r.cheater_rewards / 1e18:.3f} DGPT  slashed {result['slashed'][s][a]}{spread}")
     result["honest"] = result["honest_by_strategy"].get("fedavg", next(iter(result["honest_by_strategy"].values()), None))
     log(f"done in {time.monotonic() - t0:.0f} s")
     if args.json:

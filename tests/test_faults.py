@@ -132,4 +132,3 @@ def test_a_full_disk_stops_a_put_cleanly_and_loses_nothing(tmp_path):
     offline = subprocess.run([sys.executable, "-m", "dgpt.cli", "cid", str(big)], capture_output=True, text=True, timeout=300)
     assert cid == offline.stdout.strip()
     assert LocalStore(tmp_path / "home" / "store").get_bytes(cid) == big.read_bytes()
-    assert os.environ.get("DGPT_RETRY_SECONDS")  # set by conftest for every test

@@ -153,12 +153,14 @@ class Protocol:
             raise ContractRevert("AlreadyRegistered", {"oracle": me})
         if not registering and not registered:
             raise ContractRevert("NotRegistered", {"oracle": me})
-        if registering and amount < self.min_stake():
-            raise ContractRevert("StakeBelowMinimum", {"oracle": me, "stake": amount, "minimum": self.min_stake()})
+        minimum = self.min_stake()
+        if registering and amount < minimum:
+            raise ContractRevert("StakeBelowMinimum", {"oracle": me, "stake": amount, "minimum": minimum})
         if amount <= 0:
             raise ContractRevert("ZeroAmount", {})
-        if self.balance_of(me) < amount:
-            raise ContractRevert("ERC20InsufficientBalance", {"sender": me, "balance": self.balance_of(me), "needed": amount})
+        balance = self.balance_of(me)
+        if balance < amount:
+            raise ContractRevert("ERC20InsufficientBalance", {"sender": me, "balance": balance, "needed": amount})
 
     def register(self, account: LocalAccount, stake: int, manifest_cid: str, dataset_root: bytes, num_examples: int) -> dict:
         """Approve the stake if needed, then register with the dataset commitment."""
