@@ -223,9 +223,9 @@ def merge(
 
 def _merge_slice(files: DeltaFiles, name: str, a: int, b: int, strategy: Strategy, w: torch.Tensor, rows: list[int], w_sum) -> torch.Tensor:
     if strategy.name in ("fedavg", "clipped_mean", "krum"):
-        acc = torch.zeros(b - a)  # small (CHUNK floats) and short-lived
         total = w_sum if w_sum is not None else float(w[rows].sum())
-        for i in rows:
+        acc = files.read(rows[0], name, a, b) * (float(w[rows[0]]) / total)  # small (CHUNK floats), short-lived
+        for i in rows[1:]:
             acc.add_(files.read(i, name, a, b), alpha=float(w[i]) / total)
         return acc
     stack = files.stack(name, a, b)

@@ -239,11 +239,11 @@ def load_model(path: str | Path, clf_dropout: float = 0.1) -> ModelBundle:
 
 
 def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """A model file's tensors and metadata, without building the model."""
+    """A model file's tensors (owned and writable) and metadata, without building the model."""
     meta = read_metadata(path)
     if meta.get("format") != FORMAT:
         raise DGPTError(f"{path} is not a {FORMAT} file (format: {meta.get('format')!r})")
-    return load_file(str(path)), meta
+    return tensorfile.load(path), meta
 
 
 def write_state(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, str], labels: tuple[str, ...]) -> None:

@@ -27,17 +27,19 @@ CHILD = r"""
 import json, sys, time
 from pathlib import Path
 from safetensors.torch import load_file
+from dgpt import tensorfile
 from dgpt.aggregate import Strategy, merge, naive_fedavg
 args = json.loads(sys.argv[1])
 paths = [Path(p) for p in args["deltas"]]
-base = load_file(args["base"])
 weights = [float(i + 1) for i in range(len(paths))]
+# The timed region starts before the base is read: each way reads it as its merge needs it
+# (the streaming merge adds into the base's own tensors, so it reads them into owned memory).
 t = time.perf_counter()
 if args["strategy"] == "naive":
-    out = naive_fedavg(base, paths, weights)
+    out = naive_fedavg(load_file(args["base"]), paths, weights)
 else:
     params = {"trimmed_mean": {"trim": 0.125}, "clipped_mean": {"clip": 1.0}, "krum": {"f": 1, "m": len(paths) - 2}}.get(args["strategy"], {})
-    out, _ = merge(base, paths, weights, Strategy(args["strategy"], params), norms=[1.5] * len(paths), inplace=True)
+    out, _ = merge(tensorfile.load(args["base"]), paths, weights, Strategy(args["strategy"], params), norms=[1.5] * len(paths), inplace=True)
 seconds = time.perf_counter() - t
 # VmHWM, not getrusage: ru_maxrss carries the parent's high-water mark across fork and exec.
 hwm_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))

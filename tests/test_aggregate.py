@@ -125,3 +125,21 @@ def test_stale_delta_is_rejected_but_not_a_malformed_one(tmp_path):
     q = write(tmp_path, "again", good, {**META, "base_model_cid": "bafynew"})
     r = write(tmp_path, "other", {"a": torch.ones(3, 2)}, {**META, "base_model_cid": "bafynew"})
     assert data_digest(p) == data_digest(q) != data_digest(r)
+
+
+def test_tensorfile_load_reads_owned_writable_tensors_equal_to_safetensors(tmp_path):
+    from safetensors.torch import load_file
+
+    from dgpt import tensorfile
+
+    tensors = {"w": torch.randn(5, 3), "h": torch.randn(7).half(), "b": torch.randn(2, 2).bfloat16(), "i": torch.arange(3)}
+    path = write(tmp_path, "mixed", tensors)
+    loaded, expected = tensorfile.load(path), load_file(str(path))
+    assert loaded.keys() == expected.keys()
+    for k in expected:
+        assert loaded[k].dtype == expected[k].dtype and torch.equal(loaded[k], expected[k])
+    loaded["w"] += 1  # owned memory: writing it leaves the file alone
+    assert torch.equal(load_file(str(path))["w"], tensors["w"])
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(Exception):
+        tensorfile.load(path)
