@@ -15,7 +15,8 @@ Attacks (the cheater's submission in every round):
 - noise: Gaussian noise with the honest delta's norm;  non_finite: honest, with a NaN and an Inf;
 - wrong_names / wrong_shapes / wrong_dtypes: one tensor renamed, truncated, or every tensor in float16;
 - zero: all-zero tensors (free riding);  label_flip: honest training on data with flipped labels;
-- replay: honest in the first round, then its first delta again, metadata rewritten for the round;
+- replay: honest in the first round (and paid for it), then its first delta again, metadata
+  rewritten for the round;
 - copy: commits to a zero stand-in it never reveals, then tries to reveal an honest oracle's CID once revealed
   (the commitment binds the CID and the oracle, so the reveal reverts and it is slashed as a
   non-revealer);
@@ -103,14 +104,16 @@ def sim_data(plan: SimPlan) -> SimData:
 def genesis_model(plan: SimPlan, data: SimData, cache: Path) -> Path:
     """The tiny model after central L1 pre-training, then L3 fine-tuning, on the public warm-up
     snippets: the shared model the rounds start from (computed once, cached)."""
-    key = hashlib.sha256(json.dumps([plan.max_len, merkle_root(data.warmup).hex()]).encode()).hexdigest()[:16]
+    pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=plan.max_len, seed=1)
+    # lr 1e-3 for 2 epochs: 68.3% held-out; the earlier 3e-3 left the model at chance (55.4%), where
+    # a label-flipped delta could not be told from an honest one (BENCHMARKS.md, Byzantine oracles).
+    warm = TaskSpec(labels=RT_LABELS, lam=0.5, lr=1e-3, epochs=2, max_len=plan.max_len, seed=2)
+    key = hashlib.sha256(b"".join([pre.to_bytes(), warm.to_bytes(), merkle_root(data.warmup)])).hexdigest()[:16]
     path = cache / f"genesis-{key}.safetensors"
     if not path.exists():
         bundle = tiny_gpt2(seed=0)
-        pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=plan.max_len, seed=1)
         quiet = dict(log=lambda *a: None)
         train(bundle, pre, [Example(e.text) for e in data.warmup], TrainOptions(device="cpu", log_every=10**9), **quiet)
-        warm = TaskSpec(labels=RT_LABELS, lam=0.5, lr=3e-3, epochs=2, max_len=plan.max_len, seed=2)
         train(bundle, warm, data.warmup, TrainOptions(device="cpu", log_every=10**9), **quiet)
         save_model(path.with_suffix(".tmp"), bundle)
         path.with_suffix(".tmp").rename(path)
@@ -217,9 +220,13 @@ class RunResult:
     reports: list[dict] = field(default_factory=list)
     copy_refusals: list[str] = field(default_factory=list)
 
+    attack_rounds: list[int] = field(default_factory=list)  # the rounds whose submissions were attacks
+
     @property
     def cheater_rewards(self) -> int:
-        return sum(self.rewards[c] for c in self.cheaters)
+        """What the cheaters earned for their attacks (a replayer's first round is honest work)."""
+        return sum(int(e["reward"]) for r in self.reports if r["round"] in self.attack_rounds
+                   for e in r["submissions"] if e["oracle"] in self.cheaters)
 
     def recorded(self, key: str, cheaters: bool, accepted_only: bool = False) -> list[float]:
         """What the reports recorded under `key` (e.g. cosine_to_median, loss_gain), for the
@@ -312,6 +319,7 @@ class Simulator:
                 cheaters=cheaters,
                 reports=reports,
                 copy_refusals=[r for o in oracles if isinstance(o, ByzantineOracle) for r in o.copy_refusals],
+                attack_rounds=list(range(2 if attack == "replay" else 1, plan.rounds + 1)) if cheaters else [],
             )
 
 

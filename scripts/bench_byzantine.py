@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Byzantine oracles: held-out accuracy after the rounds for each merge strategy and attack, against
-the honest-only run (the cheaters' seats empty) with the same seed, plus what the cheaters earned
-and whether they were slashed. Every run is a full protocol run on a fresh embedded chain with the
-real oracle and aggregator roles (see dgpt/byzantine.py).
+the honest-only run (the cheaters' seats empty) with the same seed, plus what the cheaters earned for
+their attacks and whether they were slashed. Every run is a full protocol run on a fresh embedded
+chain with the real oracle and aggregator roles (see dgpt/byzantine.py).
 
 With --json the last line is one JSON object:
 {"honest": acc, "results": {strategy: {attack: acc}}, "n": N, "f": f, "genesis": acc,
@@ -67,7 +67,7 @@ def main() -> int:
                 if bad and good:
                     spread += f"\n{'':>20}{label}: cheaters {min(bad):.4f}..{max(bad):.4f}, honest {min(good):.4f}..{max(good):.4f}"
             log(f"  {a:>16}: accuracy {r.accuracy:.3f} ({(r.accuracy - honest) * 100:+.1f} points)  "
-                f"cheaters earned {r.cheater_rewards / 1e18:.3f} DGPT  slashed {result['slashed'][s][a]}{spread}")
+                f"cheaters earned for attacks {r.cheater_rewards / 1e18:.3f} DGPT  slashed {result['slashed'][s][a]}{spread}")
     result["honest"] = result["honest_by_strategy"].get("fedavg", next(iter(result["honest_by_strategy"].values()), None))
     log(f"done in {time.monotonic() - t0:.0f} s")
     if args.json:
