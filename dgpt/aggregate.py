@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from dgpt.tensorfile import DTYPES
+
 STRATEGIES = ("fedavg", "median", "trimmed_mean", "clipped_mean", "krum")
 
 
@@ -77,7 +79,6 @@ def krum_select(sq_dist: torch.Tensor, f: int, m: int) -> list[int]:
 # --- streaming over delta files --------------------------------------------------------------------
 
 
-DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
 CHUNK = 1 << 20  # elements of one tensor processed at a time (4 MB of float32 per delta): memory stays flat
 
 
