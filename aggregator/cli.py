@@ -37,7 +37,7 @@ def cmd_run(args) -> int:
     for kv in args.strategy_param or []:
         k, _, v = kv.partition("=")
         params[k] = float(v)
-    policy = RoundPolicy(Strategy(args.strategy, params), min_gain=args.min_gain, slash_amount=int(args.slash * TOKEN))
+    policy = RoundPolicy(Strategy(args.strategy, params), min_gain=args.min_gain, min_cosine_ratio=args.min_cosine_ratio, slash_amount=int(args.slash * TOKEN))
     me = account(args)
     node = AggregatorNode(
         protocol_of(cfg), store_of(cfg), me,
@@ -59,6 +59,8 @@ def add_commands(sub, common: argparse.ArgumentParser, keyed: argparse.ArgumentP
     p.add_argument("--strategy", default="fedavg", choices=("fedavg", "median", "trimmed_mean", "clipped_mean", "krum"))
     p.add_argument("--strategy-param", action="append", metavar="K=V", help="e.g. trim=0.1, clip=5, f=1, m=2")
     p.add_argument("--min-gain", type=float, default=0.0, help="merge a delta only if, applied alone, it lowers the validation loss by more than this (default 0)")
+    p.add_argument("--min-cosine-ratio", type=float, default=0.5,
+                   help="with 3 or more valid deltas, reject one whose cosine to their coordinate-wise median is below this fraction of the round's median cosine (default 0.5)")
     p.add_argument("--slash", type=float, default=50, help="DGPT slashed for a malformed, non-finite or oversized delta")
     p.add_argument("--reward-budget", type=float, default=100, help="DGPT per round")
     p.add_argument("--commit-duration", type=int, default=600)

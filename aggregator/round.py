@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,8 +45,10 @@ class RoundPolicy:
     # a harmful or a free-riding (zero) update is rejected and unpaid, but not slashed.
     min_gain: float = 0.0
     # With at least 3 valid deltas, one whose cosine similarity to their coordinate-wise median is
-    # below this points against the majority (a sign flip) and is rejected, unpaid, not slashed.
-    min_cosine: float = 0.0
+    # below this fraction of the round's median cosine (and any negative one) does not point where
+    # the majority points: a sign flip (negative), noise (near zero). Rejected, unpaid, not slashed.
+    # Relative, because how well honest deltas agree depends on the model, the data and the steps.
+    min_cosine_ratio: float = 0.5
     slash_amount: int = 50 * 10**18
     device: str = "cpu"
 
@@ -142,12 +145,15 @@ def aggregate_round(
         valid.append((oracle, entry, path, verdict.norm))
 
     cosines = cosine_to_median([v[2] for v in valid], expected) if len(valid) >= 3 else [1.0] * len(valid)
+    typical = statistics.median(cosines) if cosines else 1.0
+    floor = max(0.0, policy.min_cosine_ratio * typical)
     for (oracle, entry, path, norm), cos in zip(valid, cosines):
         ev = revealed[oracle]
         entry["cosine_to_median"] = cos
-        if cos < policy.min_cosine:
-            entry.update(reason="divergent", detail=f"cosine {cos:.3f} to the median of the round's deltas, below {policy.min_cosine:g}")
-            log(f"  {oracle}: rejected, divergent (cosine {cos:.3f})")
+        if norm > 0 and cos < floor:  # a zero delta has no direction: the gain check rejects it
+            entry.update(reason="divergent", detail=f"cosine {cos:.3f} to the median of the round's deltas, below {floor:.3f} "
+                                                    f"({policy.min_cosine_ratio:g} x the round's median cosine, {typical:.3f})")
+            log(f"  {oracle}: rejected, divergent (cosine {cos:.3f}, floor {floor:.3f})")
             continue
         alone = _metrics(base_path, apply_delta(base_for_eval, load_file(str(path))), labels, task, validation, policy.device)
         gain = _loss(before, task) - _loss(alone, task)
@@ -192,6 +198,8 @@ def aggregate_round(
         "task_spec_cid": info.task_spec_cid,
         "strategy": policy.strategy.to_json(),
         "strategy_decisions": decided,
+        "checks": {"max_delta_bytes": max_bytes, "max_update_norm": task.max_update_norm, "min_gain": policy.min_gain,
+                   "min_cosine_ratio": policy.min_cosine_ratio, "cosine_floor": floor},
         "labels": list(labels),
         "submissions": entries,
         "merged": [a[0] for a in merged],

@@ -159,7 +159,9 @@ class ByzantineOracle(SimOracle):
         delta, meta = load_delta(path)
         out = self.cache / f"attack-round-{rid}.safetensors"
         a = self.attack
-        g = torch.Generator().manual_seed(rid)
+        # Each cheater draws its own noise: with one seed for all, the noise deltas were near-identical
+        # and multi-Krum, which favours close neighbours, picked them (BENCHMARKS.md).
+        g = torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(f"{self.account.address} {rid}".encode()).digest()[:8], "big"))
         if a == "sign_flip":
             delta = {k: -v for k, v in delta.items()}
         elif a == "scale":

@@ -65,12 +65,13 @@ def test_when_every_cheater_is_rejected_the_model_is_the_honest_only_model(sim):
 LEARNT = SimPlan(n=5, examples_per_oracle=600, validation_examples=400, test_examples=200, warmup_examples=6000)
 
 
-def test_label_flipped_deltas_are_rejected_unpaid_and_not_slashed(tmp_path):
+def test_label_flipped_and_noise_deltas_are_rejected_unpaid_and_not_slashed(tmp_path):
     sim = Simulator(LEARNT, LocalStore(tmp_path / "store"), tmp_path / "memo", log=lambda *a: None)
     honest = sim.run(Strategy(), f=2, honest_only=True)
-    flipped = sim.run(Strategy(), "label_flip", f=2)
-    for i in range(LEARNT.rounds):
-        assert {e["reason"] for e in cheater_entries(flipped, i)} <= {"harmful", "divergent"}
-    assert flipped.cheater_rewards == 0 and not any(flipped.slashed[c] for c in flipped.cheaters)
-    assert flipped.model_cid == honest.model_cid
     assert sum(honest.rewards.values()) > 0  # the honest oracles were paid
+    for attack, reasons in (("label_flip", {"harmful", "divergent"}), ("noise", {"divergent"})):
+        run = sim.run(Strategy(), attack, f=2)
+        for i in range(LEARNT.rounds):
+            assert {e["reason"] for e in cheater_entries(run, i)} <= reasons, attack
+        assert run.cheater_rewards == 0 and not any(run.slashed[c] for c in run.cheaters), attack
+        assert run.model_cid == honest.model_cid, attack
