@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import mmap
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from dgpt.tensorfile import DTYPES
+from dgpt.tensorfile import DTYPES, read_header
 
 STRATEGIES = ("fedavg", "median", "trimmed_mean", "clipped_mean", "krum")
 
@@ -91,19 +90,18 @@ class DeltaFiles:
         self.files = []
         for p in paths:
             with open(p, "rb") as f:
-                (n,) = struct.unpack("<Q", f.read(8))
-                header = json.loads(f.read(n))
+                header = read_header(f)
+                data_start = f.tell()
                 # A private (copy-on-write) map is writable, which torch.frombuffer wants; nothing writes it.
-                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if Path(p).stat().st_size else None
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
             header.pop("__metadata__", None)
-            self.files.append((mm, 8 + n, header))
+            self.files.append((mm, data_start, header))
         self.names = [set(h) for _, _, h in self.files]
         self.touched: list[tuple[int, int, int]] = []
 
     def close(self) -> None:
         for mm, _, _ in self.files:
-            if mm is not None:
-                mm.close()
+            mm.close()
 
     def read(self, i: int, name: str, start: int, stop: int) -> torch.Tensor:
         """Elements [start, stop) of the flattened tensor `name` of delta i, as float32; valid until `release()`."""

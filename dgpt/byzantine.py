@@ -221,7 +221,6 @@ class RunResult:
     cheaters: list[str]
     reports: list[dict] = field(default_factory=list)
     copy_refusals: list[str] = field(default_factory=list)
-
     attack_rounds: list[int] = field(default_factory=list)  # the rounds whose submissions were attacks
 
     @property

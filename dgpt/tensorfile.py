@@ -19,6 +19,7 @@ from safetensors.torch import save as st_save
 
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+MAX_HEADER_BYTES = 100 << 20  # a header claiming more is not one this project wrote
 
 
 def to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
@@ -42,6 +43,18 @@ def save(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str,
     os.replace(tmp, path)
 
 
+def read_header(f) -> dict:
+    """The JSON header (`__metadata__` included) of a safetensors file open at its start; the file
+    is left at the start of the tensor data."""
+    raw = f.read(8)
+    if len(raw) != 8:
+        raise ValueError("shorter than a safetensors header")
+    (n,) = struct.unpack("<Q", raw)
+    if n > MAX_HEADER_BYTES:
+        raise ValueError(f"header of {n} bytes")
+    return json.loads(f.read(n))
+
+
 def load(path: str | Path) -> dict[str, torch.Tensor]:
     """A safetensors file's tensors in one owned, writable buffer, read with one read call.
 
@@ -52,9 +65,7 @@ def load(path: str | Path) -> dict[str, torch.Tensor]:
     with safe_open(str(path), framework="pt") as checked:
         names = list(checked.keys())
     with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-        header.pop("__metadata__", None)
+        header = read_header(f)
         end = max((header[k]["data_offsets"][1] for k in names), default=0)
         buf = torch.empty(end, dtype=torch.uint8)
         if f.readinto(memoryview(buf.numpy())) != end:

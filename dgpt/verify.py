@@ -10,7 +10,6 @@ header is read before the structure is accepted; tensors are then read one at a 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import struct
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import torch
 from safetensors import safe_open
 
 from dgpt.delta import FORMAT
+from dgpt.tensorfile import read_header
 
 # Reasons, as the report records them; those with a slash reason code are slashed.
 MALFORMED, NON_FINITE, NORM_OUT_OF_BOUND = "malformed", "non_finite", "norm_out_of_bound"
@@ -36,13 +36,7 @@ class Verdict:
 
 def _header(path: Path) -> dict:
     with open(path, "rb") as f:
-        raw = f.read(8)
-        if len(raw) != 8:
-            raise ValueError("shorter than a safetensors header")
-        (n,) = struct.unpack("<Q", raw)
-        if n > 100 << 20:
-            raise ValueError(f"header of {n} bytes")
-        return json.loads(f.read(n))
+        return read_header(f)
 
 
 def check_delta(path: Path, expected: dict[str, tuple[int, ...]], max_bytes: int, max_norm: float, base_model_cid: str | None = None) -> Verdict:
@@ -89,8 +83,7 @@ def data_digest(path: Path) -> str:
     under rewritten metadata (a replayed or copied delta) give the same digest."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        f.seek(8 + n)
+        read_header(f)
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()

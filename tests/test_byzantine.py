@@ -61,7 +61,7 @@ def test_when_every_cheater_is_rejected_the_model_is_the_honest_only_model(sim):
 
 
 # Label flipping is only visible against a model that has learnt the task: this plan's genesis is
-# trained on 5,500 public snippets (about 68% held-out), and each oracle holds 600 snippets.
+# trained on the public snippets the oracles do not hold (up to 6,000), each oracle holds 600.
 LEARNT = SimPlan(n=5, examples_per_oracle=600, validation_examples=400, test_examples=200, warmup_examples=6000)
 
 
