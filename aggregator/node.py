@@ -9,17 +9,17 @@ before its receipt) and restarted publishes each round exactly once.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
-from aggregator.round import RoundPolicy, aggregate_round, report_bytes
-from dgpt.chain.protocol import Protocol, SlashReason, Status
+from aggregator.round import RoundPolicy, Scorer, aggregate_round, context, evaluate_state
+from dgpt.chain.protocol import Protocol, Status
 from dgpt.crash import crashpoint
 from dgpt.data import Example
-from dgpt.journal import Journal
+from dgpt.node import Action, Node, Step
+from dgpt.report import Reason, Slash
 from dgpt.store import Store
 from dgpt.task import TaskSpec
 
@@ -34,31 +34,34 @@ class AggregatorConfig:
     reward_budget: int = 100 * 10**18
     commit_duration: int = 600
     reveal_duration: int = 600
+    scorer: Scorer = evaluate_state  # how a model is scored on the validation set (the simulator memoises it)
 
 
-class AggregatorNode:
+class AggregatorNode(Node):
+    role = "aggregator"
+
     def __init__(self, protocol: Protocol, store: Store, account: LocalAccount, cfg: AggregatorConfig, log=print):
-        self.protocol, self.store, self.account, self.cfg, self.log = protocol, store, account, cfg, log
-        # One journal per aggregator and deployment: a journal never describes rounds of another protocol.
-        self.journal = Journal(cfg.home / f"aggregator-{account.address}-{protocol.deployment.protocol}.json")
-        self.cache = cfg.home / "cache"
-        self.cache.mkdir(parents=True, exist_ok=True)
+        super().__init__(protocol, store, account, cfg.home, log)
+        self.cfg = cfg
 
-    def tick(self) -> str:
+    def tick(self) -> Step:
         p = self.protocol
         rid = p.current_round()
         if rid and not p.round(rid).published:
             info = p.round(rid)
             if p.chain.now() <= info.reveal_deadline:
-                return f"round {rid}: waiting for the reveal deadline"
+                return Step(Action.WAITING, rid, "for the reveal deadline")
             return self.finish_round(rid)
         if rid and self.journal.round(rid).get("slashes_pending"):
             return self.slash(rid)
         if rid >= len(self.cfg.plan):
-            return "plan complete"
+            return Step(Action.DONE, detail="plan complete")
         return self.open_round(rid + 1)
 
-    def open_round(self, rid: int) -> str:
+    def finished(self, step: Step) -> bool:
+        return step.action is Action.DONE
+
+    def open_round(self, rid: int) -> Step:
         task = self.cfg.plan[rid - 1]
         base_cid = self.protocol.latest_model() or self.store.put_file(self.cfg.genesis_model)
         spec_cid = self.store.put_bytes(task.to_bytes())
@@ -66,26 +69,25 @@ class AggregatorNode:
             self.account, base_cid, spec_cid, self.cfg.commit_duration, self.cfg.reveal_duration, self.cfg.reward_budget
         )
         self.log(f"round {opened} opened: {task.phase}, base model {base_cid}, task spec {spec_cid}")
-        return f"round {opened}: opened"
+        return Step(Action.OPENED, opened)
 
-    def finish_round(self, rid: int) -> str:
+    def finish_round(self, rid: int) -> Step:
         p, j = self.protocol, self.journal.round(rid)
         info = p.round(rid)
         if "new_model_cid" not in j:
             task = TaskSpec.from_bytes(self.store.get_bytes(info.task_spec_cid, max_bytes=1 << 20))
             base_path = self.store.cached(info.base_model_cid, self.cache)
-            outcome = aggregate_round(
-                p, self.store, rid, base_path, task, self.cfg.validation, self.cfg.policy, info.reward_budget,
-                self.cfg.home / "work" / f"round-{rid}", self.log,
-            )
+            ctx = context(p, rid, base_path, task, self.cfg.validation, self.cfg.policy,
+                          self.cfg.home / "work" / f"round-{rid}", self.cfg.scorer, self.log)
+            outcome = aggregate_round(p, self.store, ctx, info.reward_budget)
+            report = outcome.report
             model_cid = self.store.put_file(outcome.new_model_path)
-            report_cid = self.store.put_bytes(report_bytes(outcome.report))
+            report_cid = self.store.put_bytes(report.to_bytes())
             self.store.pin(model_cid)
             self.store.pin(report_cid)
-            slashes = outcome.slashes + [{"oracle": o, "reason": "no_reveal", "code": 0, "amount": None} for o in outcome.non_revealers]
             self.journal.record(
-                rid, new_model_cid=model_cid, report_cid=report_cid, rewards_root=outcome.tree.root.hex(),
-                rewards_total=str(outcome.tree.total), slashes_pending=slashes,
+                rid, new_model_cid=model_cid, report_cid=report_cid, rewards_root=report.rewards_root.hex(),
+                rewards_total=str(report.rewards_total), slashes_pending=[s.to_json() for s in report.slashes],
             )
             crashpoint("aggregator:uploaded")
             j = self.journal.round(rid)
@@ -93,25 +95,17 @@ class AggregatorNode:
             p.publish(self.account, rid, j["new_model_cid"], j["report_cid"], bytes.fromhex(j["rewards_root"]), int(j["rewards_total"]))
         self.journal.record(rid, published=True)
         self.log(f"round {rid} published: model {j['new_model_cid']}, report {j['report_cid']}")
-        return f"round {rid}: published"
+        return Step(Action.PUBLISHED, rid, j["new_model_cid"])
 
-    def slash(self, rid: int) -> str:
+    def slash(self, rid: int) -> Step:
         pending = self.journal.round(rid)["slashes_pending"]
-        s = pending[0]
-        sub = self.protocol.submission(rid, s["oracle"])
+        s = Slash.from_json(pending[0])
+        sub = self.protocol.submission(rid, s.oracle)
         if sub.status != Status.SLASHED:  # look first: the slash may have landed before a crash
-            if s["reason"] == "no_reveal":
-                self.protocol.slash_non_revealer(self.account, rid, s["oracle"])
+            if s.reason is Reason.NO_REVEAL:
+                self.protocol.slash_non_revealer(self.account, rid, s.oracle)
             else:
-                self.protocol.slash(self.account, rid, s["oracle"], SlashReason(s["code"]), int(s["amount"]))
-            self.log(f"round {rid}: slashed {s['oracle']} ({s['reason']})")
+                self.protocol.slash(self.account, rid, s.oracle, s.reason.slash_reason, s.amount)
+            self.log(f"round {rid}: slashed {s.oracle} ({s.reason.value})")
         self.journal.record(rid, slashes_pending=pending[1:])
-        return f"round {rid}: slashed {s['oracle']}"
-
-    def run(self, poll: float = 2.0, until_complete: bool = True) -> None:
-        while True:
-            state = self.tick()
-            if state == "plan complete" and until_complete:
-                return
-            if "waiting" in state or state == "plan complete":
-                time.sleep(poll)
+        return Step(Action.SLASHED, rid, s.oracle)

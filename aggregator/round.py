@@ -1,5 +1,11 @@
-"""One round's aggregation: collect the revealed deltas, check each, score the survivors on the
-aggregator's own validation set, merge, and write the new model and the report.
+"""One round's aggregation as a pipeline of stages over the round's submissions:
+
+    collect  the revealed submissions (and the committers that did not reveal) from the chain
+    screen   fetch each delta by CID and check it: size, format, base model, shapes, finite, norm,
+             replay, direction (cosine to the round's median)
+    score    each survivor alone on the aggregator's validation set; merged only if it lowers the loss
+    merge    the accepted deltas into the new model with the round's strategy
+    report   rewards, slashes and every verdict, as one `Report`
 
 Deterministic: submissions are taken in oracle-address order, training-free evaluation runs on
 the CPU in fp32, and the merge is the core's `build_model`, so the same inputs give the same model
@@ -8,31 +14,38 @@ bytes and CID, which `dgpt audit` recomputes from the report.
 
 from __future__ import annotations
 
-import json
 import platform
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors.torch import load_file
 
 import dgpt
 from dgpt.aggregate import Strategy, build_model, cosine_to_median
-from dgpt.chain.protocol import Protocol
+from dgpt.chain.protocol import Protocol, RoundInfo
 from dgpt.cid import cid_from_bytes
-from dgpt.commitments import RewardsTree
 from dgpt.crash import crashpoint
 from dgpt.data import Example
 from dgpt.delta import apply_delta
 from dgpt.errors import DGPTError
 from dgpt.model import bundle_from_state, hidden_size, read_state
+from dgpt.report import Entry, Reason, Report, Slash
+from dgpt.rules import cosine_floor, max_delta_bytes, reward_shares
+from dgpt.commitments import RewardsTree
 from dgpt.store import ContentTooLarge, Store
 from dgpt.task import TaskSpec
 from dgpt.train import evaluate
-from dgpt.verify import MALFORMED, check_delta, data_digest
+from dgpt.verify import check_delta, data_digest
 
-SLASHED_REASONS = {"malformed": 1, "non_finite": 2, "norm_out_of_bound": 3}  # SlashReason codes
+# (base model file, weights, labels, task, validation set, device) -> evaluate()'s metrics.
+Scorer = Callable[[Path, dict, tuple, TaskSpec, list[Example], str], dict]
+
+
+def evaluate_state(base_path: Path, state: dict, labels: tuple, task: TaskSpec, validation: list[Example], device: str) -> dict:
+    """The default scorer: the model of `base_path` with `state`'s weights, on the validation set."""
+    return evaluate(bundle_from_state(base_path, state, labels), validation, task, device)
 
 
 @dataclass
@@ -40,179 +53,203 @@ class RoundPolicy:
     """The aggregator operator's rules for a round."""
 
     strategy: Strategy = field(default_factory=Strategy)
-    max_delta_bytes: int | None = None  # None: twice the base model's file size, plus 1 MiB
+    max_delta_bytes: int | None = None  # None: rules.max_delta_bytes of the base model's file size
     # A delta is merged only if, applied alone, it lowers the validation loss by more than this:
     # a harmful or a free-riding (zero) update is rejected and unpaid, but not slashed.
     min_gain: float = 0.0
-    # With at least 3 valid deltas, one whose cosine similarity to their coordinate-wise median is
-    # below this fraction of the round's median cosine (and any negative one) does not point where
-    # the majority points: a sign flip (negative), noise (near zero). Rejected, unpaid, not slashed.
-    # Relative, because how well honest deltas agree depends on the model, the data and the steps.
+    # With at least 3 valid deltas, one whose cosine to their coordinate-wise median is below this
+    # fraction of the round's median cosine (rules.cosine_floor) is divergent: unpaid, not slashed.
     min_cosine_ratio: float = 0.5
     slash_amount: int = 50 * 10**18
     device: str = "cpu"
 
 
 @dataclass
+class Submission:
+    """A revealed submission on its way through the stages: the report's entry and its delta file."""
+
+    entry: Entry
+    path: Path | None = None
+
+    @property
+    def oracle(self) -> str:
+        return self.entry.oracle
+
+
+@dataclass
+class RoundContext:
+    round_id: int
+    info: RoundInfo
+    task: TaskSpec
+    base_path: Path
+    base: dict  # the base weights as scored (a zero head added when fine-tuning a head-less base)
+    expected: dict  # name -> shape of every tensor a delta may hold
+    labels: tuple
+    max_bytes: int
+    validation: list[Example]
+    policy: RoundPolicy
+    work: Path
+    scorer: Scorer
+    log: Callable = print
+    cosine_floor: float = 0.0  # set by screen()
+
+    def loss(self, metrics: dict) -> float:
+        """The score a delta must improve: L2 when fine-tuning (L1 is only the auxiliary objective,
+        and scoring on L3 let a label-flipping oracle buy acceptance with language-modelling gains:
+        seen in the Byzantine harness), L1 when pre-training."""
+        return metrics["l2"] if self.task.phase == "finetune" else metrics["l1"]
+
+    def metrics(self, state: dict) -> dict:
+        return self.scorer(self.base_path, state, self.labels, self.task, self.validation, self.policy.device)
+
+
+@dataclass
 class RoundOutcome:
     new_model_path: Path
-    report: dict
-    tree: RewardsTree
-    slashes: list[dict]  # {"oracle", "reason", "code", "amount"}
-    non_revealers: list[str]
+    report: Report
 
 
-def _loss(metrics: dict, task: TaskSpec) -> float:
-    """The score a delta must improve: L2 when fine-tuning (L1 is only the auxiliary objective, and
-    scoring on L3 let a label-flipping oracle buy acceptance with language-modelling gains: seen in
-    the Byzantine harness), L1 when pre-training."""
-    return metrics["l2"] if task.phase == "finetune" else metrics["l1"]
-
-
-def _metrics(base_path: Path, state: dict, labels: tuple, task: TaskSpec, validation: list[Example], device: str) -> dict:
-    bundle = bundle_from_state(base_path, state, labels)
-    return evaluate(bundle, validation, task, device)
-
-
-def aggregate_round(
-    protocol: Protocol,
-    store: Store,
-    round_id: int,
-    base_path: Path,
-    task: TaskSpec,
-    validation: list[Example],
-    policy: RoundPolicy,
-    reward_budget: int,
-    work: Path,
-    log=print,
-) -> RoundOutcome:
-    work.mkdir(parents=True, exist_ok=True)
-    info = protocol.round(round_id)
-    revealed = {e["args"]["oracle"]: e["args"] for e in protocol.events("Revealed", roundId=round_id)}
-    committed = sorted({e["args"]["oracle"] for e in protocol.events("Committed", roundId=round_id)})
-    non_revealers = [o for o in committed if o not in revealed]
-
+def context(protocol: Protocol, round_id: int, base_path: Path, task: TaskSpec, validation: list[Example],
+            policy: RoundPolicy, work: Path, scorer: Scorer = evaluate_state, log=print) -> RoundContext:
     base, meta = read_state(base_path)
     labels = task.labels if task.phase == "finetune" else ()
     expected = {k: tuple(v.shape) for k, v in base.items()}
     if labels and "head.weight" not in base:
         expected["head.weight"] = (len(labels), hidden_size(meta))
         # A head-less base scores as a zero head: uniform class probabilities.
-        base_for_eval = {**base, "head.weight": torch.zeros(expected["head.weight"])}
-    else:
-        base_for_eval = base
-    before = _metrics(base_path, base_for_eval, labels, task, validation, policy.device)
-    log(f"round {round_id}: {len(revealed)} revealed, {len(non_revealers)} did not; base validation loss {_loss(before, task):.4f}")
+        base = {**base, "head.weight": torch.zeros(expected["head.weight"])}
+    max_bytes = policy.max_delta_bytes or max_delta_bytes(base_path.stat().st_size)
+    work.mkdir(parents=True, exist_ok=True)
+    return RoundContext(round_id, protocol.round(round_id), task, base_path, base, expected, labels, max_bytes,
+                        validation, policy, work, scorer, log)
 
-    max_bytes = policy.max_delta_bytes or 2 * base_path.stat().st_size + (1 << 20)
-    earlier = _earlier_digests(protocol, store, round_id, info.base_model_cid)
-    entries, accepted, slashes, digests, valid = [], [], [], {}, []
-    for oracle in sorted(revealed):
-        ev = revealed[oracle]
-        cid = cid_from_bytes(ev["deltaCid"])
-        entry = {"oracle": oracle, "delta_cid": cid, "num_examples": ev["numExamples"], "status": "rejected"}
-        entries.append(entry)
-        registered = protocol.oracle(oracle)
-        if not registered.registered or registered.num_examples < ev["numExamples"]:
-            entry["reason"] = f"dataset commitment covers {registered.num_examples} examples, {ev['numExamples']} declared"
+
+def collect(protocol: Protocol, round_id: int) -> tuple[list[Submission], list[str]]:
+    """The round's revealed submissions in oracle-address order, and the committers that did not reveal."""
+    revealed = {e["args"]["oracle"]: e["args"] for e in protocol.events("Revealed", roundId=round_id)}
+    committed = sorted({e["args"]["oracle"] for e in protocol.events("Committed", roundId=round_id)})
+    subs = [Submission(Entry(o, cid_from_bytes(revealed[o]["deltaCid"]), revealed[o]["numExamples"])) for o in sorted(revealed)]
+    return subs, [o for o in committed if o not in revealed]
+
+
+def screen(ctx: RoundContext, subs: list[Submission], protocol: Protocol, store: Store) -> list[Submission]:
+    """Fetch and check every delta; returns those that pass (the others carry their verdict)."""
+    earlier = _earlier_digests(protocol, store, ctx.round_id, ctx.info.base_model_cid)
+    digests: dict[str, str] = {}
+    valid = []
+    for sub in subs:
+        e = sub.entry
+        registered = protocol.oracle(e.oracle)
+        if not registered.registered or registered.num_examples < e.num_examples:
+            e.reject(Reason.OVER_COMMITMENT, f"dataset commitment covers {registered.num_examples} examples, {e.num_examples} declared")
             continue
-        path = work / f"{cid}.safetensors"
+        path = ctx.work / f"{e.delta_cid}.safetensors"
         try:
             if not path.exists():
-                store.get_file(cid, path, max_bytes=max_bytes)
+                store.get_file(e.delta_cid, path, max_bytes=ctx.max_bytes)
         except ContentTooLarge as exc:
-            entry.update(reason=MALFORMED, detail=str(exc))
-            slashes.append({"oracle": oracle, "reason": MALFORMED, "code": SLASHED_REASONS[MALFORMED], "amount": policy.slash_amount})
+            e.reject(Reason.MALFORMED, str(exc))
             continue
         except DGPTError as exc:  # unavailable or not matching its CID: nothing provable, no slash
-            entry.update(reason="unavailable", detail=str(exc))
+            e.reject(Reason.UNAVAILABLE, str(exc))
             continue
-        verdict = check_delta(path, expected, max_bytes, task.max_update_norm, info.base_model_cid)
-        entry["norm"] = verdict.norm
+        verdict = check_delta(path, ctx.expected, ctx.max_bytes, ctx.task.max_update_norm, ctx.info.base_model_cid)
+        e.norm = verdict.norm
         if not verdict.ok:
-            entry.update(reason=verdict.reason, detail=verdict.detail)
-            if verdict.reason in SLASHED_REASONS:
-                slashes.append({"oracle": oracle, "reason": verdict.reason, "code": SLASHED_REASONS[verdict.reason], "amount": policy.slash_amount})
-            log(f"  {oracle}: rejected, {verdict.reason}: {verdict.detail}")
+            e.reject(verdict.reason, verdict.detail)
+            ctx.log(f"  {e.oracle}: rejected, {verdict.reason.value}: {verdict.detail}")
             continue
-        digest = entry["data_sha256"] = data_digest(path)
+        digest = e.data_sha256 = data_digest(path)
         seen = earlier.get(digest) or digests.get(digest)
         if seen:  # a replay of a delta made for an earlier base, or the same tensors twice: never new work
-            entry.update(reason="duplicate", detail=f"the same tensors as {seen}")
-            log(f"  {oracle}: rejected, duplicate of {seen}")
+            e.reject(Reason.REPLAYED, f"the same tensors as {seen}")
+            ctx.log(f"  {e.oracle}: rejected, replayed ({seen})")
             continue
-        digests[digest] = f"round {round_id}, {oracle}"
-        valid.append((oracle, entry, path, verdict.norm))
+        digests[digest] = f"round {ctx.round_id}, {e.oracle}"
+        sub.path = path
+        valid.append(sub)
 
-    cosines = cosine_to_median([v[2] for v in valid], expected) if len(valid) >= 3 else [1.0] * len(valid)
-    typical = statistics.median(cosines) if cosines else 1.0
-    floor = max(0.0, policy.min_cosine_ratio * typical)
-    for (oracle, entry, path, norm), cos in zip(valid, cosines):
-        ev = revealed[oracle]
-        entry["cosine_to_median"] = cos
-        if norm > 0 and cos < floor:  # a zero delta has no direction: the gain check rejects it
-            entry.update(reason="divergent", detail=f"cosine {cos:.3f} to the median of the round's deltas, below {floor:.3f} "
-                                                    f"({policy.min_cosine_ratio:g} x the round's median cosine, {typical:.3f})")
-            log(f"  {oracle}: rejected, divergent (cosine {cos:.3f}, floor {floor:.3f})")
+    cosines = cosine_to_median([s.path for s in valid], ctx.expected) if len(valid) >= 3 else [1.0] * len(valid)
+    floor, typical = cosine_floor(cosines, ctx.policy.min_cosine_ratio)
+    ctx.cosine_floor = floor
+    kept = []
+    for sub, cos in zip(valid, cosines):
+        e = sub.entry
+        e.cosine_to_median = cos
+        if e.norm > 0 and cos < floor:  # a zero delta has no direction: the gain check rejects it
+            e.reject(Reason.DIVERGENT, f"cosine {cos:.3f} to the median of the round's deltas, below {floor:.3f} "
+                                       f"({ctx.policy.min_cosine_ratio:g} x the round's median cosine, {typical:.3f})")
+            ctx.log(f"  {e.oracle}: rejected, divergent (cosine {cos:.3f}, floor {floor:.3f})")
             continue
-        alone = _metrics(base_path, apply_delta(base_for_eval, load_file(str(path))), labels, task, validation, policy.device)
-        gain = _loss(before, task) - _loss(alone, task)
-        entry["alone"] = alone
-        entry["loss_gain"] = gain
-        if gain <= policy.min_gain:
-            reason = "harmful" if gain < 0 else "no_gain"
-            entry.update(reason=reason, detail=f"validation loss changes by {-gain:+.4f} when applied alone (must fall by more than {policy.min_gain:g})")
-            log(f"  {oracle}: rejected, {reason} (validation loss {-gain:+.4f})")
-            continue
-        entry["status"] = "accepted"
-        accepted.append((oracle, path, ev["numExamples"], norm, gain))
-        log(f"  {oracle}: accepted, {ev['numExamples']} examples, norm {norm:.3f}, validation loss -{gain:.4f} alone")
+        kept.append(sub)
+    return kept
 
-    crashpoint("aggregator:downloaded")
-    new_path = work / f"model-round-{round_id}.safetensors"
-    decided = build_model(
-        base_path,
-        [a[1] for a in accepted],
-        [float(a[2]) for a in accepted],
-        policy.strategy,
-        [a[3] for a in accepted],
-        labels,
-        new_path,
-    )
+
+def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submission]:
+    """Each delta applied alone to the base; returns those that lower the validation loss by more than min_gain."""
+    accepted = []
+    for sub in subs:
+        e = sub.entry
+        alone = ctx.metrics(apply_delta(ctx.base, load_file(str(sub.path))))
+        gain = ctx.loss(before) - ctx.loss(alone)
+        e.alone, e.loss_gain = alone, gain
+        if gain <= ctx.policy.min_gain:
+            reason = Reason.HARMFUL if gain < 0 else Reason.FREE_RIDING
+            e.reject(reason, f"validation loss changes by {-gain:+.4f} when applied alone (must fall by more than {ctx.policy.min_gain:g})")
+            ctx.log(f"  {e.oracle}: rejected, {reason.value} (validation loss {-gain:+.4f})")
+            continue
+        e.accepted, e.weight = True, e.num_examples
+        accepted.append(sub)
+        ctx.log(f"  {e.oracle}: accepted, {e.num_examples} examples, norm {e.norm:.3f}, validation loss -{gain:.4f} alone")
+    return accepted
+
+
+def merge(ctx: RoundContext, accepted: list[Submission]) -> tuple[Path, dict, list[Submission], dict]:
+    """The new model file, the strategy's decisions, the submissions it merged, and its validation metrics."""
+    new_path = ctx.work / f"model-round-{ctx.round_id}.safetensors"
+    decided = build_model(ctx.base_path, [s.path for s in accepted], [float(s.entry.weight) for s in accepted],
+                          ctx.policy.strategy, [s.entry.norm for s in accepted], ctx.labels, new_path)
     new_state, _ = read_state(new_path)
-    if labels and "head.weight" not in new_state:  # nothing merged into a head-less base
-        new_state["head.weight"] = base_for_eval["head.weight"]
-    after = _metrics(base_path, new_state, labels, task, validation, policy.device)
+    if ctx.labels and "head.weight" not in new_state:  # nothing merged into a head-less base
+        new_state["head.weight"] = ctx.base["head.weight"]
+    selected = decided.get("krum_selected", range(len(accepted)))
+    merged = [s for i, s in enumerate(accepted) if i in selected]
+    return new_path, decided, merged, ctx.metrics(new_state)
 
-    merged = [a for i, a in enumerate(accepted) if i in decided.get("krum_selected", range(len(accepted)))]
-    rewards = _rewards([(a[0], a[2], a[4]) for a in merged], reward_budget)
-    tree = RewardsTree.build(rewards)
-    for e in entries:
-        e["weight"] = next((a[2] for a in accepted if a[0] == e["oracle"]), 0)
-        e["reward"] = str(rewards.get(e["oracle"], 0))
-    report = {
-        "format": "dgpt-report/1",
-        "round": round_id,
-        "phase": task.phase,
-        "base_model_cid": info.base_model_cid,
-        "task_spec_cid": info.task_spec_cid,
-        "strategy": policy.strategy.to_json(),
-        "strategy_decisions": decided,
-        "checks": {"max_delta_bytes": max_bytes, "max_update_norm": task.max_update_norm, "min_gain": policy.min_gain,
-                   "min_cosine_ratio": policy.min_cosine_ratio, "cosine_floor": floor},
-        "labels": list(labels),
-        "submissions": entries,
-        "merged": [a[0] for a in merged],
-        "non_revealers": non_revealers,
-        "slashes": slashes,
-        "validation": {"n": len(validation), "before": before, "after": after},
-        "rewards": tree.to_json(),
-        "rewards_root": "0x" + tree.root.hex(),
-        "rewards_total": str(tree.total),
-        "software": {"dgpt": dgpt.__version__, "torch": torch.__version__, "python": platform.python_version()},
-    }
-    log(f"round {round_id}: merged {len(merged)} with {policy.strategy.name}; validation loss {_loss(before, task):.4f} -> {_loss(after, task):.4f}")
-    return RoundOutcome(new_path, report, tree, slashes, non_revealers)
+
+def make_report(ctx: RoundContext, subs: list[Submission], merged: list[Submission], non_revealers: list[str],
+                decided: dict, before: dict, after: dict, reward_budget: int) -> Report:
+    rewards = reward_shares([(s.oracle, s.entry.weight, s.entry.loss_gain) for s in merged], reward_budget)
+    for s in subs:
+        s.entry.reward = rewards.get(s.oracle, 0)
+    slashes = [Slash(s.oracle, s.entry.reason, ctx.policy.slash_amount) for s in subs
+               if s.entry.reason is not None and s.entry.reason.slash_reason is not None]
+    slashes += [Slash(o, Reason.NO_REVEAL, None) for o in non_revealers]
+    return Report(
+        round=ctx.round_id, phase=ctx.task.phase, base_model_cid=ctx.info.base_model_cid, task_spec_cid=ctx.info.task_spec_cid,
+        strategy=ctx.policy.strategy.to_json(), strategy_decisions=decided,
+        checks={"max_delta_bytes": ctx.max_bytes, "max_update_norm": ctx.task.max_update_norm, "min_gain": ctx.policy.min_gain,
+                "min_cosine_ratio": ctx.policy.min_cosine_ratio, "cosine_floor": ctx.cosine_floor},
+        labels=list(ctx.labels), submissions=[s.entry for s in subs], merged=[s.oracle for s in merged],
+        non_revealers=non_revealers, slashes=slashes,
+        validation={"n": len(ctx.validation), "before": before, "after": after},
+        rewards=RewardsTree.build(rewards),
+        software={"dgpt": dgpt.__version__, "torch": torch.__version__, "python": platform.python_version()},
+    )
+
+
+def aggregate_round(protocol: Protocol, store: Store, ctx: RoundContext, reward_budget: int) -> RoundOutcome:
+    subs, non_revealers = collect(protocol, ctx.round_id)
+    before = ctx.metrics(ctx.base)
+    ctx.log(f"round {ctx.round_id}: {len(subs)} revealed, {len(non_revealers)} did not; base validation loss {ctx.loss(before):.4f}")
+    valid = screen(ctx, subs, protocol, store)
+    accepted = score(ctx, valid, before)
+    crashpoint("aggregator:downloaded")
+    new_path, decided, merged, after = merge(ctx, accepted)
+    report = make_report(ctx, subs, merged, non_revealers, decided, before, after, reward_budget)
+    ctx.log(f"round {ctx.round_id}: merged {len(merged)} with {ctx.policy.strategy.name}; "
+            f"validation loss {ctx.loss(before):.4f} -> {ctx.loss(after):.4f}")
+    return RoundOutcome(new_path, report)
 
 
 def _earlier_digests(protocol: Protocol, store: Store, round_id: int, base_model_cid: str) -> dict[str, str]:
@@ -224,27 +261,8 @@ def _earlier_digests(protocol: Protocol, store: Store, round_id: int, base_model
         info = protocol.round(rid)
         if not info.published or info.base_model_cid == base_model_cid:
             continue
-        report = json.loads(store.get_bytes(info.report_cid, max_bytes=64 << 20))
-        for e in report.get("submissions", []):
-            if e.get("data_sha256"):
-                seen.setdefault(e["data_sha256"], f"round {rid}, {e['oracle']}")
+        report = Report.from_bytes(store.get_bytes(info.report_cid, max_bytes=64 << 20))
+        for e in report.submissions:
+            if e.data_sha256:
+                seen.setdefault(e.data_sha256, f"round {rid}, {e.oracle}")
     return seen
-
-
-def _rewards(contributions: list[tuple[str, int, float]], budget: int) -> dict[str, int]:
-    """Budget shares in proportion to each merged delta's validation-loss gain (by example count
-    when no delta improved the loss alone); integer division, the remainder is not minted."""
-    if not contributions or budget <= 0:
-        return {}
-    scores = [max(0.0, gain) for _, _, gain in contributions]
-    if sum(scores) <= 0:
-        scores = [float(n) for _, n, _ in contributions]
-    total = sum(scores)
-    # Integer arithmetic on scaled scores keeps the amounts exact and machine-independent.
-    scaled = [round(s / total * 10**9) for s in scores]
-    denom = sum(scaled) or 1
-    return {o: budget * s // denom for (o, _, _), s in zip(contributions, scaled) if s > 0}
-
-
-def report_bytes(report: dict) -> bytes:
-    return json.dumps(report, sort_keys=True, separators=(",", ":")).encode()

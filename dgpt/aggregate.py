@@ -44,11 +44,6 @@ class Strategy:
 # --- per-tensor rules ------------------------------------------------------------------------------
 
 
-def weighted_mean(stack: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    w = (weights / weights.sum()).to(stack.dtype).reshape(-1, *([1] * (stack.dim() - 1)))
-    return (stack * w).sum(0)
-
-
 def median(stack: torch.Tensor) -> torch.Tensor:
     s = stack.sort(0).values
     n = s.size(0)

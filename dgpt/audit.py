@@ -8,7 +8,6 @@ and compares the CID of the result with the published model CID.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +15,8 @@ from pathlib import Path
 from dgpt.aggregate import Strategy, build_model
 from dgpt.chain.protocol import Protocol
 from dgpt.cid import cid_from_bytes
-from dgpt.commitments import RewardsTree
 from dgpt.errors import DGPTError
+from dgpt.report import Report
 from dgpt.store import Store
 from dgpt.store.unixfs import file_cid
 
@@ -38,36 +37,37 @@ def audit_round(protocol: Protocol, store: Store, round_id: int, work: Path | No
     info = protocol.round(round_id)
     if not info.published:
         raise DGPTError(f"round {round_id} is not published yet")
-    report = json.loads(store.get_bytes(info.report_cid, max_bytes=64 << 20))
+    report = Report.from_bytes(store.get_bytes(info.report_cid, max_bytes=64 << 20))
     result = AuditResult(round_id, info.new_model_cid, None)
-    if report.get("round") != round_id or report.get("base_model_cid") != info.base_model_cid:
+    if report.round != round_id or report.base_model_cid != info.base_model_cid:
         result.problems.append("the report describes another round or base model")
-    if report.get("task_spec_cid") != info.task_spec_cid:
+    if report.task_spec_cid != info.task_spec_cid:
         result.problems.append("the report's task spec differs from the round's")
-    tree = RewardsTree(tuple(r["account"] for r in report["rewards"]), tuple(int(r["amount"]) for r in report["rewards"]))
-    if tree.root != info.rewards_root or tree.total != info.rewards_total:
+    if report.rewards_root != info.rewards_root or report.rewards_total != info.rewards_total:
         result.problems.append("the report's rewards do not give the published rewards root and total")
     revealed = {e["args"]["oracle"]: e["args"] for e in protocol.events("Revealed", roundId=round_id)}
-    subs = {s["oracle"]: s for s in report["submissions"]}
+    subs = {s.oracle: s for s in report.submissions}
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         tmp = Path(tmp)
         base = tmp / "base.safetensors"
         store.get_file(info.base_model_cid, base)
         paths, weights, norms = [], [], []
-        accepted = [o for o in sorted(subs) if subs[o]["status"] == "accepted"]
+        accepted = [o for o in sorted(subs) if subs[o].accepted]
         for oracle in accepted:
             s = subs[oracle]
-            if oracle not in revealed or cid_from_bytes(revealed[oracle]["deltaCid"]) != s["delta_cid"]:
+            if oracle not in revealed or cid_from_bytes(revealed[oracle]["deltaCid"]) != s.delta_cid:
                 result.problems.append(f"{oracle}: the report's delta is not what the oracle revealed")
                 continue
-            path = tmp / f"{s['delta_cid']}.safetensors"
-            store.get_file(s["delta_cid"], path)
+            if s.weight != revealed[oracle]["numExamples"]:
+                result.problems.append(f"{oracle}: merge weight {s.weight}, but the oracle revealed {revealed[oracle]['numExamples']} examples")
+            path = tmp / f"{s.delta_cid}.safetensors"
+            store.get_file(s.delta_cid, path)
             paths.append(path)
-            weights.append(float(s["num_examples"]))
-            norms.append(float(s["norm"]))
-        params = {k: v for k, v in report["strategy"].items() if k != "name"}
+            weights.append(float(s.weight))
+            norms.append(float(s.norm))
+        params = {k: v for k, v in report.strategy.items() if k != "name"}
         out = tmp / "model.safetensors"
-        build_model(base, paths, weights, Strategy(report["strategy"]["name"], params), norms, tuple(report["labels"]), out)
+        build_model(base, paths, weights, Strategy(report.strategy["name"], params), norms, tuple(report.labels), out)
         with open(out, "rb") as f:
             result.recomputed_model_cid = file_cid(f).encode()
     if result.recomputed_model_cid != info.new_model_cid:

@@ -1,7 +1,7 @@
 """Commit-reveal hashes and the rewards Merkle tree, exactly as the contracts check them.
 
 Pure functions: no chain needed. The rewards tree is the one OpenZeppelin's MerkleProof verifies:
-a leaf is keccak256(keccak256(abi.encode(index, account, amount))) (hashed twice so a leaf can never
+a leaf is keccak256(keccak256(abi.encode(index, oracle, amount))) (hashed twice so a leaf can never
 pass for an inner node), inner nodes hash their two children in sorted order.
 """
 
@@ -27,8 +27,8 @@ def commit_hash(round_id: int, oracle: str, delta_cid: str, salt: bytes, num_exa
     )
 
 
-def reward_leaf(index: int, account: str, amount: int) -> bytes:
-    return keccak(keccak(abi_encode(["uint256", "address", "uint256"], [index, to_checksum_address(account), amount])))
+def reward_leaf(index: int, oracle: str, amount: int) -> bytes:
+    return keccak(keccak(abi_encode(["uint256", "address", "uint256"], [index, to_checksum_address(oracle), amount])))
 
 
 def _parent(a: bytes, b: bytes) -> bytes:
@@ -37,14 +37,14 @@ def _parent(a: bytes, b: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class RewardsTree:
-    """Rewards of one round: leaf i pays `amounts[i]` to `accounts[i]`."""
+    """Rewards of one round: leaf i pays `amounts[i]` to `oracles[i]`."""
 
-    accounts: tuple[str, ...]
+    oracles: tuple[str, ...]
     amounts: tuple[int, ...]
 
     @classmethod
     def build(cls, rewards: dict[str, int]) -> RewardsTree:
-        """One leaf per account with a positive reward, in address order so the root is deterministic."""
+        """One leaf per oracle with a positive reward, in address order so the root is deterministic."""
         items = sorted((to_checksum_address(a), int(v)) for a, v in rewards.items() if int(v) > 0)
         return cls(tuple(a for a, _ in items), tuple(v for _, v in items))
 
@@ -53,7 +53,7 @@ class RewardsTree:
         return sum(self.amounts)
 
     def _levels(self) -> list[list[bytes]]:
-        level = [reward_leaf(i, a, v) for i, (a, v) in enumerate(zip(self.accounts, self.amounts))]
+        level = [reward_leaf(i, a, v) for i, (a, v) in enumerate(zip(self.oracles, self.amounts))]
         levels = [level]
         while len(level) > 1:
             # An odd node out moves up unchanged; MerkleProof then simply has one sibling fewer.
@@ -64,11 +64,11 @@ class RewardsTree:
     @property
     def root(self) -> bytes:
         """The Merkle root published on chain (32 zero bytes when nobody is paid)."""
-        return self._levels()[-1][0] if self.accounts else bytes(32)
+        return self._levels()[-1][0] if self.oracles else bytes(32)
 
-    def index_of(self, account: str) -> int | None:
-        account = to_checksum_address(account)
-        return self.accounts.index(account) if account in self.accounts else None
+    def index_of(self, oracle: str) -> int | None:
+        oracle = to_checksum_address(oracle)
+        return self.oracles.index(oracle) if oracle in self.oracles else None
 
     def proof(self, index: int) -> list[bytes]:
         """Sibling hashes from leaf `index` up to the root."""
@@ -81,4 +81,10 @@ class RewardsTree:
         return proof
 
     def to_json(self) -> list[dict]:
-        return [{"index": i, "account": a, "amount": str(v)} for i, (a, v) in enumerate(zip(self.accounts, self.amounts))]
+        return [{"index": i, "oracle": a, "amount": str(v)} for i, (a, v) in enumerate(zip(self.oracles, self.amounts))]
+
+    @classmethod
+    def from_json(cls, leaves: list[dict]) -> RewardsTree:
+        if [leaf["index"] for leaf in leaves] != list(range(len(leaves))):
+            raise ValueError("rewards leaves are not indexed 0..n-1 in order")
+        return cls(tuple(to_checksum_address(leaf["oracle"]) for leaf in leaves), tuple(int(leaf["amount"]) for leaf in leaves))

@@ -57,3 +57,17 @@ def protocol_of(cfg: Settings) -> Protocol:
 
 def store_of(cfg: Settings) -> Store:
     return open_store(cfg.ipfs_api, cfg.store_dir)
+
+
+def add_alias(cmds, old: str, new_parser: argparse.ArgumentParser, new: str) -> None:
+    """Keep an old command spelling working for now: the same arguments, plus a one-line note."""
+    alias = cmds.add_parser(old, parents=[new_parser], add_help=False, conflict_handler="resolve", help=f"deprecated: use `{new}`")
+    func = new_parser.get_default("func")
+
+    def run(args):
+        import sys
+
+        print(f"dgpt: note: `{old}` is deprecated; use `{new}`", file=sys.stderr)
+        return func(args)
+
+    alias.set_defaults(func=run)

@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     from dgpt.delta import compute_delta, save_delta
     from dgpt.errors import DGPTError
     from dgpt.model import load_model, state_dict
+    from dgpt.store.unixfs import file_cid
 
     parser = argparse.ArgumentParser(prog="python -m dgpt.train", description=main.__doc__)
     parser.add_argument("model")
@@ -250,7 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     base = {k: v.clone() for k, v in state_dict(bundle.model).items()}
     train(bundle, task, examples, TrainOptions(device=device, compile=args.compile))
     if _world()[0] == 0:
-        save_delta(args.out, compute_delta(base, state_dict(bundle.model)), num_examples=len(examples), labels=bundle.labels)
+        # The delta names the content addresses of the model and task it was made from, as the
+        # aggregator checks (a delta for another base model is stale).
+        with open(args.model, "rb") as f:
+            base_model_cid = str(file_cid(f))
+        with open(args.task, "rb") as f:
+            task_spec_cid = str(file_cid(f))
+        save_delta(args.out, compute_delta(base, state_dict(bundle.model)), num_examples=len(examples), labels=bundle.labels,
+                   base_model_cid=base_model_cid, task_spec_cid=task_spec_cid)
     if distributed:
         # Leave together: a rank that tears down its gloo pairs while rank 0 is still writing can
         # make the other side abort on a closed connection.

@@ -19,17 +19,16 @@ import torch
 from safetensors import safe_open
 
 from dgpt.delta import FORMAT
+from dgpt.report import Reason
 from dgpt.tensorfile import read_header
 
-# Reasons, as the report records them; those with a slash reason code are slashed.
-MALFORMED, NON_FINITE, NORM_OUT_OF_BOUND = "malformed", "non_finite", "norm_out_of_bound"
-STALE = "stale"  # rejected, not slashed
+MALFORMED, NON_FINITE, NORM_OUT_OF_BOUND, STALE = Reason.MALFORMED, Reason.NON_FINITE, Reason.NORM_OUT_OF_BOUND, Reason.STALE
 
 
 @dataclass(frozen=True)
 class Verdict:
     ok: bool
-    reason: str | None = None  # MALFORMED, NON_FINITE, NORM_OUT_OF_BOUND
+    reason: Reason | None = None  # MALFORMED, NON_FINITE, NORM_OUT_OF_BOUND or STALE
     detail: str = ""
     norm: float | None = None
 

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from dgpt.chain.protocol import TOKEN
-from dgpt.context import account, protocol_of, settings, store_of
+from dgpt.context import account, add_alias, protocol_of, settings, store_of
 
 
 def _data(args):
@@ -32,7 +32,7 @@ def cmd_register(args) -> int:
     return 0
 
 
-def cmd_commit_dataset(args) -> int:
+def cmd_update_commitment(args) -> int:
     cfg = settings(args)
     protocol, store = protocol_of(cfg), store_of(cfg)
     examples, labels = _data(args)
@@ -48,9 +48,10 @@ def cmd_stake(args) -> int:
     amount = int(args.amount * TOKEN)
     if args.action == "add-stake":
         protocol.add_stake(me, amount)
+        print(f"added {args.amount:g} DGPT to the stake")
     else:
         protocol.request_unbond(me, amount)
-    print(f"{args.action}: {args.amount:g} DGPT")
+        print(f"unbonding {args.amount:g} DGPT (withdraw after the unbonding period)")
     return 0
 
 
@@ -61,7 +62,7 @@ def cmd_withdraw(args) -> int:
     return 0
 
 
-def _node(args, examples=()):
+def _node(args, examples=(), rounds=None):
     from pathlib import Path
 
     from oracle.node import OracleConfig, OracleNode
@@ -69,13 +70,14 @@ def _node(args, examples=()):
     cfg = settings(args)
     me = account(args)
     home = Path(cfg.home) / "oracle" / me.address
-    return OracleNode(protocol_of(cfg), store_of(cfg), me, OracleConfig(home, list(examples), getattr(args, "device", None) or "cpu"), log=lambda *a: print(*a, flush=True))
+    return OracleNode(protocol_of(cfg), store_of(cfg), me, OracleConfig(home, list(examples), getattr(args, "device", None) or "cpu"),
+                      log=lambda *a: print(*a, flush=True), rounds=rounds)
 
 
 def cmd_claim(args) -> int:
     node = _node(args)
-    while (state := node.claim_rewards()) is not None:
-        print(state)
+    while (step := node.claim_rewards()) is not None:
+        print(step)
     return 0
 
 
@@ -93,8 +95,8 @@ def cmd_status(args) -> int:
 
 def cmd_run(args) -> int:
     examples, _ = _data(args)
-    node = _node(args, examples)
-    node.run(poll=args.poll, rounds=args.rounds)
+    node = _node(args, examples, args.rounds)
+    node.run(poll=args.poll)
     return 0
 
 
@@ -111,13 +113,15 @@ def add_commands(sub, common: argparse.ArgumentParser, keyed: argparse.ArgumentP
     data_args(p)
     p.add_argument("--stake", type=float, required=True, help="DGPT to stake")
     p.set_defaults(func=cmd_register)
-    p = cmds.add_parser("commit-dataset", parents=parents, help="replace the dataset commitment (between rounds)")
+    p = cmds.add_parser("update-commitment", parents=parents, help="replace the dataset commitment (between rounds)")
     data_args(p)
-    p.set_defaults(func=cmd_commit_dataset)
-    for name, text in (("add-stake", "add DGPT to the stake"), ("unstake", "start unbonding DGPT (withdraw after the unbonding period)")):
+    p.set_defaults(func=cmd_update_commitment)
+    add_alias(cmds, "commit-dataset", p, "dgpt oracle update-commitment")
+    for name, text in (("add-stake", "add DGPT to the stake"), ("unbond", "start unbonding DGPT (withdraw after the unbonding period)")):
         p = cmds.add_parser(name, parents=parents, help=text)
         p.add_argument("amount", type=float)
         p.set_defaults(func=cmd_stake)
+    add_alias(cmds, "unstake", p, "dgpt oracle unbond")
     cmds.add_parser("withdraw", parents=parents, help="withdraw what has finished unbonding").set_defaults(func=cmd_withdraw)
     cmds.add_parser("claim", parents=parents, help="claim the rewards of published rounds").set_defaults(func=cmd_claim)
     p = cmds.add_parser("status", parents=parents, help="this oracle's stake, commitment and balance")

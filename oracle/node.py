@@ -13,22 +13,21 @@ it committed, and never misses a reveal it could still make.
 
 from __future__ import annotations
 
-import json
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
 from dgpt.chain.protocol import Protocol, Status
-from dgpt.commitments import RewardsTree, commit_hash
+from dgpt.commitments import commit_hash
 from dgpt.crash import crashpoint
 from dgpt.data import Example
 from dgpt.delta import compute_delta, save_delta
 from dgpt.errors import DGPTError
-from dgpt.journal import Journal
 from dgpt.model import load_model, state_dict
+from dgpt.node import Action, Node, Step
+from dgpt.report import Report
 from dgpt.store import Store
 from dgpt.store.unixfs import file_cid
 from dgpt.task import TaskSpec
@@ -42,44 +41,51 @@ class OracleConfig:
     device: str = "cpu"
 
 
-class OracleNode:
-    def __init__(self, protocol: Protocol, store: Store, account: LocalAccount, cfg: OracleConfig, log=print):
-        self.protocol, self.store, self.account, self.cfg, self.log = protocol, store, account, cfg, log
-        # One journal per oracle and deployment: a journal never describes rounds of another protocol.
-        self.journal = Journal(cfg.home / f"oracle-{account.address}-{protocol.deployment.protocol}.json")
-        self.cache = cfg.home / "cache"
-        self.cache.mkdir(parents=True, exist_ok=True)
+class OracleNode(Node):
+    role = "oracle"
 
-    def tick(self) -> str:
+    def __init__(self, protocol: Protocol, store: Store, account: LocalAccount, cfg: OracleConfig, log=print, rounds: int | None = None):
+        super().__init__(protocol, store, account, cfg.home, log)
+        self.cfg = cfg
+        self.rounds = rounds  # the run loop stops once this many rounds are settled (None: never)
+
+    def tick(self) -> Step:
         claimed = self.claim_rewards()
         if claimed:
             return claimed
         p = self.protocol
         rid = p.current_round()
         if rid == 0:
-            return "waiting for a round"
+            return Step(Action.WAITING, 0, "for a round")
         info, j = p.round(rid), self.journal.round(rid)
         if info.published:
-            return f"round {rid}: published"
+            return Step(Action.DONE, rid, "published and settled")
         now = p.chain.now()
         me = self.account.address
         if now <= info.commit_deadline:
             if "delta_cid" not in j:
-                return self.train(rid, info)
+                return self.prepare(rid, info)
             if not j.get("committed"):
                 if not p.submission(rid, me).committed:  # look first: a commit sent before a crash may have landed
                     p.commit(self.account, rid, bytes.fromhex(j["commit_hash"]))
                 self.journal.record(rid, committed=True)
                 self.log(f"round {rid}: committed to {j['delta_cid']}")
-                return f"round {rid}: committed"
-            return f"round {rid}: waiting for the reveal window"
+                return Step(Action.COMMITTED, rid, j["delta_cid"])
+            return Step(Action.WAITING, rid, "for the reveal window")
         if now <= info.reveal_deadline and j.get("committed") and not j.get("revealed"):
             if p.submission(rid, me).status == Status.COMMITTED:
                 self.reveal(rid, j)
             self.journal.record(rid, revealed=True)
             self.log(f"round {rid}: revealed {j['delta_cid']}")
-            return f"round {rid}: revealed"
-        return f"round {rid}: waiting for the aggregator"
+            return Step(Action.REVEALED, rid, j["delta_cid"])
+        return Step(Action.WAITING, rid, "for the aggregator")
+
+    def settled(self) -> int:
+        """Rounds whose reward is claimed (or that had nothing to claim)."""
+        return sum(1 for j in self.journal.data.get("rounds", {}).values() if j.get("claimed"))
+
+    def finished(self, step: Step) -> bool:
+        return self.rounds is not None and self.settled() >= self.rounds
 
     def reveal(self, rid: int, j: dict) -> None:
         """Publish the delta in the store (idempotent), then reveal what was committed."""
@@ -89,7 +95,8 @@ class OracleNode:
         crashpoint("oracle:stored")
         self.protocol.reveal(self.account, rid, j["delta_cid"], bytes.fromhex(j["salt"]), j["num_examples"])
 
-    def train(self, rid: int, info) -> str:
+    def prepare(self, rid: int, info) -> Step:
+        """Train the round's delta, compute its CID offline and journal the commitment to send."""
         delta_path, num_examples = self.make_delta(rid, info)
         with open(delta_path, "rb") as f:
             delta_cid = str(file_cid(f))  # offline: nothing is published before the commit closes
@@ -97,7 +104,7 @@ class OracleNode:
         h = commit_hash(rid, self.account.address, delta_cid, salt, num_examples)
         # Salt and CID are journaled before the commit is sent: a restart reveals with them.
         self.journal.record(rid, delta_cid=delta_cid, delta_path=str(delta_path), salt=salt.hex(), num_examples=num_examples, commit_hash=h.hex())
-        return f"round {rid}: delta {delta_cid} ready"
+        return Step(Action.PREPARED, rid, delta_cid)
 
     def make_delta(self, rid: int, info) -> tuple[Path, int]:
         """Train on the round's base model and write the delta file; returns it and the example count."""
@@ -117,7 +124,7 @@ class OracleNode:
         """The worker's training, in place on `bundle`."""
         train(bundle, task, examples, TrainOptions(device=self.cfg.device, log_every=10**9), log=self.log)
 
-    def claim_rewards(self) -> str | None:
+    def claim_rewards(self) -> Step | None:
         """Settle every published round in the journal: claim the reward if this oracle revealed
         (checking the chain, since a reveal sent just before a crash may have landed after the
         window closed), else record that there is nothing to claim."""
@@ -133,9 +140,8 @@ class OracleNode:
                 self.journal.record(rid, revealed=True)
             if not j.get("revealed"):
                 self.journal.record(rid, claimed=True, reward="0")
-                return f"round {rid}: nothing to claim"
-            report = json.loads(self.store.get_bytes(info.report_cid, max_bytes=64 << 20))
-            tree = RewardsTree(tuple(r["account"] for r in report["rewards"]), tuple(int(r["amount"]) for r in report["rewards"]))
+                return Step(Action.CLAIMED, rid, "nothing to claim")
+            tree = Report.from_bytes(self.store.get_bytes(info.report_cid, max_bytes=64 << 20)).rewards
             i = tree.index_of(me)
             if tree.root != info.rewards_root:
                 self.log(f"round {rid}: the report's rewards do not match the published root; not claiming")
@@ -146,15 +152,5 @@ class OracleNode:
                 self.protocol.claim(self.account, rid, i, amount, tree.proof(i))
             self.journal.record(rid, claimed=True, reward=str(amount))
             self.log(f"round {rid}: claimed {amount / 10**18:g} DGPT")
-            return f"round {rid}: claimed"
+            return Step(Action.CLAIMED, rid, str(amount))
         return None
-
-    def run(self, poll: float = 2.0, rounds: int | None = None) -> None:
-        """Follow rounds until `rounds` are settled (claimed, or nothing to claim; forever when None)."""
-        while True:
-            state = self.tick()
-            done = sum(1 for j in self.journal.data.get("rounds", {}).values() if j.get("claimed"))
-            if rounds is not None and done >= rounds:
-                return
-            if "waiting" in state or "published" in state:
-                time.sleep(poll)

@@ -2,7 +2,7 @@
 """Byzantine oracles: held-out accuracy after the rounds for each merge strategy and attack, against
 the honest-only run (the cheaters' seats empty) with the same seed, plus what the cheaters earned for
 their attacks and whether they were slashed. Every run is a full protocol run on a fresh embedded
-chain with the real oracle and aggregator roles (see dgpt/byzantine.py).
+chain with the real oracle and aggregator roles (see harness/byzantine.py).
 
 With --json the last line is one JSON object:
 {"honest": acc, "results": {strategy: {attack: acc}}, "n": N, "f": f, "genesis": acc,
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from dgpt.aggregate import STRATEGIES, Strategy
-from dgpt.byzantine import ATTACKS, SimPlan, Simulator
+from harness.byzantine import ATTACKS, SimPlan, Simulator
 from dgpt.store.local import LocalStore
 
 PARAMS = {"trimmed_mean": {"trim": 0.2}, "clipped_mean": {"clip": 5.0}, "krum": {"f": 2}}

@@ -17,7 +17,7 @@ import secrets
 import sys
 
 from dgpt.chain.client import Chain, dev_accounts
-from dgpt.devnodes import anvil
+from harness.localnet import anvil
 from dgpt.chain.protocol import TOKEN, ProtocolParams, deploy
 from dgpt.cid import raw_cid
 from dgpt.commitments import RewardsTree, commit_hash

@@ -24,8 +24,8 @@ from aggregator.node import AggregatorConfig, AggregatorNode
 from dgpt.chain.client import Chain, dev_accounts
 from dgpt.chain.protocol import deploy
 from dgpt.data import RT_LABELS, as_examples, rotten_tomatoes
-from dgpt.demo import drive, register_oracle
-from dgpt.devnodes import anvil
+from harness.demo import drive, register_oracle
+from harness.localnet import anvil
 from dgpt.model import save_model, tiny_gpt2
 from dgpt.store import LocalStore
 from dgpt.task import TaskSpec

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dgpt import devnodes
+from harness import localnet
 from dgpt.chain.client import Chain, dev_accounts
 from dgpt.chain.protocol import TOKEN, Protocol, ProtocolParams, deploy
 
@@ -20,14 +20,14 @@ os.environ.setdefault("DGPT_RETRY_SECONDS", "2")
 @pytest.fixture(scope="session")
 def anvil_url():
     """A real Anvil node (from the npm package) on a free loopback port, stopped by PID at the end."""
-    with devnodes.anvil() as url:
+    with localnet.anvil() as url:
         yield url
 
 
 @pytest.fixture(scope="session")
 def hardhat_url():
     """A Hardhat node on a free loopback port, stopped by PID at the end."""
-    with devnodes.hardhat_node() as url:
+    with localnet.hardhat_node() as url:
         yield url
 
 

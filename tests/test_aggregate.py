@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dgpt.aggregate import Strategy, krum_select, median, merge, naive_fedavg, pairwise_sq_distances, DeltaFiles, trimmed_mean, weighted_mean
+from dgpt.aggregate import Strategy, krum_select, median, merge, naive_fedavg, pairwise_sq_distances, DeltaFiles, trimmed_mean
 from dgpt.delta import FORMAT
 from dgpt.verify import MALFORMED, NON_FINITE, NORM_OUT_OF_BOUND, check_delta
 
@@ -28,7 +28,6 @@ def deltas(tmp_path, values):
 
 def test_per_tensor_rules():
     s = torch.tensor([[1.0], [2.0], [10.0], [3.0]])
-    assert weighted_mean(s, torch.tensor([1.0, 1.0, 0.0, 2.0])).item() == pytest.approx((1 + 2 + 6) / 4)
     assert median(s).item() == 2.5 and median(s[:3]).item() == 2.0
     assert trimmed_mean(s, 0.25).item() == 2.5
     with pytest.raises(ValueError):

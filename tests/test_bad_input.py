@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from dgpt.cli import main as dgpt_main
+from cli.main import main as dgpt_main
 from dgpt.data import RT_LABELS
 
 LABELS = ",".join(RT_LABELS)
@@ -74,15 +74,15 @@ CASES = [
     ("rpc: embedded chain for an operator command", ["status", "--home", "{t}"], "needs a persistent chain"),
     ("deployment: missing", ["status", "--rpc-url", "http://127.0.0.1:9", "--home", "{t}/none"], "no deployment"),
     ("deployment: not JSON", ["status", "--rpc-url", "http://127.0.0.1:9", "--deployment", "{t}/deployment_garbage.json"], "not a deployment file"),
-    ("data: missing file", ["dataset", "commit", "{t}/absent.jsonl", "--labels", LABELS, "--home", "{t}"], "no such file"),
-    ("data: bad JSON line", ["dataset", "commit", "{t}/bad_json.jsonl", "--labels", LABELS, "--home", "{t}"], "bad_json.jsonl:2"),
-    ("data: missing label", ["dataset", "commit", "{t}/no_label.jsonl", "--labels", LABELS, "--home", "{t}"], "no_label.jsonl:1: missing 'label'"),
-    ("data: unknown label", ["dataset", "commit", "{t}/unknown_label.jsonl", "--labels", LABELS, "--home", "{t}"], "is not one of"),
-    ("data: empty text", ["dataset", "commit", "{t}/empty_text.jsonl", "--labels", LABELS, "--home", "{t}"], "missing or empty 'text'"),
-    ("data: empty file", ["dataset", "commit", "{t}/empty.jsonl", "--labels", LABELS, "--home", "{t}"], "no examples"),
-    ("data: CSV without text/label", ["dataset", "commit", "{t}/no_columns.csv", "--labels", LABELS, "--home", "{t}"], "no_columns.csv"),
-    ("data: unknown format", ["dataset", "commit", "{t}/data.txt", "--labels", LABELS, "--home", "{t}"], "unknown format"),
-    ("data: not UTF-8", ["dataset", "commit", "{t}/latin1.jsonl", "--labels", LABELS, "--home", "{t}"], "not UTF-8"),
+    ("data: missing file", ["dataset", "commitment", "{t}/absent.jsonl", "--labels", LABELS, "--home", "{t}"], "no such file"),
+    ("data: bad JSON line", ["dataset", "commitment", "{t}/bad_json.jsonl", "--labels", LABELS, "--home", "{t}"], "bad_json.jsonl:2"),
+    ("data: missing label", ["dataset", "commitment", "{t}/no_label.jsonl", "--labels", LABELS, "--home", "{t}"], "no_label.jsonl:1: missing 'label'"),
+    ("data: unknown label", ["dataset", "commitment", "{t}/unknown_label.jsonl", "--labels", LABELS, "--home", "{t}"], "is not one of"),
+    ("data: empty text", ["dataset", "commitment", "{t}/empty_text.jsonl", "--labels", LABELS, "--home", "{t}"], "missing or empty 'text'"),
+    ("data: empty file", ["dataset", "commitment", "{t}/empty.jsonl", "--labels", LABELS, "--home", "{t}"], "no examples"),
+    ("data: CSV without text/label", ["dataset", "commitment", "{t}/no_columns.csv", "--labels", LABELS, "--home", "{t}"], "no_columns.csv"),
+    ("data: unknown format", ["dataset", "commitment", "{t}/data.txt", "--labels", LABELS, "--home", "{t}"], "unknown format"),
+    ("data: not UTF-8", ["dataset", "commitment", "{t}/latin1.jsonl", "--labels", LABELS, "--home", "{t}"], "not UTF-8"),
     ("task: not JSON", ["worker", "eval", "--model", "{t}/m.safetensors", "--task", "{t}/task_not_json.json", "--data", "{t}/good.jsonl"], "task spec"),
     ("task: bad phase", ["worker", "eval", "--model", "{t}/m.safetensors", "--task", "{t}/task_bad_phase.json", "--data", "{t}/good.jsonl"], "phase must be one of"),
     ("task: negative lr", ["worker", "eval", "--model", "{t}/m.safetensors", "--task", "{t}/task_negative_lr.json", "--data", "{t}/good.jsonl"], "lr must be positive"),
@@ -147,7 +147,7 @@ def test_chain_writes_that_would_revert_send_nothing(tmp_path, anvil_url, capsys
         (["oracle", "withdraw", *common, "--dev-key", "2"], "NotRegistered"),
         (["oracle", "add-stake", "5", *common, "--dev-key", "2"], "NotRegistered"),
         (["oracle", "register", *common, "--dev-key", "2", "--data", f"{home}/data.jsonl", "--labels", LABELS, "--stake", "1000000"], "ERC20InsufficientBalance"),
-        (["oracle", "unstake", "5", *common, "--dev-key", "2"], "NotRegistered"),
+        (["oracle", "unbond", "5", *common, "--dev-key", "2"], "NotRegistered"),
     ]
     for argv, says in cases:
         assert dgpt_main(argv) == 1, argv

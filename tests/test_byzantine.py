@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from dgpt.aggregate import Strategy
-from dgpt.byzantine import SLASHED_ATTACKS, SimPlan, Simulator
+from dgpt.report import Reason
 from dgpt.store.local import LocalStore
+from harness.byzantine import SimPlan, Simulator
 
 PLAN = SimPlan(n=5, examples_per_oracle=120, validation_examples=150, test_examples=200, warmup_examples=400)
 
@@ -18,39 +19,42 @@ def sim(tmp_path_factory):
 
 
 def cheater_entries(run, round_index):
-    return [e for e in run.reports[round_index]["submissions"] if e["oracle"] in run.cheaters]
+    return [e for e in run.reports[round_index].submissions if e.oracle in run.cheaters]
 
 
-@pytest.mark.parametrize("attack", ["non_finite", "wrong_shapes", "not_safetensors", "oversize", "scale"])
-def test_objective_faults_are_slashed_and_unpaid(sim, attack):
+@pytest.mark.parametrize("attack, reason", [("non_finite", Reason.NON_FINITE), ("wrong_shapes", Reason.MALFORMED),
+                                            ("not_safetensors", Reason.MALFORMED), ("oversize", Reason.MALFORMED),
+                                            ("scale", Reason.NORM_OUT_OF_BOUND)])
+def test_objective_faults_are_slashed_and_unpaid(sim, attack, reason):
     run = sim.run(Strategy(), attack, f=2)
-    assert attack in SLASHED_ATTACKS
     assert run.cheaters and all(run.slashed[c] for c in run.cheaters)
     assert run.cheater_rewards == 0
     assert not any(run.slashed[o] for o in run.rewards if o not in run.cheaters)
     for i in range(PLAN.rounds):
-        assert all(e["status"] == "rejected" for e in cheater_entries(run, i))
+        entries = cheater_entries(run, i)
+        assert len(entries) == 2 and all(not e.accepted and e.reason is reason for e in entries)
+        assert {(s.oracle, s.reason) for s in run.reports[i].slashes} == {(c, reason) for c in run.cheaters}
 
 
 def test_copying_a_revealed_delta_is_refused_by_the_commitment(sim):
     run = sim.run(Strategy(), "copy", f=2)
     assert run.copy_refusals == ["CommitMismatch"] * 2 * PLAN.rounds
     assert all(run.slashed[c] for c in run.cheaters) and run.cheater_rewards == 0
-    assert set(run.reports[0]["non_revealers"]) == set(run.cheaters)
+    assert set(run.reports[0].non_revealers) == set(run.cheaters)
 
 
 def test_replayed_delta_is_rejected_unpaid_and_not_slashed(sim):
     run = sim.run(Strategy(), "replay", f=2)
     last = cheater_entries(run, 1)
-    assert [e["reason"] for e in last] == ["duplicate", "duplicate"]
+    assert [e.reason for e in last] == [Reason.REPLAYED, Reason.REPLAYED]
     assert not any(run.slashed[c] for c in run.cheaters)
-    assert sum(int(e["reward"]) for e in last) == 0
+    assert sum(e.reward for e in last) == 0
 
 
 def test_sign_flip_and_zero_are_unpaid_and_not_slashed(sim):
-    for attack, reasons in (("sign_flip", {"divergent"}), ("zero", {"no_gain", "duplicate"})):
+    for attack, reasons in (("sign_flip", {Reason.DIVERGENT}), ("zero", {Reason.FREE_RIDING, Reason.REPLAYED})):
         run = sim.run(Strategy(), attack, f=2)
-        assert {e["reason"] for i in range(PLAN.rounds) for e in cheater_entries(run, i)} <= reasons, attack
+        assert {e.reason for i in range(PLAN.rounds) for e in cheater_entries(run, i)} <= reasons, attack
         assert run.cheater_rewards == 0 and not any(run.slashed[c] for c in run.cheaters)
 
 
@@ -69,9 +73,9 @@ def test_label_flipped_and_noise_deltas_are_rejected_unpaid_and_not_slashed(tmp_
     sim = Simulator(LEARNT, LocalStore(tmp_path / "store"), tmp_path / "memo", log=lambda *a: None)
     honest = sim.run(Strategy(), f=2, honest_only=True)
     assert sum(honest.rewards.values()) > 0  # the honest oracles were paid
-    for attack, reasons in (("label_flip", {"harmful", "divergent"}), ("noise", {"divergent"})):
+    for attack, reasons in (("label_flip", {Reason.HARMFUL, Reason.DIVERGENT}), ("noise", {Reason.DIVERGENT})):
         run = sim.run(Strategy(), attack, f=2)
         for i in range(LEARNT.rounds):
-            assert {e["reason"] for e in cheater_entries(run, i)} <= reasons, attack
+            assert {e.reason for e in cheater_entries(run, i)} <= reasons, attack
         assert run.cheater_rewards == 0 and not any(run.slashed[c] for c in run.cheaters), attack
         assert run.model_cid == honest.model_cid, attack

@@ -6,7 +6,7 @@ import pytest
 
 from dgpt.chain import client
 from dgpt.chain.client import Chain, ChainError, decode_revert
-from dgpt.devnodes import free_port
+from harness.localnet import free_port
 from tests.conftest import make_world
 from tests.test_contracts import publish, register, run_round
 

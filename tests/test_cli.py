@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from dgpt.cli import main as dgpt_main
+from cli.main import main as dgpt_main
 from dgpt.config import load_settings
 from dgpt.errors import DGPTError
+from dgpt.report import Report
 from dgpt.store import LocalStore
 
 
@@ -21,8 +22,8 @@ def test_demo_command_runs_rounds_on_embedded_defaults(tmp_path, capsys):
     assert set(out["rounds"][1]) >= {"round", "phase", "accuracy", "l1", "l2", "l3", "model_cid", "report_cid"}
     # the published models and reports are in the embedded store under their CIDs
     store = LocalStore(tmp_path / "store")
-    report = json.loads(store.get_bytes(out["rounds"][1]["report_cid"]))
-    assert report["round"] == 2 and len(report["submissions"]) == 4
+    report = Report.from_bytes(store.get_bytes(out["rounds"][1]["report_cid"]))
+    assert report.round == 2 and len(report.submissions) == 4
     assert store.has(out["rounds"][1]["model_cid"])
 
 
@@ -77,8 +78,9 @@ def test_operator_commands_on_anvil(tmp_path, anvil_url, capsys):
     write_jsonl(tmp_path / "d.jsonl", as_examples(rotten_tomatoes()[:20]))
     oracle = [*home, "--dev", "--dev-key", "2"]
     assert dgpt_main(["oracle", "register", *oracle, "--data", str(tmp_path / "d.jsonl"), "--labels", "rotten,fresh", "--stake", "150"]) == 0
-    assert dgpt_main(["oracle", "unstake", *oracle, "50"]) == 0
-    capsys.readouterr()
+    assert dgpt_main(["oracle", "unbond", *oracle, "25"]) == 0
+    assert dgpt_main(["oracle", "unstake", *oracle, "25"]) == 0  # the old spelling still works, with a note
+    assert "`unstake` is deprecated; use `dgpt oracle unbond`" in capsys.readouterr().err
     assert dgpt_main(["oracle", "status", *oracle, "--json"]) == 0
     me = json.loads(capsys.readouterr().out)
     assert (me["stake"], me["unbonding"], me["examples"]) == (str(100 * 10**18), str(50 * 10**18), 20)

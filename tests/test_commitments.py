@@ -24,7 +24,7 @@ def verify(proof: list[bytes], root: bytes, leaf: bytes) -> bool:
 def test_every_leaf_proves_against_the_root(n):
     tree = RewardsTree.build({a: (i + 1) * 10 for i, a in enumerate(ACCOUNTS[:n])})
     assert tree.total == sum((i + 1) * 10 for i in range(n))
-    for i, (account, amount) in enumerate(zip(tree.accounts, tree.amounts)):
+    for i, (account, amount) in enumerate(zip(tree.oracles, tree.amounts)):
         assert verify(tree.proof(i), tree.root, reward_leaf(i, account, amount))
         assert not verify(tree.proof(i), tree.root, reward_leaf(i, account, amount + 1))
 
@@ -33,7 +33,7 @@ def test_tree_is_deterministic_and_drops_zero_rewards():
     rewards = {ACCOUNTS[2]: 5, ACCOUNTS[0]: 7, ACCOUNTS[1]: 0}
     tree = RewardsTree.build(rewards)
     assert tree.root == RewardsTree.build(dict(reversed(list(rewards.items())))).root
-    assert len(tree.accounts) == 2 and tree.index_of(ACCOUNTS[1]) is None
+    assert len(tree.oracles) == 2 and tree.index_of(ACCOUNTS[1]) is None
     assert RewardsTree.build({}).root == bytes(32)
 
 

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from dgpt.chain import compile as solc
-from dgpt.devnodes import HARDHAT_CLI, ROOT
+from harness.localnet import HARDHAT_CLI, ROOT
 
 
 def strip_metadata(bytecode: str) -> str:

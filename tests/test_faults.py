@@ -7,15 +7,18 @@ is back, they finish the round with the same outcome as a run without outages.""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from requests.exceptions import ConnectionError as RequestsConnectionError
 
-from dgpt import devnodes
 from dgpt.chain.client import Chain, dev_accounts
 from dgpt.chain.protocol import Protocol, Status, deploy
-from dgpt.demo import DemoPlan, demo_data, setup_network
+from dgpt.node import Action, Step
 from dgpt.store import KuboStore
 from dgpt.store.kubo import IPFSError
+from harness import localnet
+from harness.demo import DemoPlan, demo_data, setup_network
 
 PLAN = DemoPlan(oracles=2, pretrain_rounds=0, finetune_rounds=1, max_len=32, examples_per_oracle=16, test_examples=16)
 
@@ -34,21 +37,28 @@ class Service:
         self.cm.__exit__(None, None, None)
 
 
+def tick_until(node, action: Action, seconds: float = 120):
+    """Tick `node` until a step does `action`; fail (instead of hanging) past the deadline."""
+    deadline = time.monotonic() + seconds
+    while (step := node.tick()).action is not action:
+        assert time.monotonic() < deadline, f"{node.role} still at {step} after {seconds} s"
+    return step
+
+
 def run_round(tmp_path, data, outages: bool, monkeypatch):
     monkeypatch.setenv("DGPT_RETRY_SECONDS", "3")
-    port, api_port = devnodes.free_port(), devnodes.free_port()
-    chain_svc = Service(lambda: devnodes.anvil(port=port, state=tmp_path / "anvil.json"))
-    ipfs_svc = Service(lambda: devnodes.ipfs_daemon(tmp_path / "ipfs", api_port=api_port))
+    port, api_port = localnet.free_port(), localnet.free_port()
+    chain_svc = Service(lambda: localnet.anvil(port=port, state=tmp_path / "anvil.json"))
+    ipfs_svc = Service(lambda: localnet.ipfs_daemon(tmp_path / "ipfs", api_port=api_port))
     url, api = chain_svc.start(), ipfs_svc.start()
     chain, store = Chain.connect(url), KuboStore(api)
     a = dev_accounts(2 + PLAN.oracles)
     protocol = deploy(chain, a[0], a[1].address)
     agg, oracles = setup_network(protocol, store, a[0], a[1], a[2:], data, PLAN, tmp_path / "home", log=lambda *x: None)
     try:
-        assert agg.tick() == "round 1: opened"
+        assert agg.tick() == Step(Action.OPENED, 1)
         for o in oracles:
-            while not o.tick().endswith("committed"):
-                pass
+            tick_until(o, Action.COMMITTED)
         chain.time_travel(protocol.round(1).commit_deadline - chain.now() + 1)
         if outages:
             ipfs_svc.stop()  # the daemon goes down before the reveals, which publish the deltas
@@ -57,7 +67,7 @@ def run_round(tmp_path, data, outages: bool, monkeypatch):
             assert protocol.submission(1, oracles[0].account.address).status == Status.COMMITTED  # nothing sent
             ipfs_svc.start()
         for o in oracles:
-            assert o.tick() == "round 1: revealed"
+            assert o.tick().action is Action.REVEALED
         chain.time_travel(protocol.round(1).reveal_deadline - chain.now() + 1)
         if outages:
             chain_svc.stop()  # the chain goes down before the aggregator publishes
@@ -68,11 +78,9 @@ def run_round(tmp_path, data, outages: bool, monkeypatch):
             protocol = Protocol(chain, protocol.deployment)
             # the restarted roles: fresh processes reading their journals
             agg, oracles = setup_network(protocol, store, a[0], a[1], a[2:], data, PLAN, tmp_path / "home", log=lambda *x: None)
-        while agg.tick() != "plan complete":
-            pass
+        tick_until(agg, Action.DONE)
         for o in oracles:
-            while not o.tick().endswith("published"):
-                pass
+            tick_until(o, Action.DONE)
         r = protocol.round(1)
         return {
             "model": r.new_model_cid,
@@ -100,7 +108,7 @@ def test_chain_and_ipfs_outages_mid_round_lose_nothing(tmp_path, monkeypatch):
 
 DISK_FULL = r"""
 import resource, signal, sys
-from dgpt.cli import main
+from cli.main import main
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing us
 resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 sys.exit(main(sys.argv[1:]))
@@ -126,9 +134,9 @@ def test_a_full_disk_stops_a_put_cleanly_and_loses_nothing(tmp_path):
     assert full.stderr.startswith("dgpt: error: File too large") and full.stderr.count("\n") == 1, full.stderr
     blocks = tmp_path / "home" / "store" / "blocks"
     assert not [p for p in blocks.rglob("*") if p.is_file() and p.name.startswith(".tmp-")]
-    ok = subprocess.run([sys.executable, "-m", "dgpt.cli", *argv], capture_output=True, text=True, timeout=300)
+    ok = subprocess.run([sys.executable, "-m", "cli", *argv], capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stderr
     cid = ok.stdout.strip()
-    offline = subprocess.run([sys.executable, "-m", "dgpt.cli", "cid", str(big)], capture_output=True, text=True, timeout=300)
+    offline = subprocess.run([sys.executable, "-m", "cli", "cid", str(big)], capture_output=True, text=True, timeout=300)
     assert cid == offline.stdout.strip()
     assert LocalStore(tmp_path / "home" / "store").get_bytes(cid) == big.read_bytes()

@@ -7,7 +7,7 @@ import os
 import httpx
 import pytest
 
-from dgpt import devnodes
+from harness import localnet
 from dgpt.store import ContentMismatch, ContentTooLarge, KuboStore, LocalStore
 from dgpt.store.kubo import IPFSError
 
@@ -16,7 +16,7 @@ SIZES = [0, 1, 1000, 262_144, 262_145, 1_500_000]
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    with devnodes.ipfs_daemon(tmp_path_factory.mktemp("jsipfs")) as url:
+    with localnet.ipfs_daemon(tmp_path_factory.mktemp("jsipfs")) as url:
         yield KuboStore(url)
 
 
@@ -55,7 +55,7 @@ def test_daemon_does_not_have_what_nobody_added(daemon, tmp_path):
 
 
 def test_unreachable_daemon_is_a_clear_error():
-    store = KuboStore(f"http://127.0.0.1:{devnodes.free_port()}", retries=1, backoff=0.01)
+    store = KuboStore(f"http://127.0.0.1:{localnet.free_port()}", retries=1, backoff=0.01)
     with pytest.raises(IPFSError, match="is unreachable"):
         store.put_bytes(b"x")
 

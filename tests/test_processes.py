@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from dgpt import devnodes
+from harness import localnet
 from dgpt.audit import audit_round
 from dgpt.chain.client import Chain, dev_accounts
 from dgpt.chain.protocol import Deployment, Protocol
 from dgpt.config import Settings
-from dgpt.demo import DemoPlan
-from dgpt.demo_processes import run_demo_processes
+from harness.demo import DemoPlan
+from harness.demo_processes import run_demo_processes
 from dgpt.store import KuboStore
 
 PLAN = DemoPlan(oracles=2, pretrain_rounds=1, finetune_rounds=1, max_len=32, examples_per_oracle=16, validation_examples=16, test_examples=16)
@@ -22,10 +22,10 @@ PLAN = DemoPlan(oracles=2, pretrain_rounds=1, finetune_rounds=1, max_len=32, exa
 @pytest.mark.anvil
 @pytest.mark.ipfs
 def test_separate_processes_on_anvil_and_js_ipfs_with_kills(tmp_path, anvil_url):
-    with devnodes.ipfs_daemon(tmp_path / "ipfs") as api:
+    with localnet.ipfs_daemon(tmp_path / "ipfs") as api:
         settings = Settings(rpc_url=anvil_url, ipfs_api=api, home=str(tmp_path / "home"))
         result = run_demo_processes(settings, PLAN, log=lambda *a: None,
-                                    crash_at={"oracle-0": "sent:reveal", "aggregator": "sent:publish"}, phase_timeout=240)
+                                    crash_at={"oracle-0": "sent:reveal", "aggregator": "sent:publish"}, stall_timeout=240)
         assert [r["round"] for r in result.rounds] == [1, 2]
         deployment = Deployment.from_json(json.loads((tmp_path / "home" / "deployment.json").read_text()))
         protocol = Protocol(Chain.connect(anvil_url), deployment)

@@ -19,5 +19,7 @@ def test_slither_finds_nothing_high_or_medium_and_lows_are_triaged(tmp_path):
     for f in findings:
         if f["impact"] == "Low":
             assert f"`{f['check']}`" in triaged, f["description"]
-    # The analysis covered our contracts, not only the libraries.
-    assert any("contracts/DGPTProtocol.sol" in json.dumps(f) for f in findings) or "DGPTProtocol" in out.stderr
+    # The analysis covered our contracts, not only the libraries: each has its triaged low findings
+    # (every deadline is a block.timestamp comparison).
+    for contract in ("contracts/DGPTProtocol.sol", "contracts/OracleRegistry.sol"):
+        assert any(contract in json.dumps(f) for f in findings), contract

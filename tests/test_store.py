@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dgpt.cli import main as dgpt_main
+from cli.main import main as dgpt_main
 from dgpt.errors import DGPTError
 from dgpt.store import ContentMismatch, ContentTooLarge, LocalStore
 from dgpt.store import unixfs

@@ -192,7 +192,7 @@ def test_training_is_deterministic_on_cpu(reviews):
         b = tiny_gpt2(seed=5)
         r = train(b, TASK, ex, TrainOptions(device="cpu", log_every=1), log=lambda *a: None)
         states.append(state_dict(b.model))
-        assert [set(h) >= {"l1", "l2", "l3"} for h in r.history] and r.steps == 3
+        assert r.steps == 3 and len(r.history) == 3 and all(set(h) >= {"l1", "l2", "l3"} for h in r.history)
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
@@ -233,6 +233,30 @@ def test_two_gloo_processes_give_the_same_delta_as_one(tmp_path, reviews):
         # near-zero gradients, so compare each tensor's update as a whole.
         assert (d1[k] - d2[k]).norm() <= 1e-3 * d1[k].norm() + 1e-7, k
     assert max(d.abs().max().item() for d in d1.values()) > 1e-4  # training moved the weights
+
+
+def test_a_delta_from_the_worker_command_passes_the_aggregators_checks(tmp_path, reviews):
+    """`dgpt worker train` names its base model and task spec by CID, so the aggregator's check
+    (made for this round's base model) accepts it, and refuses it for another base."""
+    from cli.main import main as dgpt_main
+    from dgpt.model import hidden_size, read_state
+    from dgpt.rules import max_delta_bytes
+    from dgpt.store.unixfs import file_cid
+    from dgpt.verify import STALE, check_delta
+
+    save_model(tmp_path / "base.safetensors", tiny_gpt2(seed=3))
+    (tmp_path / "task.json").write_bytes(TASK.to_bytes())
+    write_jsonl(tmp_path / "data.jsonl", small_examples(reviews, 16))
+    files = {a: str(tmp_path / f) for a, f in (("model", "base.safetensors"), ("task", "task.json"), ("data", "data.jsonl"), ("out", "delta.safetensors"))}
+    assert dgpt_main(["worker", "train", *[x for a, f in files.items() for x in (f"--{a}", f)], "--device", "cpu"]) == 0
+    base, meta = read_state(tmp_path / "base.safetensors")
+    expected = {k: tuple(v.shape) for k, v in base.items()} | {"head.weight": (len(RT_LABELS), hidden_size(meta))}
+    with open(tmp_path / "base.safetensors", "rb") as f:
+        cid = str(file_cid(f))
+    delta = tmp_path / "delta.safetensors"
+    cap = max_delta_bytes((tmp_path / "base.safetensors").stat().st_size)
+    assert check_delta(delta, expected, cap, 1e9, cid).ok
+    assert check_delta(delta, expected, cap, 1e9, "bafkreianotherbasemodel").reason is STALE
 
 
 # --- backbones from disk -------------------------------------------------------------------------

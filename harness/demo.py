@@ -6,12 +6,12 @@ the oracles (each movie on one oracle), the rest is held out, a third of it as t
 validation set and the rest as the test set the demo reports on. The roles are the real ones
 (`oracle.node`, `aggregator.node`); in one process they take turns, and the demo moves the local
 chain's clock past each deadline once every oracle has acted. With --rpc-url they run as separate
-OS processes (see `dgpt.demo_processes`).
+OS processes (see `harness.demo_processes`). The driver (`drive`) is shared with the Byzantine
+simulator and the round benchmark.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -24,6 +24,8 @@ from dgpt.config import Settings
 from dgpt.data import RT_LABELS, Example, as_examples, rotten_tomatoes, shards, split_by_movie
 from dgpt.dataset import manifest, merkle_root
 from dgpt.model import load_model, save_model, tiny_gpt2
+from dgpt.node import Action
+from dgpt.report import Report
 from dgpt.store import Store, open_store
 from dgpt.task import TaskSpec
 from dgpt.train import evaluate
@@ -85,21 +87,21 @@ def register_oracle(protocol: Protocol, store: Store, admin, account, examples: 
 def round_summary(protocol: Protocol, store: Store, rid: int, test: list[Example], home: Path) -> dict:
     """Held-out figures of a published round's model, and what each oracle earned."""
     info = protocol.round(rid)
-    report = json.loads(store.get_bytes(info.report_cid))
+    report = Report.from_bytes(store.get_bytes(info.report_cid))
     bundle = load_model(store.cached(info.new_model_cid, home / "cache"))
     task = TaskSpec.from_bytes(store.get_bytes(info.task_spec_cid))
     m = evaluate(bundle, test, task)
     return {
         "round": rid,
-        "phase": report["phase"],
+        "phase": report.phase,
         "accuracy": m["accuracy"],
         "l1": m["l1"],
         "l2": m["l2"],
         "l3": m["l3"],
         "model_cid": info.new_model_cid,
         "report_cid": info.report_cid,
-        "rewards": {e["oracle"]: e["reward"] for e in report["submissions"]},
-        "accepted": sum(e["status"] == "accepted" for e in report["submissions"]),
+        "rewards": {e.oracle: str(e.reward) for e in report.submissions},
+        "accepted": sum(e.accepted for e in report.submissions),
     }
 
 
@@ -113,10 +115,6 @@ def show(summary: dict, log) -> None:
 
 
 def run_demo(settings: Settings = Settings(), plan: DemoPlan = DemoPlan(), log=print) -> DemoResult:
-    if settings.rpc_url:
-        from dgpt.demo_processes import run_demo_processes
-
-        return run_demo_processes(settings, plan, log)
     t0 = time.monotonic()
     home = Path(settings.home)
     # The embedded chain starts afresh each run (at the same addresses): the roles' journals of an
@@ -171,17 +169,17 @@ def drive(chain: Chain, protocol: Protocol, agg: AggregatorNode, oracles: list[O
     """Let the roles take turns; move the clock past a deadline once nobody has anything left before it."""
     published = set()
     while True:
-        agg_state = agg.tick()
-        states = [o.tick() for o in oracles]
+        agg_step = agg.tick()
+        steps = [o.tick() for o in oracles]
         rid = protocol.current_round()
         if rid and protocol.round(rid).published and rid not in published:
             published.add(rid)
             on_publish(rid)
-        if agg_state == "plan complete" and all(s.endswith("published") for s in states):
+        if agg_step.action is Action.DONE and all(s.action is Action.DONE for s in steps):
             return
         if rid and not protocol.round(rid).published:
             info, now = protocol.round(rid), chain.now()
-            waiting = all("waiting" in s for s in states)
+            waiting = all(s.action is Action.WAITING for s in steps)
             if waiting and now <= info.commit_deadline:
                 chain.time_travel(info.commit_deadline - now + 1)
             elif waiting and now <= info.reveal_deadline:

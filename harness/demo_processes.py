@@ -21,15 +21,14 @@ from dgpt.data import RT_LABELS, write_jsonl
 from dgpt.errors import DGPTError
 from dgpt.model import save_model, tiny_gpt2
 from dgpt.store import open_store
+from harness.demo import DemoResult, demo_data, register_oracle, round_summary, show
 
-PHASE_TIMEOUT = 900  # seconds a round may wait for its oracles before the demo gives up
+STALL_TIMEOUT = 900  # seconds a round may go without progress before the demo gives up
 
 
-def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, str] | None = None, phase_timeout: float = PHASE_TIMEOUT):
+def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, str] | None = None, stall_timeout: float = STALL_TIMEOUT):
     """`crash_at` (tests): {"oracle-0": point, "aggregator": point} starts that process with
     $DGPT_CRASH_AT, so it dies there like a killed process; the driver restarts it once."""
-    from dgpt.demo import DemoResult, demo_data, register_oracle, round_summary, show
-
     t0 = time.monotonic()
     home = Path(settings.home).resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -68,11 +67,11 @@ def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, 
             register_oracle(protocol, store, admin, account, examples, stake)
             path = home / f"oracle-{i}.jsonl"
             write_jsonl(path, examples)
-            cmd = [sys.executable, "-m", "dgpt.cli", "oracle", "run", *common, "--dev-key", str(2 + i),
+            cmd = [sys.executable, "-m", "cli", "oracle", "run", *common, "--dev-key", str(2 + i),
                    "--data", str(path), "--labels", ",".join(RT_LABELS), "--rounds", str(len(plan.tasks())), "--poll", "0.5"]
             procs.append(start(cmd, f"oracle-{i}"))
             log(f"oracle {account.address} registered; its daemon is process {procs[-1].pid}")
-        cmd = [sys.executable, "-m", "dgpt.cli", "aggregator", "run", *common, "--dev-key", "1",
+        cmd = [sys.executable, "-m", "cli", "aggregator", "run", *common, "--dev-key", "1",
                "--genesis", str(home / "genesis.safetensors"), "--plan", str(home / "plan.json"),
                "--validation", str(home / "validation.jsonl"), "--poll", "0.5"]
         agg = start(cmd, "aggregator")
@@ -81,7 +80,7 @@ def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, 
 
         result = DemoResult(chain=settings.rpc_url, store=repr(store))
         shown: set[int] = set()
-        phase_start = time.monotonic()
+        progress_at = time.monotonic()
         while True:
             for k, p in enumerate(procs):
                 name = names[p.pid]
@@ -97,7 +96,7 @@ def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, 
                     summary = round_summary(protocol, store, done, data.test, home)
                     show(summary, log)
                     result.rounds.append({k: summary[k] for k in ("round", "phase", "accuracy", "l1", "l2", "l3", "model_cid", "report_cid")})
-                    phase_start = time.monotonic()
+                    progress_at = time.monotonic()
             if all(p.poll() == 0 for p in procs):
                 break
             if rid and not protocol.round(rid).published:
@@ -106,12 +105,12 @@ def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, 
                 revealed = len(protocol.events("Revealed", roundId=rid))
                 if now <= info.commit_deadline and committed == len(oracle_accounts):
                     chain.time_travel(info.commit_deadline - now + 1)
-                    phase_start = time.monotonic()
+                    progress_at = time.monotonic()
                 elif info.commit_deadline < now <= info.reveal_deadline and revealed == committed:
                     chain.time_travel(info.reveal_deadline - now + 1)
-                    phase_start = time.monotonic()
-            if time.monotonic() - phase_start > phase_timeout:
-                raise DGPTError(f"round {rid} made no progress for {phase_timeout:.0f} s; see {home / 'logs'}")
+                    progress_at = time.monotonic()
+            if time.monotonic() - progress_at > stall_timeout:
+                raise DGPTError(f"round {rid} made no progress for {stall_timeout:.0f} s; see {home / 'logs'}")
             time.sleep(0.5)
         for a in oracle_accounts:
             result.rewards[a.address] = str(protocol.balance_of(a.address) - stake)

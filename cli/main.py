@@ -1,4 +1,7 @@
-"""`dgpt`: the one command line for oracle operators, aggregator operators and developers."""
+"""`dgpt`: the one command line for oracle operators, aggregator operators and developers.
+
+The core's own commands live here; `dgpt oracle ...` and `dgpt aggregator ...` are the roles'
+(`oracle.cli`, `aggregator.cli`), `dgpt demo` the harness's."""
 
 from __future__ import annotations
 
@@ -8,18 +11,21 @@ import sys
 from pathlib import Path
 
 from dgpt import __version__
-from dgpt.context import account, add_common, add_key, chain_of, protocol_of, settings, store_of
+from dgpt.context import account, add_alias, add_common, add_key, chain_of, protocol_of, settings, store_of
 from dgpt.errors import DGPTError
 from requests.exceptions import ConnectionError as RPCConnectionError
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dgpt.demo import DemoPlan, run_demo
+    from harness.demo import DemoPlan, run_demo
+    from harness.demo_processes import run_demo_processes
 
     log = (lambda *a, **k: print(*a, file=sys.stderr, flush=True, **k)) if args.json else (lambda *a: print(*a, flush=True))
     plan = DemoPlan(oracles=args.oracles, pretrain_rounds=args.pretrain_rounds, finetune_rounds=args.finetune_rounds,
                     examples_per_oracle=args.examples_per_oracle, test_examples=args.test_examples)
-    result = run_demo(settings(args), plan, log=log)
+    cfg = settings(args)
+    # With --rpc-url the roles run as separate OS processes that talk only through the chain and the store.
+    result = (run_demo_processes if cfg.rpc_url else run_demo)(cfg, plan, log=log)
     if args.json:
         print(json.dumps(result.to_json()))
     return 0
@@ -65,7 +71,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dataset_commit(args: argparse.Namespace) -> int:
+def cmd_dataset_commitment(args: argparse.Namespace) -> int:
     from dgpt.data import load_examples
     from dgpt.dataset import manifest, merkle_root
     from dgpt.store import open_store
@@ -243,11 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_aggregator(sub, common, keyed)
 
     dataset = sub.add_parser("dataset", help="dataset commitments").add_subparsers(dest="action", required=True, metavar="ACTION")
-    commit = dataset.add_parser("commit", parents=[common], help="Merkle root, count and manifest CID of a labelled data set (the manifest goes to the store)")
-    commit.add_argument("file", metavar="FILE", help="JSONL or CSV with text and label")
-    commit.add_argument("--labels", help="comma-separated label names (omit for unlabelled text)")
-    commit.add_argument("--json", action="store_true")
-    commit.set_defaults(func=cmd_dataset_commit)
+    dc = dataset.add_parser("commitment", parents=[common], help="the dataset commitment of a labelled data set: manifest CID, Merkle root, count (the manifest goes to the store)")
+    dc.add_argument("file", metavar="FILE", help="JSONL or CSV with text and label")
+    dc.add_argument("--labels", help="comma-separated label names (omit for unlabelled text)")
+    dc.add_argument("--json", action="store_true")
+    dc.set_defaults(func=cmd_dataset_commitment)
+    add_alias(dataset, "commit", dc, "dgpt dataset commitment")
 
     model = sub.add_parser("model", help="model files").add_subparsers(dest="action", required=True, metavar="ACTION")
     init = model.add_parser("init", help="write a genesis model file: the tiny GPT-2 (default), a GGUF or a Hugging Face directory")

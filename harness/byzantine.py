@@ -29,15 +29,13 @@ import hashlib
 import json
 import shutil
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-import aggregator.round as agg_round
 from aggregator.node import AggregatorConfig, AggregatorNode
-from aggregator.round import RoundPolicy
+from aggregator.round import RoundPolicy, Scorer, evaluate_state
 from dgpt.aggregate import Strategy
 from dgpt.chain.client import Chain, ContractRevert, dev_accounts
 from dgpt.chain.protocol import Protocol, Status, deploy
@@ -45,12 +43,14 @@ from dgpt.cid import cid_from_bytes
 from dgpt.data import RT_LABELS, Example, as_examples, rotten_tomatoes, shards, split_by_movie
 from dgpt.dataset import merkle_root
 from dgpt.delta import FORMAT, load_delta
-from dgpt.demo import drive, register_oracle
 from dgpt.model import load_model, save_model, tiny_gpt2
+from dgpt.node import Step
+from dgpt.report import Report
 from dgpt.store import Store
 from dgpt.task import TaskSpec
 from dgpt import tensorfile
 from dgpt.train import TrainOptions, evaluate, train
+from harness.demo import drive, register_oracle
 from oracle.node import OracleConfig, OracleNode
 
 ATTACKS = (
@@ -147,7 +147,7 @@ class ByzantineOracle(SimOracle):
         self.attack, self.victim, self.cap = attack, victim, cap
         self.copy_refusals: list[str] = []  # the revert each copying attempt met
 
-    def tick(self) -> str:
+    def tick(self) -> Step:
         # A slashed cheater tops its stake up to the minimum to go on cheating (the slash is its cost).
         short = self.protocol.min_stake() - self.protocol.oracle(self.account.address).stake
         if short > 0:
@@ -219,43 +219,38 @@ class RunResult:
     rewards: dict[str, int]  # oracle -> reward over the run (token wei), as the reports' rewards trees pay
     slashed: dict[str, bool]
     cheaters: list[str]
-    reports: list[dict] = field(default_factory=list)
+    reports: list[Report] = field(default_factory=list)
     copy_refusals: list[str] = field(default_factory=list)
     attack_rounds: list[int] = field(default_factory=list)  # the rounds whose submissions were attacks
 
     @property
     def cheater_rewards(self) -> int:
         """What the cheaters earned for their attacks (a replayer's first round is honest work)."""
-        return sum(int(e["reward"]) for r in self.reports if r["round"] in self.attack_rounds
-                   for e in r["submissions"] if e["oracle"] in self.cheaters)
+        return sum(e.reward for r in self.reports if r.round in self.attack_rounds
+                   for e in r.submissions if e.oracle in self.cheaters)
 
     def recorded(self, key: str, cheaters: bool, accepted_only: bool = False) -> list[float]:
         """What the reports recorded under `key` (e.g. cosine_to_median, loss_gain), for the
         cheaters' or the honest oracles' submissions."""
-        return [e[key] for r in self.reports for e in r["submissions"]
-                if key in e and (e["oracle"] in self.cheaters) == cheaters and (e["status"] == "accepted" or not accepted_only)]
+        return [getattr(e, key) for r in self.reports for e in r.submissions
+                if getattr(e, key) is not None and (e.oracle in self.cheaters) == cheaters and (e.accepted or not accepted_only)]
 
 
-@contextmanager
-def memoised_metrics(memo: dict[str, dict]):
-    """Memoise the aggregator's validation metrics in `memo`, by the digest of the evaluated weights."""
-    real = agg_round._metrics
+def memoised_scorer(memo: dict[str, dict], scorer: Scorer = evaluate_state) -> Scorer:
+    """`scorer`, memoised in `memo` by the digest of the evaluated weights (and the task and
+    validation set): evaluation is deterministic on the CPU, so a memoised result is the same."""
 
-    def metrics(base_path, state, labels, task, validation, device):
+    def score(base_path, state, labels, task, validation, device):
         h = hashlib.sha256(json.dumps([list(labels), task.to_bytes().hex(), merkle_root(validation).hex()]).encode())
         for name in sorted(state):
             h.update(name.encode())
             h.update(state[name].float().contiguous().numpy().tobytes())
         key = h.hexdigest()
         if key not in memo:
-            memo[key] = real(base_path, state, labels, task, validation, device)
+            memo[key] = scorer(base_path, state, labels, task, validation, device)
         return dict(memo[key])
 
-    agg_round._metrics = metrics
-    try:
-        yield
-    finally:
-        agg_round._metrics = real
+    return score
 
 
 class Simulator:
@@ -284,7 +279,7 @@ class Simulator:
         cap = 2 * self.genesis.stat().st_size + (1 << 20)
         seats = range(plan.n - f) if honest_only else range(plan.n)
         cheaters = [oracle_accounts[i].address for i in range(plan.n - f, plan.n)] if attack and not honest_only else []
-        with tempfile.TemporaryDirectory() as home, memoised_metrics(self.metrics_memo):
+        with tempfile.TemporaryDirectory() as home:
             home = Path(home)
             oracles = []
             for i in seats:
@@ -302,7 +297,8 @@ class Simulator:
             policy = RoundPolicy(strategy=strategy)
             agg = AggregatorNode(
                 protocol, self.store, agg_account,
-                AggregatorConfig(home / "aggregator", self.genesis, [plan.task()] * plan.rounds, self.data.validation, policy),
+                AggregatorConfig(home / "aggregator", self.genesis, [plan.task()] * plan.rounds, self.data.validation, policy,
+                                 scorer=memoised_scorer(self.metrics_memo)),
                 log=lambda *a: None,
             )
             drive(chain, protocol, agg, oracles, lambda rid: None)
@@ -311,11 +307,11 @@ class Simulator:
                 bundle = load_model(self.store.cached(model_cid, self.cache / "models"))
                 self.test_memo[model_cid] = evaluate(bundle, self.data.test, plan.task())["accuracy"]
             everyone = [oracle_accounts[i].address for i in seats]
-            reports = [json.loads(self.store.get_bytes(protocol.round(r).report_cid)) for r in range(1, plan.rounds + 1)]
+            reports = [Report.from_bytes(self.store.get_bytes(protocol.round(r).report_cid)) for r in range(1, plan.rounds + 1)]
             return RunResult(
                 accuracy=self.test_memo[model_cid],
                 model_cid=model_cid,
-                rewards={a: sum(int(e["reward"]) for r in reports for e in r["submissions"] if e["oracle"] == a) for a in everyone},
+                rewards={a: sum(e.reward for r in reports for e in r.submissions if e.oracle == a) for a in everyone},
                 slashed={a: _was_slashed(protocol, a, plan.rounds) for a in everyone},
                 cheaters=cheaters,
                 reports=reports,

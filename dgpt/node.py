@@ -1,0 +1,73 @@
+"""What the two role daemons share: a journal per role, key and deployment, a cache of content
+fetched by CID, and the run loop over `tick()`, which does at most one step and says what it did.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from eth_account.signers.local import LocalAccount
+
+from dgpt.chain.protocol import Protocol
+from dgpt.journal import Journal
+from dgpt.store import Store
+
+
+class Action(str, Enum):
+    """What one tick did. WAITING and DONE mean nothing can be done now: the loop sleeps."""
+
+    WAITING = "waiting"  # for a round, a deadline or the aggregator
+    DONE = "done"  # the aggregator's plan is complete; the oracle's round is settled
+    OPENED = "opened"
+    PUBLISHED = "published"
+    SLASHED = "slashed"
+    PREPARED = "prepared"  # the oracle's delta is trained and its commitment journaled
+    COMMITTED = "committed"
+    REVEALED = "revealed"
+    CLAIMED = "claimed"
+
+
+@dataclass(frozen=True)
+class Step:
+    action: Action
+    round_id: int = 0
+    detail: str = ""
+
+    @property
+    def idle(self) -> bool:
+        return self.action in (Action.WAITING, Action.DONE)
+
+    def __str__(self) -> str:
+        where = f"round {self.round_id}: " if self.round_id else ""
+        return f"{where}{self.action.value}" + (f" ({self.detail})" if self.detail else "")
+
+
+class Node:
+    """Base of the oracle and aggregator daemons."""
+
+    role = "node"
+
+    def __init__(self, protocol: Protocol, store: Store, account: LocalAccount, home: Path, log=print):
+        self.protocol, self.store, self.account, self.log = protocol, store, account, log
+        # One journal per role, key and deployment: a journal never describes rounds of another protocol.
+        self.journal = Journal(Path(home) / f"{self.role}-{account.address}-{protocol.deployment.protocol}.json")
+        self.cache = Path(home) / "cache"
+        self.cache.mkdir(parents=True, exist_ok=True)
+
+    def tick(self) -> Step:
+        raise NotImplementedError
+
+    def finished(self, step: Step) -> bool:
+        """Whether the run loop may stop after `step`."""
+        return False
+
+    def run(self, poll: float = 2.0) -> None:
+        while True:
+            step = self.tick()
+            if self.finished(step):
+                return
+            if step.idle:
+                time.sleep(poll)

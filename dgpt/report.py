@@ -1,0 +1,157 @@
+"""The round report: what the aggregator decided about every submission and why, as one typed
+document stored by CID. The aggregator writes it; the audit, the oracles' claims, the demo and the
+simulator read it through these classes, never by string keys.
+
+`Reason` is the one list of verdicts. Those with a slash reason are the faults anyone can prove from
+the revealed bytes; their codes are the contract's `SlashReason` (a test compares the two).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+from dgpt.chain.protocol import SlashReason
+from dgpt.commitments import RewardsTree
+from dgpt.errors import DGPTError
+
+FORMAT = "dgpt-report/2"
+
+
+class Reason(str, Enum):
+    """Why a submission was not merged (or why a committer was slashed)."""
+
+    NO_REVEAL = "no_reveal"  # committed, never revealed: anyone may slash
+    MALFORMED = "malformed"  # unreadable, oversized, or tensors not matching the base model
+    NON_FINITE = "non_finite"  # NaN or infinity
+    NORM_OUT_OF_BOUND = "norm_out_of_bound"  # L2 norm above the task's bound
+    OVER_COMMITMENT = "over_commitment"  # more examples declared than the dataset commitment holds
+    UNAVAILABLE = "unavailable"  # not fetchable, or bytes not matching the CID: nothing provable
+    STALE = "stale"  # made for another base model (may be an honest client's bug)
+    REPLAYED = "replayed"  # the same tensors as an earlier delta, or as another in this round
+    DIVERGENT = "divergent"  # points away from where the round's deltas point
+    HARMFUL = "harmful"  # raises the validation loss when applied alone
+    FREE_RIDING = "free_riding"  # changes nothing (a zero delta)
+
+    @property
+    def slash_reason(self) -> SlashReason | None:
+        """The contract's reason code when this verdict is slashed, else None (rejected, unpaid)."""
+        return _SLASHED.get(self)
+
+
+_SLASHED = {
+    Reason.NO_REVEAL: SlashReason.NO_REVEAL,
+    Reason.MALFORMED: SlashReason.MALFORMED,
+    Reason.NON_FINITE: SlashReason.NON_FINITE,
+    Reason.NORM_OUT_OF_BOUND: SlashReason.NORM_OUT_OF_BOUND,
+}
+
+
+@dataclass
+class Entry:
+    """One revealed submission and the verdict on it."""
+
+    oracle: str
+    delta_cid: str
+    num_examples: int
+    accepted: bool = False
+    reason: Reason | None = None
+    detail: str = ""
+    norm: float | None = None
+    data_sha256: str | None = None  # sha256 of the tensor bytes (replay detection)
+    cosine_to_median: float | None = None
+    alone: dict | None = None  # validation metrics of the base plus this delta alone
+    loss_gain: float | None = None
+    weight: int = 0  # merge weight: the revealed example count when merged
+    reward: int = 0  # token base units
+
+    def reject(self, reason: Reason, detail: str = "") -> None:
+        self.accepted, self.reason, self.detail = False, reason, detail
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["reason"] = self.reason.value if self.reason else None
+        d["reward"] = str(self.reward)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> Entry:
+        return cls(**{**d, "reason": Reason(d["reason"]) if d.get("reason") else None, "reward": int(d["reward"])})
+
+
+@dataclass
+class Slash:
+    oracle: str
+    reason: Reason
+    amount: int | None  # None: the contract's fixed penalty (non-revealers)
+
+    def to_json(self) -> dict:
+        return {"oracle": self.oracle, "reason": self.reason.value, "code": int(self.reason.slash_reason),
+                "amount": None if self.amount is None else str(self.amount)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Slash:
+        return cls(d["oracle"], Reason(d["reason"]), None if d.get("amount") is None else int(d["amount"]))
+
+
+@dataclass
+class Report:
+    round: int
+    phase: str
+    base_model_cid: str
+    task_spec_cid: str
+    strategy: dict  # Strategy.to_json()
+    strategy_decisions: dict
+    checks: dict  # the bounds the checks used
+    labels: list[str]
+    submissions: list[Entry]
+    merged: list[str]
+    non_revealers: list[str]
+    slashes: list[Slash]
+    validation: dict  # {"n", "before", "after"}
+    rewards: RewardsTree
+    software: dict = field(default_factory=dict)
+
+    @property
+    def rewards_root(self) -> bytes:
+        return self.rewards.root
+
+    @property
+    def rewards_total(self) -> int:
+        return self.rewards.total
+
+    def entry(self, oracle: str) -> Entry | None:
+        return next((e for e in self.submissions if e.oracle == oracle), None)
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT, "round": self.round, "phase": self.phase, "base_model_cid": self.base_model_cid,
+            "task_spec_cid": self.task_spec_cid, "strategy": self.strategy, "strategy_decisions": self.strategy_decisions,
+            "checks": self.checks, "labels": list(self.labels), "submissions": [e.to_json() for e in self.submissions],
+            "merged": self.merged, "non_revealers": self.non_revealers, "slashes": [s.to_json() for s in self.slashes],
+            "validation": self.validation, "rewards": self.rewards.to_json(), "rewards_root": "0x" + self.rewards.root.hex(),
+            "rewards_total": str(self.rewards.total), "software": self.software,
+        }
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON: the same report gives the same bytes and CID on any machine."""
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Report:
+        try:
+            d = json.loads(data)
+            if d.get("format") != FORMAT:
+                raise DGPTError(f"not a {FORMAT} document (format {d.get('format')!r})")
+            return cls(
+                round=d["round"], phase=d["phase"], base_model_cid=d["base_model_cid"], task_spec_cid=d["task_spec_cid"],
+                strategy=d["strategy"], strategy_decisions=d["strategy_decisions"], checks=d["checks"], labels=d["labels"],
+                submissions=[Entry.from_json(e) for e in d["submissions"]], merged=d["merged"],
+                non_revealers=d["non_revealers"], slashes=[Slash.from_json(s) for s in d["slashes"]],
+                validation=d["validation"], rewards=RewardsTree.from_json(d["rewards"]), software=d.get("software", {}),
+            )
+        except DGPTError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DGPTError(f"unreadable report: {exc.__class__.__name__}: {exc}") from None
