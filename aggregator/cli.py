@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from dgpt.chain.protocol import TOKEN
 from dgpt.context import account, protocol_of, settings, store_of
 from dgpt.errors import DGPTError
+from dgpt.units import format_tokens, parse_tokens
 
 
 def load_plan(path: str):
@@ -37,12 +37,22 @@ def cmd_run(args) -> int:
     for kv in args.strategy_param or []:
         k, _, v = kv.partition("=")
         params[k] = float(v)
-    policy = RoundPolicy(Strategy(args.strategy, params), min_gain=args.min_gain, min_cosine_ratio=args.min_cosine_ratio, slash_amount=int(args.slash * TOKEN))
+    policy = RoundPolicy(Strategy(args.strategy, params), min_gain=args.min_gain, min_cosine_ratio=args.min_cosine_ratio)
+    budget = parse_tokens(args.reward_budget, "--reward-budget")
     me = account(args)
+    protocol = protocol_of(cfg)
+    # The deployment's bounds, checked before any transaction: the contract would refuse the round.
+    ceiling = protocol.max_reward_per_round()
+    if budget > ceiling:
+        raise DGPTError(f"--reward-budget {format_tokens(budget)} DGPT is over this deployment's ceiling of {format_tokens(ceiling)} DGPT per round")
+    low, high = protocol.window_bounds()
+    for flag, seconds in (("--commit-duration", args.commit_duration), ("--reveal-duration", args.reveal_duration)):
+        if not low <= seconds <= high:
+            raise DGPTError(f"{flag} {seconds} s is outside this deployment's window bounds [{low}, {high}] s")
     node = AggregatorNode(
-        protocol_of(cfg), store_of(cfg), me,
+        protocol, store_of(cfg), me,
         AggregatorConfig(Path(cfg.home) / "aggregator" / me.address, Path(args.genesis), plan, validation, policy,
-                         int(args.reward_budget * TOKEN), args.commit_duration, args.reveal_duration),
+                         budget, args.commit_duration, args.reveal_duration),
         log=lambda *a: print(*a, flush=True),
     )
     node.run(poll=args.poll)
@@ -61,8 +71,7 @@ def add_commands(sub, common: argparse.ArgumentParser, keyed: argparse.ArgumentP
     p.add_argument("--min-gain", type=float, default=0.0, help="merge a delta only if, applied alone, it lowers the validation loss by more than this (default 0)")
     p.add_argument("--min-cosine-ratio", type=float, default=0.5,
                    help="with 3 or more valid deltas, reject one whose cosine to their coordinate-wise median is below this fraction of the round's median cosine (default 0.5)")
-    p.add_argument("--slash", type=float, default=50, help="DGPT slashed for a malformed, non-finite or oversized delta")
-    p.add_argument("--reward-budget", type=float, default=100, help="DGPT per round")
+    p.add_argument("--reward-budget", default="100", help="DGPT per round (decimal; at most the deployment's per-round ceiling)")
     p.add_argument("--commit-duration", type=int, default=600)
     p.add_argument("--reveal-duration", type=int, default=600)
     p.add_argument("--poll", type=float, default=2.0)

@@ -85,27 +85,31 @@ class AggregatorNode(Node):
             report_cid = self.store.put_bytes(report.to_bytes())
             self.store.pin(model_cid)
             self.store.pin(report_cid)
+            tree = report.slashes_tree
+            pending = [{**s.to_json(), "proof": [] if s.reason is Reason.NO_REVEAL else
+                        [h.hex() for h in tree.proof(s.oracle, s.reason.slash_reason)]} for s in report.slashes]
             self.journal.record(
                 rid, new_model_cid=model_cid, report_cid=report_cid, rewards_root=report.rewards_root.hex(),
-                rewards_total=str(report.rewards_total), slashes_pending=[s.to_json() for s in report.slashes],
+                rewards_total=str(report.rewards_total), slashes_root=tree.root.hex(), slashes_pending=pending,
             )
             crashpoint("aggregator:uploaded")
             j = self.journal.round(rid)
         if not p.round(rid).published:  # look first: a publish sent before a crash may have landed
-            p.publish(self.account, rid, j["new_model_cid"], j["report_cid"], bytes.fromhex(j["rewards_root"]), int(j["rewards_total"]))
+            p.publish(self.account, rid, j["new_model_cid"], j["report_cid"], bytes.fromhex(j["rewards_root"]), int(j["rewards_total"]),
+                      bytes.fromhex(j["slashes_root"]))
         self.journal.record(rid, published=True)
         self.log(f"round {rid} published: model {j['new_model_cid']}, report {j['report_cid']}")
         return Step(Action.PUBLISHED, rid, j["new_model_cid"])
 
     def slash(self, rid: int) -> Step:
         pending = self.journal.round(rid)["slashes_pending"]
-        s = Slash.from_json(pending[0])
+        s, proof = Slash.from_json(pending[0]), [bytes.fromhex(h) for h in pending[0]["proof"]]
         sub = self.protocol.submission(rid, s.oracle)
         if sub.status != Status.SLASHED:  # look first: the slash may have landed before a crash
             if s.reason is Reason.NO_REVEAL:
                 self.protocol.slash_non_revealer(self.account, rid, s.oracle)
             else:
-                self.protocol.slash(self.account, rid, s.oracle, s.reason.slash_reason, s.amount)
+                self.protocol.slash(self.account, rid, s.oracle, s.reason.slash_reason, proof)
             self.log(f"round {rid}: slashed {s.oracle} ({s.reason.value})")
         self.journal.record(rid, slashes_pending=pending[1:])
         return Step(Action.SLASHED, rid, s.oracle)

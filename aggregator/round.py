@@ -32,7 +32,7 @@ from dgpt.delta import apply_delta
 from dgpt.errors import DGPTError
 from dgpt.model import bundle_from_state, hidden_size, read_state
 from dgpt.report import Entry, Reason, Report, Slash
-from dgpt.rules import cosine_floor, max_delta_bytes, reward_shares
+from dgpt.rules import MAX_WEIGHT_RATIO, cosine_floor, max_delta_bytes, merge_weights, reward_shares
 from dgpt.commitments import RewardsTree
 from dgpt.store import ContentTooLarge, Store
 from dgpt.task import TaskSpec
@@ -60,7 +60,6 @@ class RoundPolicy:
     # With at least 3 valid deltas, one whose cosine to their coordinate-wise median is below this
     # fraction of the round's median cosine (rules.cosine_floor) is divergent: unpaid, not slashed.
     min_cosine_ratio: float = 0.5
-    slash_amount: int = 50 * 10**18
     device: str = "cpu"
 
 
@@ -198,7 +197,7 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
             e.reject(reason, f"validation loss changes by {-gain:+.4f} when applied alone (must fall by more than {ctx.policy.min_gain:g})")
             ctx.log(f"  {e.oracle}: rejected, {reason.value} (validation loss {-gain:+.4f})")
             continue
-        e.accepted, e.weight = True, e.num_examples
+        e.accepted = True
         accepted.append(sub)
         ctx.log(f"  {e.oracle}: accepted, {e.num_examples} examples, norm {e.norm:.3f}, validation loss -{gain:.4f} alone")
     return accepted
@@ -207,6 +206,8 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
 def merge(ctx: RoundContext, accepted: list[Submission]) -> tuple[Path, dict, list[Submission], dict]:
     """The new model file, the strategy's decisions, the submissions it merged, and its validation metrics."""
     new_path = ctx.work / f"model-round-{ctx.round_id}.safetensors"
+    for s, w in zip(accepted, merge_weights([s.entry.num_examples for s in accepted])):
+        s.entry.weight = w
     decided = build_model(ctx.base_path, [s.path for s in accepted], [float(s.entry.weight) for s in accepted],
                           ctx.policy.strategy, [s.entry.norm for s in accepted], ctx.labels, new_path)
     new_state, _ = read_state(new_path)
@@ -222,13 +223,12 @@ def make_report(ctx: RoundContext, subs: list[Submission], merged: list[Submissi
     rewards = reward_shares([(s.oracle, s.entry.weight, s.entry.loss_gain) for s in merged], reward_budget)
     for s in subs:
         s.entry.reward = rewards.get(s.oracle, 0)
-    slashes = [Slash(s.oracle, s.entry.reason, ctx.policy.slash_amount) for s in subs
-               if s.entry.reason is not None and s.entry.reason.slash_reason is not None]
-    slashes += [Slash(o, Reason.NO_REVEAL, None) for o in non_revealers]
+    slashes = [Slash(s.oracle, s.entry.reason) for s in subs if s.entry.reason is not None and s.entry.reason.slash_reason is not None]
+    slashes += [Slash(o, Reason.NO_REVEAL) for o in non_revealers]
     return Report(
         round=ctx.round_id, phase=ctx.task.phase, base_model_cid=ctx.info.base_model_cid, task_spec_cid=ctx.info.task_spec_cid,
         strategy=ctx.policy.strategy.to_json(), strategy_decisions=decided,
-        checks={"max_delta_bytes": ctx.max_bytes, "max_update_norm": ctx.task.max_update_norm, "min_gain": ctx.policy.min_gain,
+        checks={"max_delta_bytes": ctx.max_bytes, "max_weight_ratio": MAX_WEIGHT_RATIO, "max_update_norm": ctx.task.max_update_norm, "min_gain": ctx.policy.min_gain,
                 "min_cosine_ratio": ctx.policy.min_cosine_ratio, "cosine_floor": ctx.cosine_floor},
         labels=list(ctx.labels), submissions=[s.entry for s in subs], merged=[s.oracle for s in merged],
         non_revealers=non_revealers, slashes=slashes,

@@ -123,11 +123,16 @@ def cmd_worker_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from dgpt.chain.protocol import TOKEN, ProtocolParams, deploy
+    from dgpt.chain.protocol import ProtocolParams, deploy
+    from dgpt.units import parse_tokens
 
+    min_stake = parse_tokens(args.min_stake, "--min-stake")
     cfg = settings(args)
     admin = account(args)
-    params = ProtocolParams(min_stake=int(args.min_stake * TOKEN), unbonding_period=args.unbonding_period)
+    default = ProtocolParams()
+    # The penalties must not exceed the minimum stake: scale them down with a small one.
+    penalties = {k: min(getattr(default, k), min_stake) for k in ("non_reveal_penalty", "malformed_penalty", "non_finite_penalty", "norm_penalty")}
+    params = ProtocolParams(min_stake=min_stake, unbonding_period=args.unbonding_period, **penalties)
     protocol = deploy(chain_of(cfg), admin, args.aggregator or admin.address, params)
     cfg.deployment_file.parent.mkdir(parents=True, exist_ok=True)
     cfg.deployment_file.write_text(json.dumps(protocol.deployment.to_json()))
@@ -135,13 +140,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_mint(args: argparse.Namespace) -> int:
-    from dgpt.chain.protocol import TOKEN
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from dgpt.units import format_tokens, parse_tokens
 
+    amount = parse_tokens(args.amount, "amount")
     cfg = settings(args)
-    minter = account(args)  # key problems first: they need no network
-    protocol_of(cfg).mint(minter, args.to, int(args.amount * TOKEN))
-    print(f"minted {args.amount:g} DGPT to {args.to}")
+    sender = account(args)  # key problems first: they need no network
+    protocol_of(cfg).transfer(sender, args.to, amount)
+    print(f"sent {format_tokens(amount)} DGPT to {args.to}")
     return 0
 
 
@@ -217,15 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     dep = sub.add_parser("deploy", parents=[common, keyed], help="deploy the token and the protocol; write the deployment file")
     dep.add_argument("--aggregator", help="address given AGGREGATOR_ROLE (default: the deployer)")
-    dep.add_argument("--min-stake", type=float, default=100, help="minimum stake in DGPT (default 100)")
+    dep.add_argument("--min-stake", default="100", help="minimum stake in DGPT (default 100)")
     dep.add_argument("--unbonding-period", type=int, default=7 * 24 * 3600, help="seconds (default one week)")
     dep.add_argument("--json", action="store_true")
     dep.set_defaults(func=cmd_deploy)
 
-    mint = sub.add_parser("mint", parents=[common, keyed], help="mint DGPT (token admin only): genesis allocations")
-    mint.add_argument("to")
-    mint.add_argument("amount", type=float, help="in DGPT")
-    mint.set_defaults(func=cmd_mint)
+    tr = sub.add_parser("transfer", parents=[common, keyed], help="send DGPT, e.g. from the admin's genesis supply to a new oracle")
+    tr.add_argument("to")
+    tr.add_argument("amount", help="in DGPT (decimal, up to 18 decimals)")
+    tr.set_defaults(func=cmd_transfer)
+    # Nobody mints after deployment any more: the old `mint` sends from the genesis supply.
+    add_alias(sub, "mint", tr, "dgpt transfer")
 
     st = sub.add_parser("status", parents=[common], help="rounds, oracles, stakes, submissions and rewards, as a table")
     st.add_argument("--json", action="store_true")

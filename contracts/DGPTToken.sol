@@ -4,27 +4,41 @@ pragma solidity 0.8.28;
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 import {ERC20Burnable} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Burnable.sol";
 import {ERC20Capped} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Capped.sol";
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 
 /// @title DGPT stake and reward token
-/// @notice ERC-20 with a hard supply cap. Oracles stake it; round rewards are minted by the protocol
-///         (which holds MINTER_ROLE) up to the cap; slashed stake is burned, so supply only shrinks
-///         by misbehaviour and never exceeds the cap.
-contract DGPTToken is ERC20Capped, ERC20Burnable, AccessControl {
-    /// @notice Role allowed to mint: the admin (genesis allocation) and the protocol (round rewards).
-    bytes32 public constant MINTER_ROLE = keccak256("MINTER_ROLE");
+/// @notice ERC-20 with a hard supply cap. The genesis supply is minted once, at deployment; after
+///         that only the minter (the protocol, set once by the deployer) mints, and the protocol
+///         mints only within its emission schedule. Nobody else can ever mint. Slashed stake is burned.
+contract DGPTToken is ERC20Capped, ERC20Burnable {
+    /// @notice The only address that may mint after deployment (zero until set).
+    address public minter;
+    address private immutable _deployer;
+
+    error NotMinter(address caller);
+    error MinterAlreadySet(address minter);
+    error NotDeployer(address caller);
+
+    event MinterSet(address indexed minter);
 
     /// @param cap_ Hard cap on total supply, in token units (18 decimals).
-    /// @param admin Receives DEFAULT_ADMIN_ROLE and MINTER_ROLE.
-    constructor(uint256 cap_, address admin) ERC20("DGPT", "DGPT") ERC20Capped(cap_) {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _grantRole(MINTER_ROLE, admin);
+    /// @param genesisSupply Minted to `genesisHolder` now; the only mint outside the protocol's schedule.
+    /// @param genesisHolder Receives the genesis supply.
+    constructor(uint256 cap_, uint256 genesisSupply, address genesisHolder) ERC20("DGPT", "DGPT") ERC20Capped(cap_) {
+        _deployer = msg.sender;
+        if (genesisSupply != 0) _mint(genesisHolder, genesisSupply);
     }
 
-    /// @notice Mint `amount` to `to`; reverts with ERC20ExceededCap past the cap.
-    /// @param to Recipient.
-    /// @param amount Amount in token units.
-    function mint(address to, uint256 amount) external onlyRole(MINTER_ROLE) {
+    /// @notice Name the minter, once, from the deploying account (the protocol is deployed after the token).
+    function setMinter(address minter_) external {
+        if (msg.sender != _deployer) revert NotDeployer(msg.sender);
+        if (minter != address(0)) revert MinterAlreadySet(minter);
+        minter = minter_;
+        emit MinterSet(minter_);
+    }
+
+    /// @notice Mint `amount` to `to` (the minter only); reverts with ERC20ExceededCap past the cap.
+    function mint(address to, uint256 amount) external {
+        if (msg.sender != minter) revert NotMinter(msg.sender);
         _mint(to, amount);
     }
 

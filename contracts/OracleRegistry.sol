@@ -11,9 +11,11 @@ import {CidCodec} from "./CidCodec.sol";
 
 /// @title Oracle registry: stake, dataset commitment, unbonding, slashing
 /// @notice Oracles stake the DGPT token and commit to their private data set (the CID of its
-///         manifest, the Merkle root of its examples and the example count). Stake that backs a
-///         submission in an unpublished round is locked: it cannot be unbonded or withdrawn, and the
-///         dataset commitment cannot change. Slashed stake is burned (no treasury key to trust).
+///         manifest, the Merkle root of its examples and the example count, at most `maxExamples`).
+///         Stake that backs a submission in an unpublished round is locked: it cannot be unbonded or
+///         withdrawn, and the dataset commitment cannot change. Slashed stake is burned (no treasury
+///         key to trust), by a penalty fixed per reason at deployment. Matured unbonding can be
+///         withdrawn even while paused.
 abstract contract OracleRegistry is AccessControl, Pausable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -46,6 +48,11 @@ abstract contract OracleRegistry is AccessControl, Pausable, ReentrancyGuardTran
     uint256 public immutable minStake;
     /// @notice Seconds between requestUnbond and withdraw.
     uint256 public immutable unbondingPeriod;
+    /// @notice Largest example count a dataset commitment may declare: a count is a merge weight.
+    uint64 public immutable maxExamples;
+
+    /// @notice When the current pause began (0: not paused).
+    uint256 public pausedAt;
 
     mapping(address oracle => Oracle) internal _oracles;
 
@@ -58,6 +65,7 @@ abstract contract OracleRegistry is AccessControl, Pausable, ReentrancyGuardTran
     error StakeLocked(address oracle, uint64 roundId);
     error NothingToWithdraw(address oracle);
     error UnbondingNotReady(address oracle, uint256 readyAt, uint256 now_);
+    error TooManyExamples(uint64 numExamples, uint64 maxExamples);
 
     event OracleRegistered(address indexed oracle, uint256 stake, bytes manifestCid, bytes32 datasetRoot, uint64 numExamples);
     event CommitmentUpdated(address indexed oracle, bytes manifestCid, bytes32 datasetRoot, uint64 numExamples);
@@ -66,10 +74,11 @@ abstract contract OracleRegistry is AccessControl, Pausable, ReentrancyGuardTran
     event Withdrawn(address indexed oracle, uint256 amount);
     event Slashed(address indexed oracle, uint64 indexed roundId, SlashReason reason, uint256 amount);
 
-    constructor(ERC20Burnable token_, uint256 minStake_, uint256 unbondingPeriod_, address admin) {
+    constructor(ERC20Burnable token_, uint256 minStake_, uint256 unbondingPeriod_, uint64 maxExamples_, address admin) {
         token = token_;
         minStake = minStake_;
         unbondingPeriod = unbondingPeriod_;
+        maxExamples = maxExamples_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
     }
 
@@ -86,7 +95,7 @@ abstract contract OracleRegistry is AccessControl, Pausable, ReentrancyGuardTran
         Oracle storage o = _oracles[msg.sender];
         if (o.registered) revert AlreadyRegistered(msg.sender);
         if (stake < minStake) revert StakeBelowMinimum(msg.sender, stake, minStake);
-        if (numExamples == 0) revert ZeroExamples();
+        _checkCount(numExamples);
         (bytes32 digest, uint16 codec) = CidCodec.decode(manifestCid);
         o.registered = true;
         o.stake = uint128(stake);
@@ -105,7 +114,7 @@ abstract contract OracleRegistry is AccessControl, Pausable, ReentrancyGuardTran
     function updateCommitment(bytes calldata manifestCid, bytes32 datasetRoot, uint64 numExamples) external whenNotPaused {
         Oracle storage o = _registered(msg.sender);
         _requireUnlocked(msg.sender, o);
-        if (numExamples == 0) revert ZeroExamples();
+        _checkCount(numExamples);
         (bytes32 digest, uint16 codec) = CidCodec.decode(manifestCid);
         o.manifestDigest = digest;
         o.manifestCodec = codec;
@@ -140,8 +149,9 @@ abstract contract OracleRegistry is AccessControl, Pausable, ReentrancyGuardTran
     }
 
     /// @notice Withdraw everything the caller has unbonded, once the unbonding period has passed and no
-    ///         submission of theirs is in an unpublished round.
-    function withdraw() external whenNotPaused nonReentrant {
+    ///         submission of theirs is in an unpublished round. Not pausable: a pause must not hold
+    ///         matured stake hostage.
+    function withdraw() external nonReentrant {
         Oracle storage o = _registered(msg.sender);
         uint256 amount = o.unbonding;
         if (amount == 0) revert NothingToWithdraw(msg.sender);
@@ -152,14 +162,18 @@ abstract contract OracleRegistry is AccessControl, Pausable, ReentrancyGuardTran
         IERC20(address(token)).safeTransfer(msg.sender, amount);
     }
 
-    /// @notice Emergency stop of every state-changing call (admin only).
+    /// @notice Emergency stop of every state-changing call but `withdraw` (admin only).
     function pause() external onlyRole(DEFAULT_ADMIN_ROLE) {
+        pausedAt = block.timestamp;
         _pause();
     }
 
-    /// @notice Lift the emergency stop (admin only).
+    /// @notice Lift the emergency stop (admin only). The time paused is given back to the open round.
     function unpause() external onlyRole(DEFAULT_ADMIN_ROLE) {
+        uint256 since = pausedAt;
+        pausedAt = 0;
         _unpause();
+        _afterPause(since, block.timestamp - since);
     }
 
     /// @notice An oracle's registration, stake and dataset commitment.
@@ -191,6 +205,14 @@ abstract contract OracleRegistry is AccessControl, Pausable, ReentrancyGuardTran
     /// @dev The unpublished round holding the oracle's stake, or 0 when none does.
     function _lockingRound(Oracle storage o) internal view virtual returns (uint64);
 
+    /// @dev Called on unpause: the protocol moves the open round's deadlines by the time paused.
+    function _afterPause(uint256 since, uint256 duration) internal virtual;
+
+    function _checkCount(uint64 numExamples) internal view {
+        if (numExamples == 0) revert ZeroExamples();
+        if (numExamples > maxExamples) revert TooManyExamples(numExamples, maxExamples);
+    }
+
     function _registered(address oracle) internal view returns (Oracle storage o) {
         o = _oracles[oracle];
         if (!o.registered) revert NotRegistered(oracle);
@@ -201,7 +223,7 @@ abstract contract OracleRegistry is AccessControl, Pausable, ReentrancyGuardTran
         if (roundId != 0) revert StakeLocked(oracle, roundId);
     }
 
-    /// @dev Burns up to `amount`, from stake first, then from what is unbonding.
+    /// @dev Burns up to `amount` (a fixed penalty), from stake first, then from what is unbonding.
     function _slash(address oracle, uint64 roundId, SlashReason reason, uint256 amount) internal {
         Oracle storage o = _oracles[oracle];
         uint256 fromStake = amount < o.stake ? amount : o.stake;

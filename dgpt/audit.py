@@ -17,6 +17,7 @@ from dgpt.chain.protocol import Protocol
 from dgpt.cid import cid_from_bytes
 from dgpt.errors import DGPTError
 from dgpt.report import Report
+from dgpt.rules import merge_weights
 from dgpt.store import Store
 from dgpt.store.unixfs import file_cid
 
@@ -53,13 +54,17 @@ def audit_round(protocol: Protocol, store: Store, round_id: int, work: Path | No
         store.get_file(info.base_model_cid, base)
         paths, weights, norms = [], [], []
         accepted = [o for o in sorted(subs) if subs[o].accepted]
+        # The weights follow from the revealed counts on chain (capped relative to the round's median).
+        counts = [revealed[o]["numExamples"] if o in revealed else 0 for o in accepted]
+        expected_weight = dict(zip(accepted, merge_weights(counts)))
         for oracle in accepted:
             s = subs[oracle]
             if oracle not in revealed or cid_from_bytes(revealed[oracle]["deltaCid"]) != s.delta_cid:
                 result.problems.append(f"{oracle}: the report's delta is not what the oracle revealed")
                 continue
-            if s.weight != revealed[oracle]["numExamples"]:
-                result.problems.append(f"{oracle}: merge weight {s.weight}, but the oracle revealed {revealed[oracle]['numExamples']} examples")
+            if s.weight != expected_weight[oracle]:
+                result.problems.append(f"{oracle}: merge weight {s.weight}, but its revealed count {revealed[oracle]['numExamples']} "
+                                       f"gives {expected_weight[oracle]}")
             path = tmp / f"{s.delta_cid}.safetensors"
             store.get_file(s.delta_cid, path)
             paths.append(path)

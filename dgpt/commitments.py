@@ -35,6 +35,56 @@ def _parent(a: bytes, b: bytes) -> bytes:
     return keccak(min(a, b) + max(a, b))
 
 
+def merkle_levels(leaves: list[bytes]) -> list[list[bytes]]:
+    """Every level from the leaves up to the root, as OpenZeppelin's MerkleProof checks them."""
+    level, levels = leaves, [leaves]
+    while len(level) > 1:
+        # An odd node out moves up unchanged; MerkleProof then simply has one sibling fewer.
+        level = [_parent(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
+        levels.append(level)
+    return levels
+
+
+def merkle_proof(levels: list[list[bytes]], index: int) -> list[bytes]:
+    """Sibling hashes from leaf `index` up to the root."""
+    proof = []
+    for level in levels[:-1]:
+        sibling = index ^ 1
+        if sibling < len(level):
+            proof.append(level[sibling])
+        index //= 2
+    return proof
+
+
+def slash_leaf(oracle: str, reason: int) -> bytes:
+    return keccak(keccak(abi_encode(["address", "uint8"], [to_checksum_address(oracle), int(reason)])))
+
+
+@dataclass(frozen=True)
+class SlashesTree:
+    """The slashes a round's report commits to: leaf i is (oracles[i], reasons[i])."""
+
+    oracles: tuple[str, ...]
+    reasons: tuple[int, ...]
+
+    @classmethod
+    def build(cls, slashes: list[tuple[str, int]]) -> SlashesTree:
+        items = sorted((to_checksum_address(o), int(r)) for o, r in slashes)
+        return cls(tuple(o for o, _ in items), tuple(r for _, r in items))
+
+    def _levels(self) -> list[list[bytes]]:
+        return merkle_levels([slash_leaf(o, r) for o, r in zip(self.oracles, self.reasons)])
+
+    @property
+    def root(self) -> bytes:
+        """32 zero bytes when nothing is slashed."""
+        return self._levels()[-1][0] if self.oracles else bytes(32)
+
+    def proof(self, oracle: str, reason: int) -> list[bytes]:
+        i = list(zip(self.oracles, self.reasons)).index((to_checksum_address(oracle), int(reason)))
+        return merkle_proof(self._levels(), i)
+
+
 @dataclass(frozen=True)
 class RewardsTree:
     """Rewards of one round: leaf i pays `amounts[i]` to `oracles[i]`."""
@@ -53,13 +103,7 @@ class RewardsTree:
         return sum(self.amounts)
 
     def _levels(self) -> list[list[bytes]]:
-        level = [reward_leaf(i, a, v) for i, (a, v) in enumerate(zip(self.oracles, self.amounts))]
-        levels = [level]
-        while len(level) > 1:
-            # An odd node out moves up unchanged; MerkleProof then simply has one sibling fewer.
-            level = [_parent(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
-            levels.append(level)
-        return levels
+        return merkle_levels([reward_leaf(i, a, v) for i, (a, v) in enumerate(zip(self.oracles, self.amounts))])
 
     @property
     def root(self) -> bytes:
@@ -72,13 +116,7 @@ class RewardsTree:
 
     def proof(self, index: int) -> list[bytes]:
         """Sibling hashes from leaf `index` up to the root."""
-        proof = []
-        for level in self._levels()[:-1]:
-            sibling = index ^ 1
-            if sibling < len(level):
-                proof.append(level[sibling])
-            index //= 2
-        return proof
+        return merkle_proof(self._levels(), index)
 
     def to_json(self) -> list[dict]:
         return [{"index": i, "oracle": a, "amount": str(v)} for i, (a, v) in enumerate(zip(self.oracles, self.amounts))]

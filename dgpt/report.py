@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 from dgpt.chain.protocol import SlashReason
-from dgpt.commitments import RewardsTree
+from dgpt.commitments import RewardsTree, SlashesTree
 from dgpt.errors import DGPTError
 
 FORMAT = "dgpt-report/2"
@@ -82,17 +82,17 @@ class Entry:
 
 @dataclass
 class Slash:
+    """A slash the report commits to; the penalty is the contract's, fixed per reason."""
+
     oracle: str
     reason: Reason
-    amount: int | None  # None: the contract's fixed penalty (non-revealers)
 
     def to_json(self) -> dict:
-        return {"oracle": self.oracle, "reason": self.reason.value, "code": int(self.reason.slash_reason),
-                "amount": None if self.amount is None else str(self.amount)}
+        return {"oracle": self.oracle, "reason": self.reason.value, "code": int(self.reason.slash_reason)}
 
     @classmethod
     def from_json(cls, d: dict) -> Slash:
-        return cls(d["oracle"], Reason(d["reason"]), None if d.get("amount") is None else int(d["amount"]))
+        return cls(d["oracle"], Reason(d["reason"]))
 
 
 @dataclass
@@ -121,6 +121,11 @@ class Report:
     def rewards_total(self) -> int:
         return self.rewards.total
 
+    @property
+    def slashes_tree(self) -> SlashesTree:
+        """The slashes the publish commits to on chain (non-revealers are slashed by their own call)."""
+        return SlashesTree.build([(s.oracle, s.reason.slash_reason) for s in self.slashes if s.reason is not Reason.NO_REVEAL])
+
     def entry(self, oracle: str) -> Entry | None:
         return next((e for e in self.submissions if e.oracle == oracle), None)
 
@@ -131,7 +136,8 @@ class Report:
             "checks": self.checks, "labels": list(self.labels), "submissions": [e.to_json() for e in self.submissions],
             "merged": self.merged, "non_revealers": self.non_revealers, "slashes": [s.to_json() for s in self.slashes],
             "validation": self.validation, "rewards": self.rewards.to_json(), "rewards_root": "0x" + self.rewards.root.hex(),
-            "rewards_total": str(self.rewards.total), "software": self.software,
+            "rewards_total": str(self.rewards.total), "slashes_root": "0x" + self.slashes_tree.root.hex(),
+            "software": self.software,
         }
 
     def to_bytes(self) -> bytes:

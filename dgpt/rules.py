@@ -23,6 +23,20 @@ def cosine_floor(cosines: list[float], ratio: float) -> tuple[float, float]:
     return max(0.0, ratio * typical), typical
 
 
+# A merge weight is the revealed example count, but at most this multiple of the round's median
+# count: a self-declared count cannot buy the merge (the registry also bounds every count).
+MAX_WEIGHT_RATIO = 4
+
+
+def merge_weights(counts: list[int], ratio: int = MAX_WEIGHT_RATIO) -> list[int]:
+    """Revealed example counts -> merge weights, each capped at `ratio` x the median count (the
+    lower median: an integer, so the weights are exact on any machine)."""
+    if not counts:
+        return []
+    cap = ratio * sorted(counts)[(len(counts) - 1) // 2]
+    return [min(int(n), cap) for n in counts]
+
+
 def reward_shares(contributions: list[tuple[str, int, float]], budget: int) -> dict[str, int]:
     """(oracle, examples, gain) of each merged delta -> token base units: the budget in proportion
     to the validation-loss gains (by example count when no delta improved the loss alone).

@@ -79,7 +79,7 @@ class DemoResult:
 
 
 def register_oracle(protocol: Protocol, store: Store, admin, account, examples: list[Example], stake: int) -> None:
-    protocol.mint(admin, account.address, 2 * stake)
+    protocol.transfer(admin, account.address, 2 * stake)
     cid = store.put_bytes(manifest(examples, RT_LABELS))
     protocol.register(account, stake, cid, merkle_root(examples), len(examples))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from dgpt.chain.protocol import TOKEN
 from dgpt.context import account, add_alias, protocol_of, settings, store_of
+from dgpt.units import format_tokens, parse_tokens
 
 
 def _data(args):
@@ -23,12 +23,13 @@ def _commitment(store, examples, labels):
 
 
 def cmd_register(args) -> int:
+    stake = parse_tokens(args.stake, "--stake")
     cfg = settings(args)
     protocol, store = protocol_of(cfg), store_of(cfg)
     examples, labels = _data(args)
     cid, root, n = _commitment(store, examples, labels)
-    protocol.register(account(args), int(args.stake * TOKEN), cid, root, n)
-    print(f"registered with {args.stake:g} DGPT; dataset {cid} ({n} examples, root 0x{root.hex()})")
+    protocol.register(account(args), stake, cid, root, n)
+    print(f"registered with {format_tokens(stake)} DGPT; dataset {cid} ({n} examples, root 0x{root.hex()})")
     return 0
 
 
@@ -43,15 +44,15 @@ def cmd_update_commitment(args) -> int:
 
 
 def cmd_stake(args) -> int:
+    amount = parse_tokens(args.amount, "amount")
     cfg = settings(args)
     protocol, me = protocol_of(cfg), account(args)
-    amount = int(args.amount * TOKEN)
     if args.action == "add-stake":
         protocol.add_stake(me, amount)
-        print(f"added {args.amount:g} DGPT to the stake")
+        print(f"added {format_tokens(amount)} DGPT to the stake")
     else:
         protocol.request_unbond(me, amount)
-        print(f"unbonding {args.amount:g} DGPT (withdraw after the unbonding period)")
+        print(f"unbonding {format_tokens(amount)} DGPT (withdraw after the unbonding period)")
     return 0
 
 
@@ -111,7 +112,7 @@ def add_commands(sub, common: argparse.ArgumentParser, keyed: argparse.ArgumentP
 
     p = cmds.add_parser("register", parents=parents, help="stake and register with the data set's commitment")
     data_args(p)
-    p.add_argument("--stake", type=float, required=True, help="DGPT to stake")
+    p.add_argument("--stake", required=True, help="DGPT to stake (decimal, up to 18 decimals)")
     p.set_defaults(func=cmd_register)
     p = cmds.add_parser("update-commitment", parents=parents, help="replace the dataset commitment (between rounds)")
     data_args(p)
@@ -119,7 +120,7 @@ def add_commands(sub, common: argparse.ArgumentParser, keyed: argparse.ArgumentP
     add_alias(cmds, "commit-dataset", p, "dgpt oracle update-commitment")
     for name, text in (("add-stake", "add DGPT to the stake"), ("unbond", "start unbonding DGPT (withdraw after the unbonding period)")):
         p = cmds.add_parser(name, parents=parents, help=text)
-        p.add_argument("amount", type=float)
+        p.add_argument("amount", help="DGPT (decimal, up to 18 decimals)")
         p.set_defaults(func=cmd_stake)
     add_alias(cmds, "unstake", p, "dgpt oracle unbond")
     cmds.add_parser("withdraw", parents=parents, help="withdraw what has finished unbonding").set_defaults(func=cmd_withdraw)

@@ -47,7 +47,7 @@ def main() -> int:
         protocol = deploy(chain, admin, aggregator.address, params)
         log(f"deployed on anvil at {url}; registering {n_max} oracles")
         for o in oracles:
-            protocol.mint(admin, o.address, 2 * params.min_stake)
+            protocol.transfer(admin, o.address, 2 * params.min_stake)
             record("register", protocol.register(o, params.min_stake + TOKEN, raw_cid(o.address.encode()), secrets.token_bytes(32), 1000))
 
         # Warm-up round with nobody in it: the first publish ever also fills the latest-model slots,

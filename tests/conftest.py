@@ -61,8 +61,8 @@ def make_world(chain: Chain) -> World:
     accounts = dev_accounts(10)
     admin, aggregator, outsider = accounts[0], accounts[1], accounts[9]
     oracles = accounts[2:6]
-    params = ProtocolParams(unbonding_period=3600, non_reveal_penalty=10 * TOKEN)
+    params = ProtocolParams(unbonding_period=3600, slash_window=1800, non_reveal_penalty=10 * TOKEN)
     protocol = deploy(chain, admin, aggregator.address, params)
     for o in oracles + [outsider]:
-        protocol.mint(admin, o.address, 1_000 * TOKEN)
+        protocol.transfer(admin, o.address, 1_000 * TOKEN)
     return World(chain, protocol, admin, aggregator, oracles, outsider, params)

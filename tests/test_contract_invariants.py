@@ -21,6 +21,10 @@ def test_invariants_hold_over_ten_thousand_random_call_sequences():
         "invariant_lockedStakeNeverLeaves",
         "invariant_claimPaysOnce",
         "invariant_onlyRolesSlashPublishOrMint",
+        "invariant_aggregatorEarnsNothingUnrevealed",
+        "invariant_mintedWithinSchedule",
+        "invariant_noSlashOverItsPenalty",
+        "invariant_noStakeLockedAfterItsRoundEnds",
     }, text[-3000:]
     assert all(int(runs) >= 10_000 for _, runs, _ in results)
     assert "[PASS] test_handlerDrivesAFullRoundToClaims()" in text

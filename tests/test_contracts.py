@@ -7,7 +7,7 @@ import pytest
 from dgpt.chain.client import ContractRevert
 from dgpt.chain.protocol import TOKEN, SlashReason, Status
 from dgpt.cid import raw_cid
-from dgpt.commitments import RewardsTree, commit_hash
+from dgpt.commitments import RewardsTree, SlashesTree, commit_hash
 
 MANIFEST = raw_cid(b"dataset manifest")
 DATASET_ROOT = bytes.fromhex("11" * 32)
@@ -48,9 +48,9 @@ def past_reveal_deadline(w):
     w.chain.time_travel(COMMIT_S + REVEAL_S + 1)
 
 
-def publish(w, round_id, rewards: dict | None = None, caller=None):
+def publish(w, round_id, rewards: dict | None = None, caller=None, slashes: list | None = None):
     tree = RewardsTree.build(rewards or {})
-    w.protocol.publish(caller or w.aggregator, round_id, NEW_MODEL, REPORT, tree.root, tree.total)
+    w.protocol.publish(caller or w.aggregator, round_id, NEW_MODEL, REPORT, tree.root, tree.total, SlashesTree.build(slashes or []).root)
     return tree
 
 
@@ -153,26 +153,41 @@ def test_add_stake_and_update_commitment(world):
     assert (info.manifest_cid, info.num_examples) == (other, 7)
 
 
-def test_aggregator_slashes_a_revealed_submission_once(world):
+def test_a_slash_is_the_published_reports_once_at_its_fixed_penalty(world):
     w = world
-    a = w.oracles[0]
+    a, b = w.oracles[:2]
     register(w, a)
-    rid = run_round(w, revealers=[a])
-    w.protocol.slash(w.aggregator, rid, a.address, SlashReason.NON_FINITE, 25 * TOKEN)
-    assert w.protocol.oracle(a.address).stake == w.params.min_stake - 25 * TOKEN
-    expect_revert("NotSlashable", w.protocol.slash, w.aggregator, rid, a.address, SlashReason.MALFORMED, TOKEN)
-    expect_revert("InvalidSlashReason", w.protocol.slash, w.aggregator, rid, a.address, SlashReason.NO_REVEAL, TOKEN)
+    register(w, b)
+    rid = run_round(w, revealers=[a, b])
+    slashes = SlashesTree.build([(a.address, SlashReason.NON_FINITE)])
+    proof = slashes.proof(a.address, SlashReason.NON_FINITE)
+    expect_revert("NotPublished", w.protocol.slash, w.outsider, rid, a.address, SlashReason.NON_FINITE, proof)
+    publish(w, rid, slashes=[(a.address, SlashReason.NON_FINITE)])
+    # only what the report committed to: not another reason, not another oracle
+    expect_revert("SlashNotInReport", w.protocol.slash, w.aggregator, rid, a.address, SlashReason.MALFORMED, proof)
+    expect_revert("SlashNotInReport", w.protocol.slash, w.aggregator, rid, b.address, SlashReason.NON_FINITE, proof)
+    expect_revert("InvalidSlashReason", w.protocol.slash, w.aggregator, rid, a.address, SlashReason.NO_REVEAL, proof)
+    w.protocol.slash(w.outsider, rid, a.address, SlashReason.NON_FINITE, proof)  # anyone executes it
+    assert w.protocol.oracle(a.address).stake == w.params.min_stake - w.params.non_finite_penalty
+    expect_revert("NotSlashable", w.protocol.slash, w.aggregator, rid, a.address, SlashReason.NON_FINITE, proof)
 
 
-def test_slash_reaches_unbonding_stake(world):
+def test_slash_reaches_stake_unbonded_after_the_round_but_not_after_the_window(world):
     w = world
-    a = w.oracles[0]
-    register(w, a, stake=110 * TOKEN)
-    w.protocol.request_unbond(a, 10 * TOKEN)  # 100 left: still enough to commit
-    rid = run_round(w, revealers=[a])
-    w.protocol.slash(w.aggregator, rid, a.address, SlashReason.MALFORMED, 105 * TOKEN)
+    a, b = w.oracles[:2]
+    register(w, a)
+    register(w, b)
+    rid = run_round(w, revealers=[a, b])
+    leaves = [(a.address, SlashReason.MALFORMED), (b.address, SlashReason.MALFORMED)]
+    publish(w, rid, slashes=leaves)
+    tree = SlashesTree.build(leaves)
+    w.protocol.request_unbond(a, w.params.min_stake)  # all of it, right after the publish
+    w.protocol.slash(w.aggregator, rid, a.address, SlashReason.MALFORMED, tree.proof(a.address, SlashReason.MALFORMED))
     info = w.protocol.oracle(a.address)
-    assert (info.stake, info.unbonding) == (0, 5 * TOKEN)
+    assert (info.stake, info.unbonding) == (0, w.params.min_stake - w.params.malformed_penalty)
+    w.chain.time_travel(w.params.slash_window + 1)
+    expect_revert("SlashWindowClosed", w.protocol.slash, w.aggregator, rid, b.address, SlashReason.MALFORMED,
+                  tree.proof(b.address, SlashReason.MALFORMED))
 
 
 # --- revert paths ---------------------------------------------------------------------------------
@@ -299,8 +314,8 @@ def test_publish_by_non_aggregator_twice_and_over_budget(world):
 
 def test_open_round_reverts(world):
     w = world
-    expect_revert("AccessControlUnauthorizedAccount", w.protocol.open_round, w.outsider, BASE, TASK, 1, 1, 0)
-    expect_revert("InvalidDurations", w.protocol.open_round, w.aggregator, BASE, TASK, 0, 1, 0)
+    expect_revert("AccessControlUnauthorizedAccount", w.protocol.open_round, w.outsider, BASE, TASK, 600, 600, 0)
+    expect_revert("InvalidDurations", w.protocol.open_round, w.aggregator, BASE, TASK, 0, 600, 0)
     rid = open_round(w)
     expect_revert("PreviousRoundUnpublished", open_round, w)
     assert w.protocol.current_round() == rid
@@ -342,7 +357,7 @@ def test_slash_by_non_role_and_non_revealer_rules(world):
     commit(w, b, rid)
     to_reveal_phase(w)
     reveal(w, a, rid)
-    expect_revert("AccessControlUnauthorizedAccount", w.protocol.slash, w.outsider, rid, a.address, SlashReason.MALFORMED, 1)
+    expect_revert("NotPublished", w.protocol.slash, w.outsider, rid, a.address, SlashReason.MALFORMED, [])
     expect_revert("RevealNotOver", w.protocol.slash_non_revealer, w.outsider, rid, b.address)
     w.chain.time_travel(REVEAL_S)
     expect_revert("NotSlashable", w.protocol.slash_non_revealer, w.outsider, rid, a.address)
@@ -382,7 +397,8 @@ def test_claims_stop_at_the_minted_total(world):
 def test_calls_while_paused(world):
     w = world
     a, b = w.oracles[:2]
-    register(w, a)
+    register(w, a, stake=150 * TOKEN)
+    w.protocol.request_unbond(a, 50 * TOKEN)
     rid = open_round(w)
     expect_revert("AccessControlUnauthorizedAccount", w.protocol.pause, w.outsider)
     w.protocol.pause(w.admin)
@@ -390,17 +406,95 @@ def test_calls_while_paused(world):
     expect_revert("EnforcedPause", commit, w, a, rid)
     expect_revert("EnforcedPause", w.protocol.add_stake, a, 1)
     expect_revert("EnforcedPause", w.protocol.request_unbond, a, 1)
-    w.chain.time_travel(COMMIT_S + REVEAL_S + 1)
+    w.chain.time_travel(w.params.unbonding_period + 1)
+    w.protocol.withdraw(a)  # matured unbonding leaves even while paused
+    assert w.protocol.oracle(a.address).unbonding == 0
     expect_revert("EnforcedPause", publish, w, rid)
     w.protocol.unpause(w.admin)
+    # the time paused was given back to the round: its commit window is still open
+    commit(w, a, rid)
+    past_reveal_deadline(w)
     publish(w, rid)
 
 
-def test_token_cap_is_hard(world):
+def test_a_pause_in_the_reveal_window_cannot_make_committers_slashable(world):
+    """Attack: the admin pauses during the reveal window until it has passed, so every committer
+    who could not reveal becomes slashable as a non-revealer. Time paused now does not count."""
+    w = world
+    a = w.oracles[0]
+    register(w, a)
+    rid = open_round(w)
+    commit(w, a, rid)
+    to_reveal_phase(w)
+    w.protocol.pause(w.admin)
+    w.chain.time_travel(REVEAL_S + 3600)
+    w.protocol.unpause(w.admin)
+    expect_revert("RevealNotOver", w.protocol.slash_non_revealer, w.outsider, rid, a.address)
+    reveal(w, a, rid)
+    assert w.protocol.submission(rid, a.address).status == Status.REVEALED
+
+
+def test_nobody_mints_after_deployment(world):
+    w = world
+    token = w.protocol.token
+    assert token.functions.totalSupply().call() == w.params.genesis_supply
+    assert token.functions.minter().call() == w.protocol.contract.address
+    for key in (w.admin, w.aggregator, w.outsider):
+        expect_revert("NotMinter", w.chain.transact, key, token.functions.mint(key.address, 1))
+    expect_revert("MinterAlreadySet", w.chain.transact, w.admin, token.functions.setMinter(w.admin.address))
+    expect_revert("NotDeployer", w.chain.transact, w.outsider, token.functions.setMinter(w.outsider.address))
+
+
+# --- scenarios of the security review (issue 11): each worked before, each must fail now -------------
+
+
+def test_the_aggregator_cannot_mint_the_rest_of_the_cap_to_itself(world):
     w = world
     supply = w.protocol.token.functions.totalSupply().call()
-    expect_revert("ERC20ExceededCap", w.protocol.mint, w.admin, w.outsider.address, w.params.cap - supply + 1)
-    expect_revert("AccessControlUnauthorizedAccount", w.protocol.mint, w.outsider, w.outsider.address, 1)
+    agg = w.aggregator
+    # a budget of the rest of the cap, one-second windows
+    expect_revert("BudgetOverRoundCeiling", w.protocol.open_round, agg, BASE, TASK, COMMIT_S, REVEAL_S, w.params.cap - supply)
+    expect_revert("InvalidDurations", w.protocol.open_round, agg, BASE, TASK, 1, 1, w.params.max_reward_per_round)
+    # within the ceiling, a one-leaf root paying itself: it never revealed, so it cannot claim
+    rid = open_round(w, budget=w.params.max_reward_per_round)
+    past_reveal_deadline(w)
+    tree = publish(w, rid, {agg.address: w.params.max_reward_per_round})
+    expect_revert("NotEligible", w.protocol.claim, agg, rid, 0, w.params.max_reward_per_round, tree.proof(0))
+    # and the rounds of one emission period share one ceiling
+    opened = w.params.max_reward_per_round
+    rid = rid
+    while opened + w.params.max_reward_per_round <= w.params.max_reward_per_period:
+        rid = w.protocol.open_round(agg, NEW_MODEL, TASK, COMMIT_S, REVEAL_S, w.params.max_reward_per_round)
+        opened += w.params.max_reward_per_round
+        past_reveal_deadline(w)
+        w.protocol.publish(agg, rid, NEW_MODEL, REPORT, bytes(32), 0)
+    expect_revert("BudgetOverPeriodCeiling", w.protocol.open_round, agg, NEW_MODEL, TASK, COMMIT_S, REVEAL_S, w.params.max_reward_per_round)
+
+
+def test_a_declared_count_is_bounded_at_registration(world):
+    w = world
+    a = w.oracles[0]
+    expect_revert("TooManyExamples", register, w, a, num_examples=2**64 - 1)
+    register(w, a, num_examples=w.params.max_examples)
+    expect_revert("TooManyExamples", w.protocol.update_commitment, a, MANIFEST, DATASET_ROOT, w.params.max_examples + 1)
+
+
+def test_an_unpublished_round_is_aborted_and_unlocks_the_stakes(world):
+    w = world
+    a = w.oracles[0]
+    register(w, a, stake=150 * TOKEN)
+    expect_revert("InvalidDurations", w.protocol.open_round, w.aggregator, BASE, TASK, 2**41, REVEAL_S, 0)  # would wrap uint40
+    rid = run_round(w, revealers=[a])
+    expect_revert("StakeLocked", w.protocol.request_unbond, a, 50 * TOKEN)
+    expect_revert("PublishNotOver", w.protocol.abort_round, w.outsider, rid)
+    w.chain.time_travel(w.params.publish_window + 1)
+    expect_revert("PublishClosed", publish, w, rid)
+    w.protocol.abort_round(w.outsider, rid)
+    assert w.protocol.round(rid).state == "aborted"
+    w.protocol.request_unbond(a, 50 * TOKEN)  # unlocked
+    expect_revert("RoundWasAborted", w.protocol.abort_round, w.outsider, rid)
+    expect_revert("NotPublished", w.protocol.claim, a, rid, 0, 1, [])
+    assert open_round(w, base=BASE) == rid + 1  # the next round builds on the same model
 
 
 def test_a_reverting_call_sends_no_transaction(world):

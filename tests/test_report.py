@@ -39,7 +39,7 @@ def test_a_report_round_trips_through_its_bytes():
         strategy_decisions={}, checks={"max_update_norm": 20.0}, labels=["rotten", "fresh"],
         submissions=[Entry(A, "bafya", 5, accepted=True, norm=1.5, loss_gain=0.2, weight=5, reward=70),
                      Entry(C, "bafyc", 5, reason=Reason.NON_FINITE, detail="x holds NaN")],
-        merged=[A], non_revealers=[B], slashes=[Slash(C, Reason.NON_FINITE, 10), Slash(B, Reason.NO_REVEAL, None)],
+        merged=[A], non_revealers=[B], slashes=[Slash(C, Reason.NON_FINITE), Slash(B, Reason.NO_REVEAL)],
         validation={"n": 4}, rewards=tree,
     )
     data = report.to_bytes()
@@ -51,3 +51,14 @@ def test_a_report_round_trips_through_its_bytes():
         Report.from_bytes(b'{"format": "dgpt-report/1"}')
     with pytest.raises(DGPTError, match="unreadable report"):
         Report.from_bytes(b"[1, 2")
+
+
+def test_a_declared_count_cannot_buy_the_merge():
+    """Attack: one oracle declares 2**64-1 examples; its weight is capped at a small multiple of the
+    round's median count, so the honest deltas keep most of the merge."""
+    from dgpt.rules import MAX_WEIGHT_RATIO, merge_weights
+
+    weights = merge_weights([600, 2**64 - 1, 580, 610, 590])
+    assert weights == [600, MAX_WEIGHT_RATIO * 600, 580, 610, 590]
+    assert weights[1] / sum(weights) < 0.5
+    assert merge_weights([10, 20]) == [10, 20] and merge_weights([]) == []

@@ -37,12 +37,34 @@ class SlashReason(IntEnum):
 
 @dataclass(frozen=True)
 class ProtocolParams:
-    """Deployment parameters (immutable in the contracts)."""
+    """Deployment parameters: immutable in the contracts, the bounds every key's call must respect."""
 
     cap: int = 1_000_000_000 * TOKEN
+    genesis_supply: int = 10_000_000 * TOKEN  # minted to the admin at deployment; no mint outside the schedule after
     min_stake: int = 100 * TOKEN
     unbonding_period: int = 7 * 24 * 3600
+    max_examples: int = 1_000_000  # largest example count a dataset commitment may declare
     non_reveal_penalty: int = 10 * TOKEN
+    malformed_penalty: int = 50 * TOKEN
+    non_finite_penalty: int = 50 * TOKEN
+    norm_penalty: int = 50 * TOKEN
+    min_window: int = 60  # commit and reveal windows, seconds
+    max_window: int = 7 * 24 * 3600
+    publish_window: int = 2 * 24 * 3600  # after the reveal deadline; then anyone may abort the round
+    slash_window: int = 24 * 3600  # after publish, for the report's slashes
+    max_reward_per_round: int = 1_000 * TOKEN
+    emission_period: int = 24 * 3600
+    max_reward_per_period: int = 10_000 * TOKEN
+
+    def penalty(self, reason: SlashReason) -> int:
+        return {SlashReason.NO_REVEAL: self.non_reveal_penalty, SlashReason.MALFORMED: self.malformed_penalty,
+                SlashReason.NON_FINITE: self.non_finite_penalty, SlashReason.NORM_OUT_OF_BOUND: self.norm_penalty}[reason]
+
+    def as_tuple(self) -> tuple:
+        """DGPTProtocol.Params, in its field order."""
+        return (self.min_stake, self.unbonding_period, self.max_examples, self.non_reveal_penalty, self.malformed_penalty,
+                self.non_finite_penalty, self.norm_penalty, self.min_window, self.max_window, self.publish_window,
+                self.slash_window, self.max_reward_per_round, self.emission_period, self.max_reward_per_period)
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,14 @@ class RoundInfo:
     rewards_root: bytes
     rewards_total: int
     rewards_claimed: int
+    aborted: bool = False
+    published_at: int = 0
+    publish_deadline: int = 0
+    slashes_root: bytes = bytes(32)
+
+    @property
+    def state(self) -> str:
+        return "published" if self.published else "aborted" if self.aborted else "open"
 
 
 @dataclass(frozen=True)
@@ -101,20 +131,12 @@ class Deployment:
 
 
 def deploy(chain: Chain, admin: LocalAccount, aggregator: str, params: ProtocolParams = ProtocolParams()) -> Protocol:
-    """Deploy the token and the protocol, and let the protocol mint rewards. Three transactions."""
+    """Deploy the token (minting the genesis supply to the admin) and the protocol, and make the
+    protocol the token's only minter, once. Three transactions."""
     start_block = chain.w3.eth.block_number
-    token = chain.deploy(admin, "DGPTToken", params.cap, admin.address)
-    protocol = chain.deploy(
-        admin,
-        "DGPTProtocol",
-        token.address,
-        params.min_stake,
-        params.unbonding_period,
-        params.non_reveal_penalty,
-        admin.address,
-        Web3.to_checksum_address(aggregator),
-    )
-    chain.transact(admin, token.functions.grantRole(token.functions.MINTER_ROLE().call(), protocol.address))
+    token = chain.deploy(admin, "DGPTToken", params.cap, params.genesis_supply, admin.address)
+    protocol = chain.deploy(admin, "DGPTProtocol", token.address, params.as_tuple(), admin.address, Web3.to_checksum_address(aggregator))
+    chain.transact(admin, token.functions.setMinter(protocol.address))
     return Protocol(chain, Deployment(token.address, protocol.address, start_block))
 
 
@@ -132,8 +154,12 @@ class Protocol:
 
     # --- token ----------------------------------------------------------------------------------
 
-    def mint(self, admin: LocalAccount, to: str, amount: int) -> dict:
-        return self._tx(admin, self.token.functions.mint(Web3.to_checksum_address(to), amount))
+    def transfer(self, sender: LocalAccount, to: str, amount: int) -> dict:
+        """Send DGPT (e.g. from the admin's genesis supply to a new oracle)."""
+        balance = self.balance_of(sender.address)
+        if balance < amount:  # checked first: nothing is sent
+            raise ContractRevert("ERC20InsufficientBalance", {"sender": sender.address, "balance": balance, "needed": amount})
+        return self._tx(sender, self.token.functions.transfer(Web3.to_checksum_address(to), amount))
 
     def balance_of(self, address: str) -> int:
         return self.token.functions.balanceOf(Web3.to_checksum_address(address)).call()
@@ -212,17 +238,22 @@ class Protocol:
         return self.contract.events.RoundOpened().process_receipt(receipt)[0]["args"]["roundId"]
 
     def publish(
-        self, account: LocalAccount, round_id: int, new_model_cid: str, report_cid: str, rewards_root: bytes, rewards_total: int
+        self, account: LocalAccount, round_id: int, new_model_cid: str, report_cid: str, rewards_root: bytes, rewards_total: int,
+        slashes_root: bytes = bytes(32),
     ) -> dict:
         return self._tx(
             account,
             self.contract.functions.publish(
-                round_id, cid_to_bytes(new_model_cid), cid_to_bytes(report_cid), rewards_root, rewards_total
+                round_id, cid_to_bytes(new_model_cid), cid_to_bytes(report_cid), rewards_root, rewards_total, slashes_root
             ),
         )
 
-    def slash(self, account: LocalAccount, round_id: int, oracle: str, reason: SlashReason, amount: int) -> dict:
-        return self._tx(account, self.contract.functions.slash(round_id, Web3.to_checksum_address(oracle), int(reason), amount))
+    def slash(self, account: LocalAccount, round_id: int, oracle: str, reason: SlashReason, proof: list[bytes]) -> dict:
+        """Execute a slash the round's published slashes root holds (anyone may send it)."""
+        return self._tx(account, self.contract.functions.slash(round_id, Web3.to_checksum_address(oracle), int(reason), proof))
+
+    def abort_round(self, account: LocalAccount, round_id: int) -> dict:
+        return self._tx(account, self.contract.functions.abortRound(round_id))
 
     def slash_non_revealer(self, account: LocalAccount, round_id: int, oracle: str) -> dict:
         return self._tx(account, self.contract.functions.slashNonRevealer(round_id, Web3.to_checksum_address(oracle)))
@@ -246,6 +277,15 @@ class Protocol:
     def min_stake(self) -> int:
         return self.contract.functions.minStake().call()
 
+    def max_reward_per_round(self) -> int:
+        return self.contract.functions.maxRewardPerRound().call()
+
+    def window_bounds(self) -> tuple[int, int]:
+        return self.contract.functions.minWindow().call(), self.contract.functions.maxWindow().call()
+
+    def penalty(self, reason: SlashReason) -> int:
+        return self.contract.functions.penalty(int(reason)).call()
+
     def oracle(self, address: str) -> OracleInfo:
         address = Web3.to_checksum_address(address)
         stake, unbonding, ready_at, manifest, root, n, last = self.contract.functions.getOracle(address).call()
@@ -266,6 +306,10 @@ class Protocol:
             v[8],
             v[9],
             v[10],
+            v[11],
+            v[12],
+            v[13],
+            v[14],
         )
 
     def submission(self, round_id: int, oracle: str) -> SubmissionInfo:
