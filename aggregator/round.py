@@ -34,7 +34,7 @@ from dgpt.model import bundle_from_state, hidden_size, read_state
 from dgpt.report import Entry, Reason, Report, Slash
 from dgpt.rules import MAX_WEIGHT_RATIO, cosine_floor, max_delta_bytes, merge_weights, reward_shares
 from dgpt.commitments import RewardsTree
-from dgpt.store import ContentTooLarge, Store
+from dgpt.store import ContentTooLarge, MalformedContent, Store
 from dgpt.task import TaskSpec
 from dgpt.train import evaluate
 from dgpt.verify import check_delta, data_digest
@@ -60,6 +60,7 @@ class RoundPolicy:
     # With at least 3 valid deltas, one whose cosine to their coordinate-wise median is below this
     # fraction of the round's median cosine (rules.cosine_floor) is divergent: unpaid, not slashed.
     min_cosine_ratio: float = 0.5
+    fetch_seconds: float = 300.0  # time budget to fetch one delta; past it the delta is unavailable
     device: str = "cpu"
 
 
@@ -145,8 +146,8 @@ def screen(ctx: RoundContext, subs: list[Submission], protocol: Protocol, store:
         path = ctx.work / f"{e.delta_cid}.safetensors"
         try:
             if not path.exists():
-                store.get_file(e.delta_cid, path, max_bytes=ctx.max_bytes)
-        except ContentTooLarge as exc:
+                store.get_file(e.delta_cid, path, max_bytes=ctx.max_bytes, seconds=ctx.policy.fetch_seconds)
+        except (ContentTooLarge, MalformedContent) as exc:  # provable from the bytes under the CID: slashed
             e.reject(Reason.MALFORMED, str(exc))
             continue
         except DGPTError as exc:  # unavailable or not matching its CID: nothing provable, no slash

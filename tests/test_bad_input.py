@@ -98,11 +98,15 @@ CASES = [
     ("cid arg: not a CID", ["get", "notacid", "--home", "{t}"], "not a CID"),
     ("cid arg: absent from the store", ["get", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku", "--home", "{t}"], "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"),
     ("ipfs: unreachable daemon", ["get", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku", "--ipfs-api", "http://127.0.0.1:9"], "127.0.0.1:9"),
-    ("keystore: missing file", ["mint", "0x0000000000000000000000000000000000000001", "1", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--keystore", "{t}/absent.json", "--password-file", "{t}/password"], "absent.json"),
-    ("keystore: not a keystore", ["mint", "0x0000000000000000000000000000000000000001", "1", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--keystore", "{t}/keystore_garbage.json", "--password-file", "{t}/password"], "keystore"),
-    ("keystore: wrong password", ["mint", "0x0000000000000000000000000000000000000001", "1", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--keystore", "{t}/k.json", "--password-file", "{t}/password"], "wrong password"),
-    ("keys: dev key without --dev", ["mint", "0x0000000000000000000000000000000000000001", "1", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--dev-key", "0"], "--dev"),
-    ("keys: no key at all", ["mint", "0x0000000000000000000000000000000000000001", "1", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9"], "keystore"),
+    ("keystore: missing file", ["transfer", "0x0000000000000000000000000000000000000001", "1", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--keystore", "{t}/absent.json", "--password-file", "{t}/password"], "absent.json"),
+    ("keystore: not a keystore", ["transfer", "0x0000000000000000000000000000000000000001", "1", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--keystore", "{t}/keystore_garbage.json", "--password-file", "{t}/password"], "keystore"),
+    ("keystore: wrong password", ["transfer", "0x0000000000000000000000000000000000000001", "1", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--keystore", "{t}/k.json", "--password-file", "{t}/password"], "wrong password"),
+    ("keys: dev key without --dev", ["transfer", "0x0000000000000000000000000000000000000001", "1", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--dev-key", "0"], "--dev"),
+    ("keys: no key at all", ["transfer", "0x0000000000000000000000000000000000000001", "1", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9"], "keystore"),
+    ("tokens: exponent", ["oracle", "register", "--data", "{t}/good.jsonl", "--labels", LABELS, "--stake", "1e9", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--dev", "--dev-key", "2"], "no exponent"),
+    ("tokens: 19 decimals", ["transfer", "0x0000000000000000000000000000000000000001", "0.0000000000000000001", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--dev", "--dev-key", "0"], "more than 18 decimals"),
+    ("tokens: negative", ["oracle", "add-stake", "-5", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--dev", "--dev-key", "2"], "negative"),
+    ("tokens: not a number", ["deploy", "--min-stake", "lots", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--dev", "--dev-key", "0"], "not a decimal number"),
     ("aggregator: plan not a list", ["aggregator", "run", "--genesis", "{t}/not_a_model.safetensors", "--plan", "{t}/plan_not_list.json", "--validation", "{t}/good.jsonl", "--dev", "--dev-key", "1", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9"], "plan"),
 ]
 
@@ -137,13 +141,16 @@ def test_chain_writes_that_would_revert_send_nothing(tmp_path, anvil_url, capsys
     common = ["--rpc-url", anvil_url, "--home", home, "--dev"]
     assert dgpt_main(["deploy", *common, "--dev-key", "0"]) == 0
     (tmp_path / "data.jsonl").write_text(GOOD_ROW + "\n")
+    (tmp_path / "plan.json").write_text('[{"labels": ["rotten", "fresh"]}]')
     capsys.readouterr()
     chain = Chain.connect(anvil_url)
     oracle, stranger = dev_accounts(4)[2], dev_accounts(4)[3]
     before = {a.address: chain.w3.eth.get_transaction_count(a.address) for a in (oracle, stranger)}
     cases = [
         (["oracle", "register", *common, "--dev-key", "2", "--data", f"{home}/data.jsonl", "--labels", LABELS, "--stake", "1"], "StakeBelowMinimum"),
-        (["mint", *common, "--dev-key", "3", stranger.address, "5"], "AccessControlUnauthorizedAccount"),
+        (["transfer", *common, "--dev-key", "3", stranger.address, "100000000"], "ERC20InsufficientBalance"),
+        (["aggregator", "run", *common, "--dev-key", "1", "--genesis", f"{home}/data.jsonl", "--plan", f"{home}/plan.json",
+          "--validation", f"{home}/data.jsonl", "--reward-budget", "1000000000"], "over this deployment's ceiling"),
         (["oracle", "withdraw", *common, "--dev-key", "2"], "NotRegistered"),
         (["oracle", "add-stake", "5", *common, "--dev-key", "2"], "NotRegistered"),
         (["oracle", "register", *common, "--dev-key", "2", "--data", f"{home}/data.jsonl", "--labels", LABELS, "--stake", "1000000"], "ERC20InsufficientBalance"),

@@ -141,3 +141,64 @@ def test_dgpt_cid_on_a_missing_file_is_a_one_line_error(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1 and "cannot read" in captured.err
+
+
+# --- DAG bombs (issue 11): bounded fetching whatever the DAG -----------------------------------------
+
+
+def _put_node(store, links, filesize, blocksizes, data=None):
+    from dgpt.store.unixfs import DAG_PB, Link, block_cid, dag_pb_node, unixfs_data
+
+    block = dag_pb_node([Link(c, 1, 1) for c in links], unixfs_data(filesize, data, blocksizes))
+    cid = block_cid(block, DAG_PB, 1)
+    store._write_block(cid, block)
+    return cid
+
+
+def _put_raw(store, data: bytes):
+    from dgpt.store.unixfs import RAW, block_cid
+
+    cid = block_cid(data, RAW, 1)
+    store._write_block(cid, data)
+    return cid
+
+
+def test_a_dag_bomb_is_refused_within_its_block_budget(tmp_path):
+    """Attack: a root that links the same one-byte leaf 20,000 times (or an empty block), each
+    visit counted; and nodes whose declared sizes lie. Each is refused at once, as `dgpt get` too."""
+    import time
+
+    from multiformats import CID
+
+    from dgpt.store import MalformedContent
+
+    store = LocalStore(tmp_path / "store")
+    leaf = _put_raw(store, b"x")
+    bomb = CID.decode(_put_node(store, [leaf] * 20_000, 20_000, [1] * 20_000)).encode("base32")
+    t = time.monotonic()
+    with pytest.raises(MalformedContent, match="more than 12 blocks"):
+        store.get_bytes(bomb)
+    assert time.monotonic() - t < 5
+    empty = _put_raw(store, b"")
+    zeros = CID.decode(_put_node(store, [empty] * 1000, 0, [0] * 1000)).encode("base32")
+    with pytest.raises(MalformedContent, match="more than 2 blocks"):  # a file of 0 bytes needs 2 at most
+        store.get_bytes(zeros)
+    with pytest.raises(MalformedContent, match="adds no bytes"):
+        store.get_bytes(CID.decode(_put_node(store, [leaf, empty], 1, [1, 0])).encode("base32"))
+    liar = CID.decode(_put_node(store, [leaf, leaf], 10**9, [1, 1])).encode("base32")
+    with pytest.raises(MalformedContent, match="not its data plus its children"):
+        store.get_bytes(liar)
+    wrong_child = CID.decode(_put_node(store, [leaf, leaf], 4, [2, 2])).encode("base32")
+    with pytest.raises(MalformedContent, match="where its parent declares 2"):
+        store.get_bytes(wrong_child)
+    # a chain of nodes adding nothing, deeper than any honest file
+    node = leaf
+    for _ in range(40):
+        node = _put_node(store, [node], 1, [1])
+    chain = CID.decode(node).encode("base32")
+    with pytest.raises(MalformedContent):
+        store.get_bytes(chain)
+    assert dgpt_main(["get", bomb, "--home", str(tmp_path)]) == 1
+    # an honest file that repeats one leaf (zeros) is fine
+    zeros_file = store.put_bytes(bytes(3 * 262_144))
+    assert store.get_bytes(zeros_file) == bytes(3 * 262_144)

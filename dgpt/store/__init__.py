@@ -9,6 +9,6 @@ block by block against the requested CID.
 from dgpt.store.base import Store, open_store
 from dgpt.store.kubo import KuboStore
 from dgpt.store.local import LocalStore
-from dgpt.store.unixfs import ContentMismatch, ContentTooLarge
+from dgpt.store.unixfs import ContentMismatch, ContentTooLarge, FetchTimeout, MalformedContent
 
-__all__ = ["Store", "LocalStore", "KuboStore", "ContentMismatch", "ContentTooLarge", "open_store"]
+__all__ = ["Store", "LocalStore", "KuboStore", "ContentMismatch", "ContentTooLarge", "FetchTimeout", "MalformedContent", "open_store"]

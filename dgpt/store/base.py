@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterator
@@ -39,21 +40,22 @@ class Store(ABC):
         with open(path, "rb") as f:
             return self.put_stream(f, cid_version)
 
-    def get(self, cid: str, max_bytes: int | None = None) -> Iterator[bytes]:
-        """Stream the file under `cid`; every block is checked against its hash as it arrives."""
-        return iter_file(parse(cid), self.get_block, max_bytes)
+    def get(self, cid: str, max_bytes: int | None = None, seconds: float | None = None) -> Iterator[bytes]:
+        """Stream the file under `cid`; every block is checked against its hash as it arrives, and
+        the DAG's shape against its declared size (`iter_file`); stop after `seconds` if given."""
+        return iter_file(parse(cid), self.get_block, max_bytes, None if seconds is None else time.monotonic() + seconds)
 
     def get_bytes(self, cid: str, max_bytes: int | None = None) -> bytes:
         return b"".join(self.get(cid, max_bytes))
 
-    def get_file(self, cid: str, path: str | Path, max_bytes: int | None = None) -> None:
+    def get_file(self, cid: str, path: str | Path, max_bytes: int | None = None, seconds: float | None = None) -> None:
         """Write the file under `cid` to `path`; nothing is left at `path` if verification fails."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
         try:
             with open(tmp, "wb") as f:
-                for piece in self.get(cid, max_bytes):
+                for piece in self.get(cid, max_bytes, seconds):
                     f.write(piece)
             tmp.replace(path)
         finally:

@@ -17,7 +17,7 @@ from multiformats import CID
 
 from dgpt.errors import DGPTError
 from dgpt.store.base import Store, parse
-from dgpt.store.unixfs import decode_node, file_cid, DAG_PB
+from dgpt.store.unixfs import DAG_PB, cid_object, decode_node, file_cid
 
 
 def _key(cid: CID | bytes) -> str:
@@ -69,7 +69,7 @@ class LocalStore(Store):
             if not path.exists():
                 return False
             if c.codec.code == DAG_PB:
-                stack.extend(decode_node(path.read_bytes(), c)[0])
+                stack.extend(cid_object(link) for link in decode_node(path.read_bytes(), c)[0])
         return True
 
     def pin(self, cid: str) -> None:

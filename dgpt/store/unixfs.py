@@ -16,6 +16,7 @@ content from any source (disk, a daemon) is verified whatever chunking built it.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable, Iterator
 
@@ -31,6 +32,14 @@ UNIXFS_FILE, UNIXFS_RAW = 2, 0
 
 class ContentMismatch(DGPTError):
     """A block's bytes do not hash to the CID it was fetched by: corrupt or tampered content."""
+
+
+class MalformedContent(DGPTError):
+    """Bytes that match their CID but are no well-formed file: anyone who fetches them can see it."""
+
+
+class FetchTimeout(DGPTError):
+    """Content not fetched within its time budget: nothing is proved (the network may be slow)."""
 
 
 class ContentTooLarge(DGPTError):
@@ -223,16 +232,19 @@ def verify_block(cid: CID, block: bytes) -> None:
         raise ContentMismatch(f"content for {cid} does not match its hash: corrupt or tampered block")
 
 
-def decode_node(block: bytes, cid: CID) -> tuple[list[CID], bytes | None, int | None]:
-    """(child CIDs, inline file data, declared file size) of a dag-pb UnixFS node."""
-    links: list[CID] = []
+def decode_node(block: bytes, cid: CID) -> tuple[list[bytes], bytes | None, int | None, list[int]]:
+    """(binary child CIDs, inline file data, declared file size, declared child sizes) of a dag-pb
+    UnixFS node. The children stay binary: decoding each into a CID object is slow, so callers
+    first check how many there are."""
+    links: list[bytes] = []
+    blocksizes: list[int] = []
     unixfs = b""
     try:
         for field, value in _fields(block):
             if field == 2:
                 for f, v in _fields(value):
                     if f == 1:
-                        links.append(cid_object(bytes(v)))
+                        links.append(bytes(v))
             elif field == 1:
                 unixfs = value
         kind = data = filesize = None
@@ -243,33 +255,90 @@ def decode_node(block: bytes, cid: CID) -> tuple[list[CID], bytes | None, int | 
                 data = value
             elif field == 3:
                 filesize = value
+            elif field == 4:  # repeated uint64: one varint each, or packed
+                if isinstance(value, int):
+                    blocksizes.append(value)
+                else:
+                    pos = 0
+                    while pos < len(value):
+                        size, pos = _read_varint(value, pos)
+                        blocksizes.append(size)
     except (ValueError, KeyError) as exc:
-        raise DGPTError(f"block {cid} is not a valid UnixFS node: {exc}") from None
+        raise MalformedContent(f"block {cid} is not a valid UnixFS node: {exc}") from None
     if kind not in (UNIXFS_FILE, UNIXFS_RAW):
-        raise DGPTError(f"{cid} is a UnixFS node of type {kind}, not a file")
-    return links, data, filesize
+        raise MalformedContent(f"{cid} is a UnixFS node of type {kind}, not a file")
+    return links, data, filesize, blocksizes
+
+
+# A file's DAG may hold at most two blocks per 4 KiB it declares (plus two): `ipfs add` cuts
+# 256 KiB chunks, so honest files need about 1/128 of it; a DAG bomb (one empty block linked
+# thousands of times) needs far more blocks than its bytes.
+BYTES_PER_BLOCK = 4096
+# Deeper than any honest file: a balanced DAG of 174-link nodes is 4 levels deep at 10^12 bytes.
+MAX_DEPTH = 32
+
+
+def max_blocks(declared_size: int) -> int:
+    return 2 * (-(-declared_size // BYTES_PER_BLOCK)) + 2
 
 
 def iter_file(
-    cid: CID | str, get_block: Callable[[CID], bytes], max_bytes: int | None = None
+    cid: CID | str, get_block: Callable[[CID], bytes], max_bytes: int | None = None, deadline: float | None = None
 ) -> Iterator[bytes]:
-    """Stream a UnixFS file's bytes, verifying every block against its CID; stop past `max_bytes`."""
+    """Stream a UnixFS file's bytes, verifying every block against its CID; stop past `max_bytes`.
+
+    Bounded whatever the DAG: every block visited counts each time it is visited (a repeated child
+    is legitimate, a file of zeros repeats one leaf, but it is not free), at most `max_blocks` of
+    the root's declared size; every node's declared size must equal its data plus its children's
+    declared sizes, every child must add bytes, and the DAG is at most MAX_DEPTH deep, so the
+    declared size bounds the work. Past `deadline` (time.monotonic()) the fetch stops.
+    """
     root = CID.decode(cid) if isinstance(cid, str) else cid
-    sent = 0
-    stack = [root]
+    sent = visited = 0
+    limit = 1  # the root alone, until it declares its size
+    stack: list[tuple[CID, int | None, int]] = [(root, None, 0)]  # (block, the size its parent declared, depth)
     while stack:
-        c = stack.pop()
+        if deadline is not None and time.monotonic() > deadline:
+            raise FetchTimeout(f"{root}: not fetched within its time budget ({visited} blocks so far)")
+        c, expected, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise MalformedContent(f"{root}: deeper than {MAX_DEPTH} levels")
+        visited += 1
+        if visited > limit:
+            raise MalformedContent(f"{root}: more than {limit} blocks, more than a file of its declared size needs")
         block = get_block(c)
         verify_block(c, block)
         if c.codec.code == RAW:
-            pieces, children = [block], []
+            pieces, children, size = [block], [], len(block)
         elif c.codec.code == DAG_PB:
-            children, data, filesize = decode_node(block, c)
-            if c == root and max_bytes is not None and filesize is not None and filesize > max_bytes:
-                raise ContentTooLarge(f"{root} declares {filesize} bytes, over the limit of {max_bytes}")
+            children, data, filesize, blocksizes = decode_node(block, c)
+            data = data or b""
+            size = filesize if filesize is not None else len(data)
+            if c == root:
+                limit = max_blocks(size)
+            if visited + len(children) > limit:
+                raise MalformedContent(f"{root}: more than {limit} blocks, more than a file of its declared size needs")
+            if children and (len(blocksizes) != len(children) or size != len(data) + sum(blocksizes)):
+                raise MalformedContent(f"{c} declares {size} bytes, not its data plus its children's {blocksizes}")
+            if not children and size != len(data):
+                raise MalformedContent(f"{c} declares {size} bytes but holds {len(data)}")
+            if any(b == 0 for b in blocksizes):
+                raise MalformedContent(f"{c} links a child that adds no bytes")
             pieces = [data] if data else []
+            try:
+                children = [(cid_object(child), b, depth + 1) for child, b in zip(children, blocksizes)]
+            except (ValueError, KeyError) as exc:
+                raise MalformedContent(f"{c} links an invalid CID: {exc}") from None
         else:
-            raise DGPTError(f"{c} has codec {c.codec.name}; a file is raw or dag-pb blocks")
+            raise MalformedContent(f"{c} has codec {c.codec.name}; a file is raw or dag-pb blocks")
+        if expected is not None and size != expected:
+            raise MalformedContent(f"{c} holds {size} bytes where its parent declares {expected}")
+        if c == root:
+            if max_bytes is not None and size > max_bytes:
+                raise ContentTooLarge(f"{root} declares {size} bytes, over the limit of {max_bytes}")
+            limit = max_blocks(size)
+        elif not size:
+            raise MalformedContent(f"{c} adds no bytes")
         for piece in pieces:
             sent += len(piece)
             if max_bytes is not None and sent > max_bytes:
