@@ -18,9 +18,9 @@ import sys
 
 from dgpt.chain.client import Chain, dev_accounts
 from harness.localnet import anvil
-from dgpt.chain.protocol import TOKEN, ProtocolParams, deploy
+from dgpt.chain.protocol import TOKEN, ProtocolParams, SlashReason, deploy
 from dgpt.cid import raw_cid
-from dgpt.commitments import RewardsTree, commit_hash
+from dgpt.commitments import RewardsTree, SlashesTree, commit_hash
 
 SIZES = (1, 10, 100)
 COMMIT_S = REVEAL_S = 600
@@ -43,7 +43,9 @@ def main() -> int:
         chain = Chain.connect(url)
         accounts = dev_accounts(n_max + 2)
         admin, aggregator, oracles = accounts[0], accounts[1], accounts[2:]
-        params = ProtocolParams(unbonding_period=3600)
+        # A per-round ceiling large enough for the test budget; the bounds do not change the gas.
+        params = ProtocolParams(unbonding_period=3600, slash_window=1800, max_reward_per_round=10**6 * TOKEN,
+                                max_reward_per_period=10**7 * TOKEN)
         protocol = deploy(chain, admin, aggregator.address, params)
         log(f"deployed on anvil at {url}; registering {n_max} oracles")
         for o in oracles:
@@ -71,7 +73,9 @@ def main() -> int:
             chain.time_travel(REVEAL_S)
             tree = RewardsTree.build({o.address: (i + 1) * TOKEN for i, o in enumerate(oracles[:n])})
             model = raw_cid(f"model {rid}".encode())
-            record(f"publish_{n}", protocol.publish(aggregator, rid, model, raw_cid(f"report {rid}".encode()), tree.root, tree.total))
+            # with a slashes root (the dearer case: one more storage slot)
+            slashes = SlashesTree.build([(oracles[n - 1].address, SlashReason.MALFORMED)])
+            record(f"publish_{n}", protocol.publish(aggregator, rid, model, raw_cid(f"report {rid}".encode()), tree.root, tree.total, slashes.root))
             for o in oracles[: min(n, 10)]:
                 i = tree.index_of(o.address)
                 record("claim", protocol.claim(o, rid, i, tree.amounts[i], tree.proof(i)))
