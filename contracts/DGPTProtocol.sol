@@ -461,8 +461,9 @@ contract DGPTProtocol is OracleRegistry {
 
     /// @notice Binary CID of the latest published model (empty before the first publish).
     function latestModel() external view returns (bytes memory) {
-        if (_latestModelDigest == 0) return "";
-        return CidCodec.encode(_latestModelDigest, _latestModelCodec);
+        uint16 codec = _latestModelCodec; // 0 until the first publish: no CID has codec 0
+        if (codec != 0) return CidCodec.encode(_latestModelDigest, codec);
+        return "";
     }
 
     /// @dev Rounds after the first must build on the latest published model.

@@ -17,6 +17,7 @@ contract DGPTToken is ERC20Capped, ERC20Burnable {
     error NotMinter(address caller);
     error MinterAlreadySet(address minter);
     error NotDeployer(address caller);
+    error ZeroMinter();
 
     event MinterSet(address indexed minter);
 
@@ -32,6 +33,7 @@ contract DGPTToken is ERC20Capped, ERC20Burnable {
     function setMinter(address minter_) external {
         if (msg.sender != _deployer) revert NotDeployer(msg.sender);
         if (minter != address(0)) revert MinterAlreadySet(minter);
+        if (minter_ == address(0)) revert ZeroMinter();
         minter = minter_;
         emit MinterSet(minter_);
     }
