@@ -25,7 +25,7 @@ def load_plan(path: str):
 
 def cmd_run(args) -> int:
     from aggregator.node import AggregatorConfig, AggregatorNode
-    from aggregator.round import RoundPolicy
+    from dgpt.round import RoundPolicy
     from dgpt.aggregate import Strategy
     from dgpt.data import load_examples
 

@@ -9,15 +9,17 @@ before its receipt) and restarted publishes each round exactly once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
-from aggregator.round import RoundPolicy, Scorer, aggregate_round, context, evaluate_state
+from dgpt.round import RoundPolicy, Scorer, aggregate_round, context, evaluate_state
 from dgpt.chain.protocol import Protocol, Status
 from dgpt.crash import crashpoint
 from dgpt.data import Example
+from dgpt.dataset import examples_bytes, merkle_root, slices_root, validation_slices
+from dgpt.errors import DGPTError
 from dgpt.node import Action, Node, Step
 from dgpt.report import Reason, Slash
 from dgpt.store import Store
@@ -29,7 +31,7 @@ class AggregatorConfig:
     home: Path
     genesis_model: Path  # model file of the first round's base model
     plan: list[TaskSpec]  # the rounds to run, in order
-    validation: list[Example]  # the aggregator's own labelled validation set
+    validation: list[Example]  # the aggregator's labelled validation set: one fresh slice per round, published with its report
     policy: RoundPolicy = field(default_factory=RoundPolicy)
     reward_budget: int = 100 * 10**18
     commit_duration: int = 600
@@ -43,6 +45,8 @@ class AggregatorNode(Node):
     def __init__(self, protocol: Protocol, store: Store, account: LocalAccount, cfg: AggregatorConfig, log=print):
         super().__init__(protocol, store, account, cfg.home, log)
         self.cfg = cfg
+        self.slices = validation_slices(cfg.validation, len(cfg.plan))
+        self.plan_root = slices_root(self.slices).hex()
 
     def tick(self) -> Step:
         p = self.protocol
@@ -62,7 +66,9 @@ class AggregatorNode(Node):
         return step.action is Action.DONE
 
     def open_round(self, rid: int) -> Step:
-        task = self.cfg.plan[rid - 1]
+        # The task spec commits to this round's validation slice (and to every round's) before it opens.
+        task = replace(self.cfg.plan[rid - 1], validation_root=merkle_root(self.slices[rid - 1]).hex(),
+                       validation_plan_root=self.plan_root)
         base_cid = self.protocol.latest_model() or self.store.put_file(self.cfg.genesis_model)
         spec_cid = self.store.put_bytes(task.to_bytes())
         opened = self.protocol.open_round(
@@ -77,8 +83,13 @@ class AggregatorNode(Node):
         if "new_model_cid" not in j:
             task = TaskSpec.from_bytes(self.store.get_bytes(info.task_spec_cid, max_bytes=1 << 20))
             base_path = self.store.cached(info.base_model_cid, self.cache)
-            ctx = context(p, rid, base_path, task, self.cfg.validation, self.cfg.policy,
-                          self.cfg.home / "work" / f"round-{rid}", self.cfg.scorer, self.log)
+            validation = self.slices[rid - 1]
+            if merkle_root(validation).hex() != task.validation_root:
+                raise DGPTError(f"round {rid}: the validation set is not the one this round's task spec commits to")
+            validation_cid = self.store.put_bytes(examples_bytes(validation))  # published with the report
+            self.store.pin(validation_cid)
+            ctx = context(p, rid, base_path, task, validation, self.cfg.policy,
+                          self.cfg.home / "work" / f"round-{rid}", self.cfg.scorer, self.log, validation_cid)
             outcome = aggregate_round(p, self.store, ctx, info.reward_budget)
             report = outcome.report
             model_cid = self.store.put_file(outcome.new_model_path)

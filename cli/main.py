@@ -165,13 +165,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
     cfg = settings(args)
     result = audit_round(protocol_of(cfg), store_of(cfg), args.round)
     if args.json:
-        print(json.dumps({"round": result.round_id, "ok": result.ok, "published": result.published_model_cid,
-                          "recomputed": result.recomputed_model_cid, "problems": result.problems}))
-    else:
-        print(f"round {result.round_id}: {'OK' if result.ok else 'MISMATCH'}: published {result.published_model_cid}, recomputed {result.recomputed_model_cid}")
-        for p in result.problems:
-            print(f"  - {p}")
+        print(json.dumps(result.to_json(), default=str))
+        return 0 if result.ok else 3
+    print(f"round {result.round_id}: {'OK' if result.ok else 'MISMATCH'}: published model {result.published_model_cid}, "
+          f"recomputed {result.recomputed_model_cid}")
+    for p in result.problems:
+        print(f"  - {p}")
+    if result.differences:
+        rows = [("what", "published", "recomputed")] + [(w, str(_plain(a)), str(_plain(b))) for w, a, b in result.differences]
+        width = [min(60, max(len(r[k]) for r in rows)) for k in range(3)]
+        for r in rows:
+            print("  " + "  ".join(c[:60].ljust(width[k]) for k, c in enumerate(r)))
     return 0 if result.ok else 3
+
+
+def _plain(v):
+    return v.value if hasattr(v, "value") else v
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:

@@ -17,12 +17,14 @@ Strategies (name: parameters):
 from __future__ import annotations
 
 import json
+import math
 import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from dgpt import exact
 from dgpt.tensorfile import DTYPES, read_header
 
 STRATEGIES = ("fedavg", "median", "trimmed_mean", "clipped_mean", "krum")
@@ -55,7 +57,12 @@ def trimmed_mean(stack: torch.Tensor, trim: float) -> torch.Tensor:
     k = int(trim * n)
     if 2 * k >= n:
         raise ValueError(f"trimming {k} of {n} at each end leaves nothing")
-    return stack.sort(0).values[k : n - k].mean(0)
+    kept = stack.sort(0).values[k : n - k]
+    # Rows added one by one in float64, then one division: no reduction whose order a machine picks.
+    acc = torch.zeros(kept.shape[1:], dtype=torch.float64)
+    for row in kept:
+        acc = acc + row.double()
+    return (acc / kept.size(0)).to(stack.dtype)
 
 
 def krum_select(sq_dist: torch.Tensor, f: int, m: int) -> list[int]:
@@ -125,16 +132,24 @@ class DeltaFiles:
 
 
 def pairwise_sq_distances(files: DeltaFiles, shapes: dict[str, tuple]) -> torch.Tensor:
-    """||Δi - Δj||² for all pairs, accumulated slice by slice (float64 sums)."""
+    """||Δi - Δj||² = ||Δi||² + ||Δj||² - 2 Δi·Δj for all pairs, from exact dot products
+    (dgpt/exact.py), rounded once: the same on every machine."""
     n = len(files.files)
-    d = torch.zeros(n, n, dtype=torch.float64)
+    dots = [[exact.ZERO] * n for _ in range(n)]
     for name in sorted(shapes):
         numel = torch.Size(shapes[name]).numel()
         for a in range(0, numel, CHUNK):
-            s = files.stack(name, a, min(a + CHUNK, numel)).double()
-            d += torch.cdist(s, s).pow(2)
-            del s
+            rows = [files.read(i, name, a, min(a + CHUNK, numel)) for i in range(n)]
+            for i in range(n):
+                for j in range(i, n):
+                    dots[i][j] = dots[i][j] + exact.dot(rows[i], rows[j])
+            del rows
             files.release()
+    d = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(n):
+        for j in range(i + 1, n):
+            v = float(dots[i][i].fraction() + dots[j][j].fraction() - 2 * dots[i][j].fraction())
+            d[i, j] = d[j, i] = v
     return d
 
 
@@ -144,19 +159,24 @@ def cosine_to_median(delta_paths: list[Path], shapes: dict[str, tuple]) -> list[
     files = DeltaFiles(delta_paths)
     try:
         n = len(delta_paths)
-        dot, sq = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
-        med_sq = 0.0
+        dots, sqs = [exact.ZERO] * n, [exact.ZERO] * n
+        med_sq = exact.ZERO
         for name in sorted(set(files.all_names()) & set(shapes)):
             numel = torch.Size(shapes[name]).numel()
             for a in range(0, numel, CHUNK):
-                s = files.stack(name, a, min(a + CHUNK, numel)).double()
-                m = median(s)
-                dot += s @ m
-                sq += s.pow(2).sum(1)
-                med_sq += float(m.pow(2).sum())
+                s = files.stack(name, a, min(a + CHUNK, numel))
+                m = median(s)  # a sort and one halving: exact and order-free
+                for i in range(n):
+                    dots[i] = dots[i] + exact.dot(s[i], m)
+                    sqs[i] = sqs[i] + exact.sq_norm(s[i])
+                med_sq = med_sq + exact.sq_norm(m)
                 files.release()
-        denom = (sq * med_sq).sqrt()
-        return [float(d / q) if q > 0 else 0.0 for d, q in zip(dot, denom)]
+        # Exact sums, each rounded once, then IEEE sqrt and division: the same on every machine.
+        out = []
+        for d, q in zip(dots, sqs):
+            denom = math.sqrt(float(q.fraction() * med_sq.fraction()))
+            out.append(float(d) / denom if denom > 0 else 0.0)
+        return out
     finally:
         files.close()
 
@@ -176,7 +196,6 @@ def merge(
     files = DeltaFiles(delta_paths)
     try:
         n = len(delta_paths)
-        w = torch.tensor(weights, dtype=torch.float32)
         shapes = {k: tuple(v.shape) for k, v in base.items()} | (new_shapes or {})
         decided: dict = {}
         rows = list(range(n))
@@ -189,10 +208,8 @@ def merge(
             clip = float(strategy.params.get("clip", 1.0))
             scale = [min(1.0, clip / nrm) if nrm > 0 else 1.0 for nrm in (norms or [0.0] * n)]
             decided["clip_factors"] = scale
-            w = w * torch.tensor(scale, dtype=torch.float32)  # scaling each delta = scaling its weight
-            w_sum = float(sum(weights))
         else:
-            w_sum = None
+            scale = None
         out = {}
         in_deltas = set(files.all_names())
         for name in sorted(set(base) | in_deltas):
@@ -207,7 +224,7 @@ def merge(
                 flat = target.view(-1)
                 for a in range(0, flat.numel(), CHUNK):
                     b = min(a + CHUNK, flat.numel())
-                    flat[a:b] += _merge_slice(files, name, a, b, strategy, w, rows, w_sum)
+                    flat[a:b] += _merge_slice(files, name, a, b, strategy, weights, rows, scale)
                     files.release()
             out[name] = target if target.dtype == like.dtype else target.to(like.dtype)
         return out, decided
@@ -215,13 +232,22 @@ def merge(
         files.close()
 
 
-def _merge_slice(files: DeltaFiles, name: str, a: int, b: int, strategy: Strategy, w: torch.Tensor, rows: list[int], w_sum) -> torch.Tensor:
+def _merge_slice(files: DeltaFiles, name: str, a: int, b: int, strategy: Strategy, weights: list[float], rows: list[int],
+                 scale: list[float] | None) -> torch.Tensor:
+    """One slice of the merged delta. Bit-exact on any machine: each step is one elementwise IEEE
+    operation (no fused multiply-add, no reduction whose order threads or SIMD width pick), in
+    float64, in delta order; a float32 delta times an integer weight is exact in float64."""
     if strategy.name in ("fedavg", "clipped_mean", "krum"):
-        total = w_sum if w_sum is not None else float(w[rows].sum())
-        acc = files.read(rows[0], name, a, b) * (float(w[rows[0]]) / total)  # small (CHUNK floats), short-lived
-        for i in rows[1:]:
-            acc.add_(files.read(i, name, a, b), alpha=float(w[i]) / total)
-        return acc
+        # clipped_mean: scaling each delta scales its weight; the total stays the unscaled weights'
+        total = float(sum(weights)) if scale is not None else float(sum(weights[i] for i in rows))
+        acc = None
+        for i in rows:
+            t = files.read(i, name, a, b).double()
+            if scale is not None:
+                t = t * scale[i]
+            t = t * float(weights[i])
+            acc = t if acc is None else acc + t
+        return (acc / total).float()
     stack = files.stack(name, a, b)
     if strategy.name == "median":
         return median(stack)

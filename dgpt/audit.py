@@ -1,9 +1,13 @@
-"""`dgpt audit ROUND`: recompute a published round from its report and the chain.
+"""`dgpt audit ROUND`: recompute a published round from public inputs and compare, field by field.
 
-It fetches the report by the CID published on chain, checks that the report describes this round
-(base model, task spec, rewards root and total as published), fetches the base model and every
-merged delta by CID (verified), merges them again with the strategy and weights the report gives,
-and compares the CID of the result with the published model CID.
+Inputs anyone can fetch: the chain's events and round record, the base model, every revealed delta
+and the round's validation slice (published with the report, its Merkle root committed in the
+task spec before the round opened). The audit runs the aggregator's own pipeline (`dgpt.round`)
+on them, with the rules the report states, and compares the recomputed report with the published
+one: every submission's checks, verdict, scores, weight and reward, the merged set, the slashes,
+the rewards tree, and the model CID. It also checks the report against the chain: the round it
+describes, the rewards and slashes roots published on chain. The pipeline is bit-exact on any
+machine, so any difference is a finding.
 """
 
 from __future__ import annotations
@@ -12,14 +16,18 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dgpt.aggregate import Strategy, build_model
+from dgpt.aggregate import Strategy
 from dgpt.chain.protocol import Protocol
-from dgpt.cid import cid_from_bytes
+from dgpt.dataset import examples_from_bytes, merkle_root
 from dgpt.errors import DGPTError
 from dgpt.report import Report
-from dgpt.rules import merge_weights
+from dgpt.round import RoundPolicy, aggregate_round, context
 from dgpt.store import Store
 from dgpt.store.unixfs import file_cid
+from dgpt.task import TaskSpec
+
+ENTRY_FIELDS = ("delta_cid", "num_examples", "accepted", "reason", "norm", "data_sha256", "cosine_to_median", "alone",
+                "loss_gain", "weight", "reward")
 
 
 @dataclass
@@ -27,54 +35,92 @@ class AuditResult:
     round_id: int
     published_model_cid: str
     recomputed_model_cid: str | None
-    problems: list[str] = field(default_factory=list)
+    differences: list[tuple[str, object, object]] = field(default_factory=list)  # (what, published, recomputed)
+    problems: list[str] = field(default_factory=list)  # what could not be checked, or contradicts the chain
 
     @property
     def ok(self) -> bool:
-        return not self.problems and self.published_model_cid == self.recomputed_model_cid
+        return not self.problems and not self.differences and self.published_model_cid == self.recomputed_model_cid
+
+    def to_json(self) -> dict:
+        return {"round": self.round_id, "ok": self.ok, "published": self.published_model_cid, "recomputed": self.recomputed_model_cid,
+                "problems": self.problems,
+                "differences": [{"what": w, "published": _plain(p), "recomputed": _plain(r)} for w, p, r in self.differences]}
 
 
-def audit_round(protocol: Protocol, store: Store, round_id: int, work: Path | None = None) -> AuditResult:
+def _plain(v):
+    return v.value if hasattr(v, "value") else v
+
+
+def compare(published: Report, recomputed: Report) -> list[tuple[str, object, object]]:
+    """Every field where the two reports differ."""
+    diffs = []
+    pub = {e.oracle: e for e in published.submissions}
+    rec = {e.oracle: e for e in recomputed.submissions}
+    for oracle in sorted(set(pub) | set(rec)):
+        if oracle not in pub:
+            diffs.append((f"submission {oracle}", "missing from the report", "revealed on chain"))
+        elif oracle not in rec:
+            diffs.append((f"submission {oracle}", "in the report", "never revealed on chain"))
+        else:
+            for name in ENTRY_FIELDS:
+                a, b = getattr(pub[oracle], name), getattr(rec[oracle], name)
+                if a != b:
+                    diffs.append((f"{oracle} {name}", a, b))
+    for name in ("phase", "base_model_cid", "task_spec_cid", "strategy", "strategy_decisions", "checks", "labels", "merged",
+                 "non_revealers", "validation"):
+        a, b = getattr(published, name), getattr(recomputed, name)
+        if a != b:
+            diffs.append((name, a, b))
+    a = sorted((s.oracle, s.reason.value) for s in published.slashes)
+    b = sorted((s.oracle, s.reason.value) for s in recomputed.slashes)
+    if a != b:
+        diffs.append(("slashes", a, b))
+    a = list(zip(published.rewards.oracles, published.rewards.amounts))
+    b = list(zip(recomputed.rewards.oracles, recomputed.rewards.amounts))
+    if a != b:
+        diffs.append(("rewards", a, b))
+    return diffs
+
+
+def audit_round(protocol: Protocol, store: Store, round_id: int, work: Path | None = None, report: Report | None = None) -> AuditResult:
+    """Recompute round `round_id`; `report`: audit this report instead of the published one (tests)."""
     info = protocol.round(round_id)
     if not info.published:
-        raise DGPTError(f"round {round_id} is not published yet")
-    report = Report.from_bytes(store.get_bytes(info.report_cid, max_bytes=64 << 20))
+        raise DGPTError(f"round {round_id} is not published (it is {info.state})")
+    published = report or Report.from_bytes(store.get_bytes(info.report_cid, max_bytes=64 << 20))
     result = AuditResult(round_id, info.new_model_cid, None)
-    if report.round != round_id or report.base_model_cid != info.base_model_cid:
-        result.problems.append("the report describes another round or base model")
-    if report.task_spec_cid != info.task_spec_cid:
-        result.problems.append("the report's task spec differs from the round's")
-    if report.rewards_root != info.rewards_root or report.rewards_total != info.rewards_total:
-        result.problems.append("the report's rewards do not give the published rewards root and total")
-    revealed = {e["args"]["oracle"]: e["args"] for e in protocol.events("Revealed", roundId=round_id)}
-    subs = {s.oracle: s for s in report.submissions}
+    # The report against the chain.
+    if published.round != round_id or published.base_model_cid != info.base_model_cid or published.task_spec_cid != info.task_spec_cid:
+        result.problems.append("the report describes another round, base model or task spec than the chain's")
+    if published.rewards_root != info.rewards_root or published.rewards_total != info.rewards_total:
+        result.problems.append("the report's rewards do not give the rewards root and total published on chain")
+    if published.slashes_tree.root != info.slashes_root:
+        result.problems.append("the report's slashes do not give the slashes root published on chain")
+    task = TaskSpec.from_bytes(store.get_bytes(info.task_spec_cid, max_bytes=1 << 20))
+    vcid = published.validation.get("cid")
+    if not vcid:
+        result.problems.append("the report publishes no validation data: the scores cannot be recomputed")
+        return result
+    validation = examples_from_bytes(store.get_bytes(vcid, max_bytes=256 << 20))
+    if merkle_root(validation).hex() != task.validation_root:
+        result.problems.append(f"the published validation data {vcid} is not what the task spec committed to before the round")
+        return result
+    checks = published.checks
+    policy = RoundPolicy(
+        strategy=Strategy(published.strategy["name"], {k: v for k, v in published.strategy.items() if k != "name"}),
+        max_delta_bytes=checks.get("max_delta_bytes"), min_gain=checks.get("min_gain", 0.0),
+        min_cosine_ratio=checks.get("min_cosine_ratio", 0.5), fetch_seconds=None,
+    )
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         tmp = Path(tmp)
         base = tmp / "base.safetensors"
         store.get_file(info.base_model_cid, base)
-        paths, weights, norms = [], [], []
-        accepted = [o for o in sorted(subs) if subs[o].accepted]
-        # The weights follow from the revealed counts on chain (capped relative to the round's median).
-        counts = [revealed[o]["numExamples"] if o in revealed else 0 for o in accepted]
-        expected_weight = dict(zip(accepted, merge_weights(counts)))
-        for oracle in accepted:
-            s = subs[oracle]
-            if oracle not in revealed or cid_from_bytes(revealed[oracle]["deltaCid"]) != s.delta_cid:
-                result.problems.append(f"{oracle}: the report's delta is not what the oracle revealed")
-                continue
-            if s.weight != expected_weight[oracle]:
-                result.problems.append(f"{oracle}: merge weight {s.weight}, but its revealed count {revealed[oracle]['numExamples']} "
-                                       f"gives {expected_weight[oracle]}")
-            path = tmp / f"{s.delta_cid}.safetensors"
-            store.get_file(s.delta_cid, path)
-            paths.append(path)
-            weights.append(float(s.weight))
-            norms.append(float(s.norm))
-        params = {k: v for k, v in report.strategy.items() if k != "name"}
-        out = tmp / "model.safetensors"
-        build_model(base, paths, weights, Strategy(report.strategy["name"], params), norms, tuple(report.labels), out)
-        with open(out, "rb") as f:
-            result.recomputed_model_cid = file_cid(f).encode()
+        ctx = context(protocol, round_id, base, task, validation, policy, tmp / "round", log=lambda *a: None, validation_cid=vcid)
+        outcome = aggregate_round(protocol, store, ctx, info.reward_budget)
+        with open(outcome.new_model_path, "rb") as f:
+            result.recomputed_model_cid = str(file_cid(f))
+    result.differences = compare(published, outcome.report)
     if result.recomputed_model_cid != info.new_model_cid:
-        result.problems.append(f"recomputed model {result.recomputed_model_cid} differs from the published {info.new_model_cid}")
+        result.differences.append(("model CID", info.new_model_cid, result.recomputed_model_cid))
     return result

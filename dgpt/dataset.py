@@ -22,15 +22,7 @@ def canonical(example: Example) -> bytes:
 
 
 def merkle_root(examples: list[Example]) -> bytes:
-    level = [hashlib.sha256(b"\x00" + canonical(e)).digest() for e in examples]
-    if not level:
-        return bytes(32)
-    while len(level) > 1:
-        level = [
-            hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() if i + 1 < len(level) else level[i]
-            for i in range(0, len(level), 2)
-        ]
-    return level[0]
+    return _node_root([hashlib.sha256(b"\x00" + canonical(e)).digest() for e in examples])
 
 
 def manifest(examples: list[Example], labels: tuple[str, ...] = ()) -> bytes:
@@ -45,3 +37,38 @@ def manifest(examples: list[Example], labels: tuple[str, ...] = ()) -> bytes:
         "leaf": "sha256(0x00 || canonical example JSON); node: sha256(0x01 || left || right)",
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _node_root(level: list[bytes]) -> bytes:
+    if not level:
+        return bytes(32)
+    while len(level) > 1:
+        level = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() if i + 1 < len(level) else level[i]
+                 for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def examples_bytes(examples: list[Example]) -> bytes:
+    """Canonical JSONL (one canonical example per line): how a round's validation slice is published."""
+    return b"".join(canonical(e) + b"\n" for e in examples)
+
+
+def examples_from_bytes(data: bytes) -> list[Example]:
+    out = []
+    for line in data.decode("utf-8").splitlines():
+        d = json.loads(line)
+        out.append(Example(d["text"], d.get("label")))
+    return out
+
+
+def validation_slices(examples: list[Example], rounds: int) -> list[list[Example]]:
+    """The aggregator's validation set cut into one fresh slice per round, in order: a slice is
+    published with its round's report, so it is never scored again."""
+    size = len(examples) // max(1, rounds)
+    return [examples[i * size : (i + 1) * size] for i in range(rounds)]
+
+
+def slices_root(slices: list[list[Example]]) -> bytes:
+    """Merkle root over the slices' roots: committed in every round's task spec, it fixes all the
+    rounds' validation data before the first round opens."""
+    return _node_root([merkle_root(s) for s in slices])

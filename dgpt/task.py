@@ -29,6 +29,10 @@ class TaskSpec:
     max_len: int = 128  # tokens per example, start and extract tokens included
     seed: int = 0  # shuffling, dropout and the new head's initialisation
     max_update_norm: float = 1e3  # the aggregator rejects deltas with a larger L2 norm
+    # The aggregator's commitment to this round's validation data, fixed before the round opens:
+    # the Merkle root of the round's slice (dgpt/dataset.py) and the root over every round's slice.
+    validation_root: str = ""
+    validation_plan_root: str = ""
 
     def __post_init__(self):
         if self.phase not in PHASES:

@@ -10,14 +10,15 @@ header is read before the structure is accepted; tensors are then read one at a 
 from __future__ import annotations
 
 import hashlib
-import math
 import struct
+from fractions import Fraction
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 
+from dgpt import exact
 from dgpt.delta import FORMAT
 from dgpt.report import Reason
 from dgpt.tensorfile import read_header
@@ -61,18 +62,20 @@ def check_delta(path: Path, expected: dict[str, tuple[int, ...]], max_bytes: int
             return Verdict(False, MALFORMED, f"{name}: dtype {info.get('dtype') if isinstance(info, dict) else info}, expected F32")
         if tuple(info.get("shape", ())) != tuple(expected[name]):
             return Verdict(False, MALFORMED, f"{name}: shape {info.get('shape')}, expected {list(expected[name])}")
-    sq = 0.0
+    sq = exact.ZERO
     try:
         with safe_open(str(path), framework="pt") as f:
             for name in sorted(header):
                 t = f.get_tensor(name)
                 if not torch.isfinite(t).all():
                     return Verdict(False, NON_FINITE, f"{name} holds NaN or infinity")
-                sq += float(t.double().pow(2).sum())
+                sq = sq + exact.chunked(exact.sq_norm, t)
     except Exception as exc:  # truncated or inconsistent offsets
         return Verdict(False, MALFORMED, f"unreadable tensor data: {exc}")
-    norm = math.sqrt(sq)
-    if norm > max_norm:
+    # Exact: the squared norm is summed without rounding and compared with the bound exactly, so
+    # the slash decision is the same on every machine (dgpt/exact.py).
+    norm = sq.sqrt()
+    if sq.fraction() > Fraction(max_norm) ** 2:
         return Verdict(False, NORM_OUT_OF_BOUND, f"L2 norm {norm:.4g} over the bound {max_norm:.4g}", norm)
     return Verdict(True, norm=norm)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from aggregator.node import AggregatorConfig, AggregatorNode
-from aggregator.round import RoundPolicy, Scorer, evaluate_state
+from dgpt.round import RoundPolicy, Scorer, evaluate_state
 from dgpt.aggregate import Strategy
 from dgpt.chain.client import Chain, ContractRevert, dev_accounts
 from dgpt.chain.protocol import Protocol, Status, deploy

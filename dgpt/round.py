@@ -7,9 +7,11 @@
     merge    the accepted deltas into the new model with the round's strategy
     report   rewards, slashes and every verdict, as one `Report`
 
-Deterministic: submissions are taken in oracle-address order, training-free evaluation runs on
-the CPU in fp32, and the merge is the core's `build_model`, so the same inputs give the same model
-bytes and CID, which `dgpt audit` recomputes from the report.
+The aggregator runs it, and `dgpt audit` runs it again from public inputs (the chain, the store
+and the round's published validation slice) and compares. Bit-exact on any machine (README,
+"Determinism"): submissions in oracle-address order; norms, cosines and distances are exact sums
+(dgpt/exact.py) rounded once; the merge is one IEEE operation per step in float64; scoring runs in
+float64 on the CPU and every metric is quantised to 1e-6 before any decision or record.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dgpt.chain.protocol import Protocol, RoundInfo
 from dgpt.cid import cid_from_bytes
 from dgpt.crash import crashpoint
 from dgpt.data import Example
+from dgpt.dataset import merkle_root
 from dgpt.delta import apply_delta
 from dgpt.errors import DGPTError
 from dgpt.model import bundle_from_state, hidden_size, read_state
@@ -43,9 +46,22 @@ from dgpt.verify import check_delta, data_digest
 Scorer = Callable[[Path, dict, tuple, TaskSpec, list[Example], str], dict]
 
 
+METRIC_DECIMALS = 6  # every score is rounded to 1e-6 before it decides anything or is recorded
+
+
+def quantise(metrics: dict) -> dict:
+    return {k: round(v, METRIC_DECIMALS) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
 def evaluate_state(base_path: Path, state: dict, labels: tuple, task: TaskSpec, validation: list[Example], device: str) -> dict:
-    """The default scorer: the model of `base_path` with `state`'s weights, on the validation set."""
-    return evaluate(bundle_from_state(base_path, state, labels), validation, task, device)
+    """The default scorer: the model of `base_path` with `state`'s weights on the validation set,
+    in float64 on the CPU, quantised. Matrix products sum in an order the BLAS picks per machine
+    and thread count; in float64 that moves a loss by ~1e-16, far below the 1e-6 grid, so the
+    recorded scores are the same everywhere (a value within 1e-16 of a grid midpoint could still
+    round apart: about one in 10^10)."""
+    bundle = bundle_from_state(base_path, state, labels)
+    bundle.model.double()
+    return quantise(evaluate(bundle, validation, task, "cpu"))
 
 
 @dataclass
@@ -60,7 +76,7 @@ class RoundPolicy:
     # With at least 3 valid deltas, one whose cosine to their coordinate-wise median is below this
     # fraction of the round's median cosine (rules.cosine_floor) is divergent: unpaid, not slashed.
     min_cosine_ratio: float = 0.5
-    fetch_seconds: float = 300.0  # time budget to fetch one delta; past it the delta is unavailable
+    fetch_seconds: float | None = 300.0  # time budget to fetch one delta; past it the delta is unavailable
     device: str = "cpu"
 
 
@@ -91,6 +107,7 @@ class RoundContext:
     work: Path
     scorer: Scorer
     log: Callable = print
+    validation_cid: str | None = None  # where the round's validation slice is published
     cosine_floor: float = 0.0  # set by screen()
 
     def loss(self, metrics: dict) -> float:
@@ -110,7 +127,8 @@ class RoundOutcome:
 
 
 def context(protocol: Protocol, round_id: int, base_path: Path, task: TaskSpec, validation: list[Example],
-            policy: RoundPolicy, work: Path, scorer: Scorer = evaluate_state, log=print) -> RoundContext:
+            policy: RoundPolicy, work: Path, scorer: Scorer = evaluate_state, log=print,
+            validation_cid: str | None = None) -> RoundContext:
     base, meta = read_state(base_path)
     labels = task.labels if task.phase == "finetune" else ()
     expected = {k: tuple(v.shape) for k, v in base.items()}
@@ -121,7 +139,7 @@ def context(protocol: Protocol, round_id: int, base_path: Path, task: TaskSpec, 
     max_bytes = policy.max_delta_bytes or max_delta_bytes(base_path.stat().st_size)
     work.mkdir(parents=True, exist_ok=True)
     return RoundContext(round_id, protocol.round(round_id), task, base_path, base, expected, labels, max_bytes,
-                        validation, policy, work, scorer, log)
+                        validation, policy, work, scorer, log, validation_cid)
 
 
 def collect(protocol: Protocol, round_id: int) -> tuple[list[Submission], list[str]]:
@@ -191,7 +209,7 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
     for sub in subs:
         e = sub.entry
         alone = ctx.metrics(apply_delta(ctx.base, load_file(str(sub.path))))
-        gain = ctx.loss(before) - ctx.loss(alone)
+        gain = round(ctx.loss(before) - ctx.loss(alone), METRIC_DECIMALS)
         e.alone, e.loss_gain = alone, gain
         if gain <= ctx.policy.min_gain:
             reason = Reason.HARMFUL if gain < 0 else Reason.FREE_RIDING
@@ -233,7 +251,8 @@ def make_report(ctx: RoundContext, subs: list[Submission], merged: list[Submissi
                 "min_cosine_ratio": ctx.policy.min_cosine_ratio, "cosine_floor": ctx.cosine_floor},
         labels=list(ctx.labels), submissions=[s.entry for s in subs], merged=[s.oracle for s in merged],
         non_revealers=non_revealers, slashes=slashes,
-        validation={"n": len(ctx.validation), "before": before, "after": after},
+        validation={"n": len(ctx.validation), "cid": ctx.validation_cid, "root": "0x" + merkle_root(ctx.validation).hex(),
+                    "before": before, "after": after},
         rewards=RewardsTree.build(rewards),
         software={"dgpt": dgpt.__version__, "torch": torch.__version__, "python": platform.python_version()},
     )
