@@ -14,7 +14,7 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
-from dgpt.round import RoundPolicy, Scorer, aggregate_round, context, evaluate_state
+from dgpt.round import RoundPolicy, Scorer, aggregate_round, context
 from dgpt.chain.protocol import Protocol, Status
 from dgpt.crash import crashpoint
 from dgpt.data import Example
@@ -36,7 +36,7 @@ class AggregatorConfig:
     reward_budget: int = 100 * 10**18
     commit_duration: int = 600
     reveal_duration: int = 600
-    scorer: Scorer = evaluate_state  # how a model is scored on the validation set (the simulator memoises it)
+    scorer: Scorer | None = None  # how a model is scored on the validation set (None: StateScorer; the simulator memoises it)
 
 
 class AggregatorNode(Node):

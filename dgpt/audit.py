@@ -35,6 +35,7 @@ class AuditResult:
     round_id: int
     published_model_cid: str
     recomputed_model_cid: str | None
+    recomputed_rewards_root: str | None = None
     differences: list[tuple[str, object, object]] = field(default_factory=list)  # (what, published, recomputed)
     problems: list[str] = field(default_factory=list)  # what could not be checked, or contradicts the chain
 
@@ -44,7 +45,7 @@ class AuditResult:
 
     def to_json(self) -> dict:
         return {"round": self.round_id, "ok": self.ok, "published": self.published_model_cid, "recomputed": self.recomputed_model_cid,
-                "problems": self.problems,
+                "recomputed_rewards_root": self.recomputed_rewards_root, "problems": self.problems,
                 "differences": [{"what": w, "published": _plain(p), "recomputed": _plain(r)} for w, p, r in self.differences]}
 
 
@@ -120,6 +121,7 @@ def audit_round(protocol: Protocol, store: Store, round_id: int, work: Path | No
         outcome = aggregate_round(protocol, store, ctx, info.reward_budget)
         with open(outcome.new_model_path, "rb") as f:
             result.recomputed_model_cid = str(file_cid(f))
+    result.recomputed_rewards_root = "0x" + outcome.report.rewards_root.hex()
     result.differences = compare(published, outcome.report)
     if result.recomputed_model_cid != info.new_model_cid:
         result.differences.append(("model CID", info.new_model_cid, result.recomputed_model_cid))

@@ -25,16 +25,21 @@ def lm_targets(input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return targets
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 logits up to float32 for the loss; float64 (the aggregator's scoring) stays."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def l1_sum(lm_logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of next-token NLLs, number of predicted tokens)."""
     logits = lm_logits[:, :-1].reshape(-1, lm_logits.size(-1))
-    nll = F.cross_entropy(logits.float(), targets.reshape(-1), ignore_index=IGNORE, reduction="sum")
+    nll = F.cross_entropy(_wide(logits), targets.reshape(-1), ignore_index=IGNORE, reduction="sum")
     return nll, (targets != IGNORE).sum()
 
 
 def l2_sum(cls_logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of label NLLs, number of examples)."""
-    return F.cross_entropy(cls_logits.float(), labels, reduction="sum"), torch.tensor(labels.numel(), device=labels.device)
+    return F.cross_entropy(_wide(cls_logits), labels, reduction="sum"), torch.tensor(labels.numel(), device=labels.device)
 
 
 def l3(l1: torch.Tensor, l2: torch.Tensor, lam: float) -> torch.Tensor:

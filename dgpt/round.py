@@ -53,15 +53,36 @@ def quantise(metrics: dict) -> dict:
     return {k: round(v, METRIC_DECIMALS) if isinstance(v, float) else v for k, v in metrics.items()}
 
 
-def evaluate_state(base_path: Path, state: dict, labels: tuple, task: TaskSpec, validation: list[Example], device: str) -> dict:
+class StateScorer:
     """The default scorer: the model of `base_path` with `state`'s weights on the validation set,
     in float64 on the CPU, quantised. Matrix products sum in an order the BLAS picks per machine
     and thread count; in float64 that moves a loss by ~1e-16, far below the 1e-6 grid, so the
     recorded scores are the same everywhere (a value within 1e-16 of a grid midpoint could still
-    round apart: about one in 10^10)."""
-    bundle = bundle_from_state(base_path, state, labels)
-    bundle.model.double()
-    return quantise(evaluate(bundle, validation, task, "cpu"))
+    round apart: about one in 10^10). The model is built once per base file and head, then only
+    its weights change: every scored state holds every tensor, so nothing of the last one stays."""
+
+    def __init__(self):
+        self._models: dict = {}
+
+    def __call__(self, base_path: Path, state: dict, labels: tuple, task: TaskSpec, validation: list[Example], device: str) -> dict:
+        key = (str(base_path), labels, "head.weight" in state)
+        bundle = self._models.get(key)
+        if bundle is None:
+            self._models.clear()  # one base model at a time
+            bundle = self._models[key] = bundle_from_state(base_path, state, labels)
+            bundle.model.double()
+        else:
+            with torch.no_grad():
+                missing, unexpected = bundle.model.load_state_dict(state, strict=False)
+            if unexpected or set(missing) - {"lm.lm_head.weight"}:
+                raise DGPTError(f"tensors do not fit {base_path}: missing {missing[:3]}, extra {unexpected[:3]}")
+            bundle.model.lm.tie_weights()
+        return quantise(evaluate(bundle, validation, task, "cpu"))
+
+
+def evaluate_state(base_path: Path, state: dict, labels: tuple, task: TaskSpec, validation: list[Example], device: str) -> dict:
+    """One-off scoring (a fresh model): what StateScorer computes."""
+    return StateScorer()(base_path, state, labels, task, validation, device)
 
 
 @dataclass
@@ -127,7 +148,7 @@ class RoundOutcome:
 
 
 def context(protocol: Protocol, round_id: int, base_path: Path, task: TaskSpec, validation: list[Example],
-            policy: RoundPolicy, work: Path, scorer: Scorer = evaluate_state, log=print,
+            policy: RoundPolicy, work: Path, scorer: Scorer | None = None, log=print,
             validation_cid: str | None = None) -> RoundContext:
     base, meta = read_state(base_path)
     labels = task.labels if task.phase == "finetune" else ()
@@ -139,7 +160,7 @@ def context(protocol: Protocol, round_id: int, base_path: Path, task: TaskSpec, 
     max_bytes = policy.max_delta_bytes or max_delta_bytes(base_path.stat().st_size)
     work.mkdir(parents=True, exist_ok=True)
     return RoundContext(round_id, protocol.round(round_id), task, base_path, base, expected, labels, max_bytes,
-                        validation, policy, work, scorer, log, validation_cid)
+                        validation, policy, work, scorer or StateScorer(), log, validation_cid)
 
 
 def collect(protocol: Protocol, round_id: int) -> tuple[list[Submission], list[str]]:

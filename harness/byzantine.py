@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from aggregator.node import AggregatorConfig, AggregatorNode
-from dgpt.round import RoundPolicy, Scorer, evaluate_state
+from dgpt.round import RoundPolicy, Scorer, StateScorer
 from dgpt.aggregate import Strategy
 from dgpt.chain.client import Chain, ContractRevert, dev_accounts
 from dgpt.chain.protocol import Protocol, Status, deploy
@@ -236,9 +236,10 @@ class RunResult:
                 if getattr(e, key) is not None and (e.oracle in self.cheaters) == cheaters and (e.accepted or not accepted_only)]
 
 
-def memoised_scorer(memo: dict[str, dict], scorer: Scorer = evaluate_state) -> Scorer:
+def memoised_scorer(memo: dict[str, dict], scorer: Scorer | None = None) -> Scorer:
     """`scorer`, memoised in `memo` by the digest of the evaluated weights (and the task and
     validation set): evaluation is deterministic on the CPU, so a memoised result is the same."""
+    scorer = scorer or StateScorer()
 
     def score(base_path, state, labels, task, validation, device):
         h = hashlib.sha256(json.dumps([list(labels), task.to_bytes().hex(), merkle_root(validation).hex()]).encode())

@@ -41,7 +41,7 @@ class DemoPlan:
     finetune_rounds: int = 3
     max_len: int = 48
     examples_per_oracle: int | None = None  # None: the whole shard
-    validation_examples: int = 400  # the aggregator evaluates every delta on these: keep it quick
+    validation_examples: int | None = None  # all of the held-out validation movies (955 snippets): one slice per round
     test_examples: int | None = 1000
 
     def tasks(self) -> list[TaskSpec]:

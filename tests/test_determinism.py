@@ -1,0 +1,63 @@
+"""Bit-exact results on any machine: exact sums, the merge, and a real round audited under other
+thread counts and CPU capabilities in child processes (a small version of scripts/check_determinism.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from fractions import Fraction
+
+import pytest
+import torch
+
+from conftest import ROOT
+from dgpt import exact
+from dgpt.aggregate import Strategy, merge
+from harness.demo import DemoPlan
+
+
+def test_exact_dot_is_the_true_sum_of_products():
+    rng = random.Random(0)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        a = torch.randn(777, generator=g) * 10 ** rng.uniform(-30, 30)
+        b = torch.randn(777, generator=g) * 10 ** rng.uniform(-30, 30)
+        a[0], a[1], b[2] = 1e-44, -0.0, -3.0e38  # a subnormal, a negative zero, a huge value
+        truth = sum(Fraction(x) * Fraction(y) for x, y in zip(a.tolist(), b.tolist()))
+        assert exact.dot(a, b).fraction() == truth
+        assert float(exact.chunked(exact.dot, a, b, chunk=100)) == float(truth)
+
+
+def test_norms_and_merges_do_not_depend_on_the_thread_count(tmp_path):
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(1)
+    base = {"w": torch.randn(3000, 257, generator=g)}
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"d{i}.safetensors"
+        save_file({"w": torch.randn(3000, 257, generator=g) * 1e-3}, str(p))
+        paths.append(p)
+    weights = [float(w) for w in (2402, 2547, 2685, 2528, 1)]
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        out, _ = merge({k: v.clone() for k, v in base.items()}, paths, weights, Strategy("fedavg"))
+        trimmed, _ = merge({k: v.clone() for k, v in base.items()}, paths, weights, Strategy("trimmed_mean", {"trim": 0.2}))
+        results.append((out["w"].numpy().tobytes(), trimmed["w"].numpy().tobytes(), exact.sq_norm(out["w"])))
+    torch.set_num_threads(2)
+    assert results[0] == results[1]
+
+
+@pytest.mark.anvil
+def test_a_real_round_audits_the_same_under_other_threads_and_cpu_capabilities():
+    spec = importlib.util.spec_from_file_location("check_determinism", ROOT / "scripts" / "check_determinism.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    caps = check.capabilities()
+    plan = DemoPlan(oracles=3, pretrain_rounds=1, finetune_rounds=0, max_len=32, examples_per_oracle=200,
+                    validation_examples=120, test_examples=16)
+    result = check.check([(1, "default"), (2, caps[-1])], plan, log=lambda *a: None)
+    assert result["all_equal"], result
+    (first, *_), = [list(result["configs"].values())]
+    assert first["ok"] and first["rewards_root"] != "0x" + "00" * 32  # a round that merged and paid someone
