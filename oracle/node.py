@@ -50,14 +50,15 @@ class OracleNode(Node):
         self.rounds = rounds  # the run loop stops once this many rounds are settled (None: never)
 
     def tick(self) -> Step:
-        claimed = self.claim_rewards()
-        if claimed:
-            return claimed
         p = self.protocol
         rid = p.current_round()
+        info = p.round(rid) if rid else None  # read once per tick: the claims and the round's step share it
+        claimed = self.claim_rewards({rid: info} if rid else {})
+        if claimed:
+            return claimed
         if rid == 0:
             return Step(Action.WAITING, 0, "for a round")
-        info, j = p.round(rid), self.journal.round(rid)
+        j = self.journal.round(rid)
         if info.published:
             return Step(Action.DONE, rid, "published and settled")
         now = p.chain.now()
@@ -124,16 +125,16 @@ class OracleNode(Node):
         """The worker's training, in place on `bundle`."""
         train(bundle, task, examples, TrainOptions(device=self.cfg.device, log_every=10**9), log=self.log)
 
-    def claim_rewards(self) -> Step | None:
+    def claim_rewards(self, known: dict | None = None) -> Step | None:
         """Settle every published round in the journal: claim the reward if this oracle revealed
         (checking the chain, since a reveal sent just before a crash may have landed after the
-        window closed), else record that there is nothing to claim."""
+        window closed), else record that there is nothing to claim. `known`: round records already read."""
         me = self.account.address
         for key, j in sorted(self.journal.data.get("rounds", {}).items(), key=lambda kv: int(kv[0])):
             rid = int(key)
             if j.get("claimed"):
                 continue
-            info = self.protocol.round(rid)
+            info = (known or {}).get(rid) or self.protocol.round(rid)
             if not info.published:
                 continue
             if j.get("committed") and not j.get("revealed") and self.protocol.submission(rid, me).status != Status.COMMITTED:

@@ -155,7 +155,11 @@ class Chain:
         # A node that restarts refuses connections for a while: retry with backoff (reads, and the
         # same signed transaction, which a node accepts at most once).
         retry = ExceptionRetryConfiguration(errors=(RequestsConnectionError,), retries=attempts, backoff_factor=backoff)
-        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}, exception_retry_configuration=retry))
+        # web3's validation asks the node for its chain id before every call: a connection's chain
+        # id does not change, so it is asked once (half the requests of a polling daemon).
+        provider = Web3.HTTPProvider(url, request_kwargs={"timeout": 30}, exception_retry_configuration=retry,
+                                     cache_allowed_requests=True, cacheable_requests={"eth_chainId"})
+        w3 = Web3(provider)
         try:
             w3.eth.chain_id
         except Exception as exc:
