@@ -235,19 +235,19 @@ def merge(
 def _merge_slice(files: DeltaFiles, name: str, a: int, b: int, strategy: Strategy, weights: list[float], rows: list[int],
                  scale: list[float] | None) -> torch.Tensor:
     """One slice of the merged delta. Bit-exact on any machine: each step is one elementwise IEEE
-    operation (no fused multiply-add, no reduction whose order threads or SIMD width pick), in
-    float64, in delta order; a float32 delta times an integer weight is exact in float64."""
+    operation, delta by delta in address order: a product by the delta's factor (w_i / total,
+    computed once in Python), then a plain add. No fused multiply-add (which `add_(x, alpha=w)`
+    may take, with one rounding instead of two, on some CPUs and not others) and no reduction
+    whose order threads or SIMD width pick."""
     if strategy.name in ("fedavg", "clipped_mean", "krum"):
         # clipped_mean: scaling each delta scales its weight; the total stays the unscaled weights'
         total = float(sum(weights)) if scale is not None else float(sum(weights[i] for i in rows))
         acc = None
         for i in rows:
-            t = files.read(i, name, a, b).double()
-            if scale is not None:
-                t = t * scale[i]
-            t = t * float(weights[i])
-            acc = t if acc is None else acc + t
-        return (acc / total).float()
+            factor = weights[i] / total * (scale[i] if scale is not None else 1.0)
+            t = files.read(i, name, a, b) * factor
+            acc = t if acc is None else acc.add_(t)  # alpha 1: an fma with 1 rounds as the add does
+        return acc
     stack = files.stack(name, a, b)
     if strategy.name == "median":
         return median(stack)

@@ -49,6 +49,49 @@ def test_norms_and_merges_do_not_depend_on_the_thread_count(tmp_path):
     assert results[0] == results[1]
 
 
+MERGE_CHILD = """
+import hashlib, sys
+from pathlib import Path
+from safetensors.torch import load_file
+from dgpt.aggregate import Strategy, merge
+from dgpt.verify import check_delta
+d = Path(sys.argv[1])
+base = load_file(str(d / "base.safetensors"))
+paths = [d / f"d{i}.safetensors" for i in range(6)]
+h = hashlib.sha256()
+for st in (Strategy("fedavg"), Strategy("clipped_mean", {"clip": 0.5}), Strategy("trimmed_mean", {"trim": 0.2}), Strategy("krum", {"f": 1, "m": 3})):
+    out, decided = merge({k: v.clone() for k, v in base.items()}, paths, [2402., 2547., 2685., 2528., 7., 1000.], st, [0.9, 1.1, 0.7, 1.3, 0.2, 2.0])
+    h.update(out["w"].numpy().tobytes() + repr(decided).encode())
+h.update(repr([check_delta(p, {"w": (700, 300)}, 10**9, 0.35).norm for p in paths]).encode())
+print(h.hexdigest())
+"""
+
+
+def test_the_merge_and_norms_are_the_same_under_every_cpu_capability(tmp_path):
+    """Under the former merge (`add_(x, alpha=w)`) the FedAvg bytes differed between default and
+    avx2 (a fused multiply-add on one, not the other)."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    spec = importlib.util.spec_from_file_location("check_determinism", ROOT / "scripts" / "check_determinism.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    g = torch.Generator().manual_seed(3)
+    save_file({"w": torch.randn(700, 300, generator=g)}, str(tmp_path / "base.safetensors"))
+    for i in range(6):
+        save_file({"w": torch.randn(700, 300, generator=g) * 1e-3}, str(tmp_path / f"d{i}.safetensors"))
+    digests = set()
+    for cap in check.capabilities():
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": cap, "OMP_NUM_THREADS": "2"}
+        out = subprocess.run([sys.executable, "-c", MERGE_CHILD, str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1, digests
+
+
 @pytest.mark.anvil
 def test_a_real_round_audits_the_same_under_other_threads_and_cpu_capabilities():
     spec = importlib.util.spec_from_file_location("check_determinism", ROOT / "scripts" / "check_determinism.py")
