@@ -13,7 +13,6 @@ from pathlib import Path
 from dgpt import __version__
 from dgpt.context import account, add_alias, add_common, add_key, chain_of, protocol_of, settings, store_of
 from dgpt.errors import DGPTError
-from requests.exceptions import ConnectionError as RPCConnectionError
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -298,6 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _rpc_outage(exc: OSError) -> bool:
+    """A connection error of `requests` (web3's transport; an OSError subclass). Checked without
+    importing requests: if it was never loaded, this cannot be one of its errors."""
+    errors = sys.modules.get("requests.exceptions")
+    return errors is not None and isinstance(exc, errors.ConnectionError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -305,11 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     except DGPTError as exc:
         print(f"dgpt: error: {exc}", file=sys.stderr)
         return 1
-    except RPCConnectionError as exc:  # the chain's RPC went away and did not come back within the retries
-        print(f"dgpt: error: the chain stopped answering ({exc.__class__.__name__}: {str(exc)[:200]}); "
-              "when it is back, run the command again: journals resume where it stopped", file=sys.stderr)
-        return 1
-    except OSError as exc:  # e.g. a full disk; every write is to a temporary file renamed into place
+    except OSError as exc:
+        if _rpc_outage(exc):  # the chain's RPC went away and did not come back within the retries
+            print(f"dgpt: error: the chain stopped answering ({exc.__class__.__name__}: {str(exc)[:200]}); "
+                  "when it is back, run the command again: journals resume where it stopped", file=sys.stderr)
+            return 1
+        # e.g. a full disk; every write is to a temporary file renamed into place
         print(f"dgpt: error: {exc.strerror or exc} ({exc.filename or 'I/O'}); fix it and run the command again", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

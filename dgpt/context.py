@@ -1,16 +1,22 @@
-"""What every role command needs: settings, a signing key, the chain, the deployed protocol, the store."""
+"""What every role command needs: settings, a signing key, the chain, the deployed protocol, the store.
+
+The chain, key and store libraries (web3, eth-account, httpx) are imported when a command needs
+them, not when the command line is parsed: `dgpt --help` or `dgpt cid` should not wait for them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from dgpt.chain.client import Chain
-from dgpt.chain.protocol import Deployment, Protocol
 from dgpt.config import Settings, load_settings
 from dgpt.errors import DGPTError
-from dgpt.keys import load_account
-from dgpt.store import Store, open_store
+
+if TYPE_CHECKING:
+    from dgpt.chain.client import Chain
+    from dgpt.chain.protocol import Protocol
+    from dgpt.store import Store
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -35,16 +41,22 @@ def settings(args: argparse.Namespace) -> Settings:
 
 
 def account(args: argparse.Namespace):
+    from dgpt.keys import load_account
+
     return load_account(args.keystore, args.password_file, args.dev_key, args.dev)
 
 
 def chain_of(cfg: Settings) -> Chain:
+    from dgpt.chain.client import Chain
+
     if not cfg.rpc_url:
         raise DGPTError("this command needs a persistent chain: give --rpc-url (the embedded chain lives only inside `dgpt demo`)")
     return Chain.connect(cfg.rpc_url)
 
 
 def protocol_of(cfg: Settings) -> Protocol:
+    from dgpt.chain.protocol import Deployment, Protocol
+
     path = cfg.deployment_file
     try:
         deployment = Deployment.from_json(json.loads(path.read_text()))
@@ -56,6 +68,8 @@ def protocol_of(cfg: Settings) -> Protocol:
 
 
 def store_of(cfg: Settings) -> Store:
+    from dgpt.store import open_store
+
     return open_store(cfg.ipfs_api, cfg.store_dir)
 
 

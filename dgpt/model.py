@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,19 @@ def _causal_attention(module, query, key, value, attention_mask, dropout=0.0, sc
 
 AttentionInterface.register(ATTENTION, _causal_attention)
 AttentionMaskInterface.register(ATTENTION, lambda *args, **kwargs: None)
+
+
+class _DeliberatePadding(logging.Filter):
+    """transformers warns "We strongly recommend passing in an attention_mask" whenever a batch
+    holds padding. Here padding is deliberate: inputs are right-padded, causal attention keeps every
+    real position from seeing it, and losses and the extract token are read by length. The warning
+    says nothing true about this code, so users never see it; every other warning passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "attention_mask" not in record.getMessage()
+
+
+logging.getLogger("transformers.modeling_utils").addFilter(_DeliberatePadding())
 
 
 class GPTClassifier(nn.Module):

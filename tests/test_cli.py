@@ -7,6 +7,7 @@ import json
 import pytest
 
 from cli.main import main as dgpt_main
+from conftest import ROOT
 from dgpt.config import load_settings
 from dgpt.errors import DGPTError
 from dgpt.report import Report
@@ -92,3 +93,40 @@ def test_operator_commands_on_anvil(tmp_path, anvil_url, capsys):
     # a revert is one line naming the custom error, and nothing is sent
     assert dgpt_main(["oracle", "withdraw", *oracle]) == 1
     assert capsys.readouterr().err.startswith("dgpt: error: reverted with UnbondingNotReady(")
+
+
+LIGHT = """
+import sys
+from cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(sorted(m for m in ("torch", "transformers", "web3", "eth_account", "requests") if m in sys.modules), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["cid", "{file}"], ["oracle", "--help"], ["dataset", "commitment", "--help"]])
+def test_commands_that_need_no_chain_or_model_start_without_loading_them(tmp_path, argv):
+    """`dgpt --help` took 1.5-4 s: every command imported web3, eth-account and torch."""
+    import subprocess
+    import sys
+
+    (tmp_path / "f.txt").write_text("x")
+    args = [a.replace("{file}", str(tmp_path / "f.txt")) for a in argv]
+    out = subprocess.run([sys.executable, "-c", LIGHT, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
+
+
+def test_deliberate_padding_prints_no_attention_mask_warning():
+    """Every run printed transformers' `We strongly recommend passing in an attention_mask` at users."""
+    import subprocess
+    import sys
+
+    code = ("from dgpt.model import tiny_gpt2\nfrom dgpt.train import evaluate\nfrom dgpt.task import TaskSpec\n"
+            "from dgpt.data import RT_LABELS, Example\n"
+            "b = tiny_gpt2(0); b.model.add_head(2, 0); b.labels = RT_LABELS\n"
+            "print(evaluate(b, [Example('a fine film indeed', 'fresh'), Example('bad', 'rotten')], TaskSpec(labels=RT_LABELS, max_len=16))['n'])\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "2", out.stderr[-2000:]
+    assert "attention_mask" not in out.stderr, out.stderr[-2000:]
