@@ -159,7 +159,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from dgpt.audit import audit_round
+    from dgpt.audit import audit_round, plain
 
     cfg = settings(args)
     result = audit_round(protocol_of(cfg), store_of(cfg), args.round)
@@ -171,15 +171,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for p in result.problems:
         print(f"  - {p}")
     if result.differences:
-        rows = [("what", "published", "recomputed")] + [(w, str(_plain(a)), str(_plain(b))) for w, a, b in result.differences]
+        rows = [("what", "published", "recomputed")] + [(w, str(plain(a)), str(plain(b))) for w, a, b in result.differences]
         width = [min(60, max(len(r[k]) for r in rows)) for k in range(3)]
         for r in rows:
             print("  " + "  ".join(c[:60].ljust(width[k]) for k, c in enumerate(r)))
     return 0 if result.ok else 3
-
-
-def _plain(v):
-    return v.value if hasattr(v, "value") else v
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:

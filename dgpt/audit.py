@@ -13,21 +13,21 @@ machine, so any difference is a finding.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from dgpt.aggregate import Strategy
 from dgpt.chain.protocol import Protocol
 from dgpt.dataset import examples_from_bytes, merkle_root
 from dgpt.errors import DGPTError
-from dgpt.report import Report
+from dgpt.report import Entry, Report
 from dgpt.round import RoundPolicy, aggregate_round, context
 from dgpt.store import Store
 from dgpt.store.unixfs import file_cid
 from dgpt.task import TaskSpec
 
-ENTRY_FIELDS = ("delta_cid", "num_examples", "accepted", "reason", "norm", "data_sha256", "cosine_to_median", "alone",
-                "loss_gain", "weight", "reward")
+# Every field of a verdict but its prose ("detail" may quote a network error the auditor never saw).
+ENTRY_FIELDS = tuple(f.name for f in fields(Entry) if f.name not in ("oracle", "detail"))
 
 
 @dataclass
@@ -46,10 +46,11 @@ class AuditResult:
     def to_json(self) -> dict:
         return {"round": self.round_id, "ok": self.ok, "published": self.published_model_cid, "recomputed": self.recomputed_model_cid,
                 "recomputed_rewards_root": self.recomputed_rewards_root, "problems": self.problems,
-                "differences": [{"what": w, "published": _plain(p), "recomputed": _plain(r)} for w, p, r in self.differences]}
+                "differences": [{"what": w, "published": plain(p), "recomputed": plain(r)} for w, p, r in self.differences]}
 
 
-def _plain(v):
+def plain(v):
+    """A value as printed or put in JSON: an enum (a Reason) by its value."""
     return v.value if hasattr(v, "value") else v
 
 

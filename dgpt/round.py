@@ -80,11 +80,6 @@ class StateScorer:
         return quantise(evaluate(bundle, validation, task, "cpu"))
 
 
-def evaluate_state(base_path: Path, state: dict, labels: tuple, task: TaskSpec, validation: list[Example], device: str) -> dict:
-    """One-off scoring (a fresh model): what StateScorer computes."""
-    return StateScorer()(base_path, state, labels, task, validation, device)
-
-
 @dataclass
 class RoundPolicy:
     """The aggregator operator's rules for a round."""
