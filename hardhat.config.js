@@ -21,7 +21,7 @@ module.exports = {
   solidity: {
     version: SOLC_VERSION,
     // Keep in step with dgpt/chain/compile.py SETTINGS.
-    settings: { evmVersion: "cancun", optimizer: { enabled: true, runs: 200 } },
+    settings: { evmVersion: "cancun", optimizer: { enabled: true, runs: 200 }, viaIR: true },
   },
   networks: {
     hardhat: { hardfork: "cancun", chainId: 31337 },

@@ -1,10 +1,13 @@
-"""The aggregator bot: opens the rounds of its plan, and after each reveal deadline aggregates,
-publishes the new model and the report with the rewards root, and slashes what the evidence shows.
+"""The aggregator bot: opens the rounds of its plan; after each reveal deadline aggregates and
+publishes (proposes) the new model and the report with its entries and slashes roots, backed by its
+bond; once the challenge window is over finalizes the round, then executes the slashes the evidence
+shows.
 
 `tick()` does at most one step and returns what it did; `run()` repeats it. Every step is recorded
 in a journal before the next starts, and each chain write is preceded by a look at the chain, so a
 bot killed anywhere (after downloading, after uploading, after sending the publish transaction and
-before its receipt) and restarted publishes each round exactly once.
+before its receipt) and restarted publishes each round exactly once. A proposal of its own that
+was voided is not proposed again unchanged: the round is left to a corrected proposal or to abort.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from eth_account.signers.local import LocalAccount
 
 from dgpt.round import RoundPolicy, Scorer, aggregate_round, context
 from dgpt.chain.protocol import Protocol, Status
+from dgpt.commitments import Result
 from dgpt.crash import crashpoint
 from dgpt.data import Example
 from dgpt.dataset import examples_bytes, merkle_root, slices_root, validation_slices
@@ -46,15 +50,30 @@ class AggregatorNode(Node):
         super().__init__(protocol, store, account, cfg.home, log)
         self.cfg = cfg
         self.slices = validation_slices(cfg.validation, len(cfg.plan))
+        self._quorum: int | None = None
         self.plan_root = slices_root(self.slices).hex()
 
     def tick(self) -> Step:
         p = self.protocol
         rid = p.current_round()
-        if rid and not p.round(rid).published:
-            info = p.round(rid)
-            if p.chain.now() <= info.reveal_deadline:
+        info = p.round(rid) if rid else None
+        if info and not info.final and not info.aborted:
+            now = p.chain.now()
+            if now <= info.reveal_deadline:
                 return Step(Action.WAITING, rid, "for the reveal deadline")
+            if info.proposed:
+                if now <= info.challenge_deadline and info.disagree < self.quorum:
+                    return Step(Action.WAITING, rid, "for the challenge window to close")
+                p.finalize(self.account, rid)
+                after = p.round(rid)
+                self.log(f"round {rid}: {after.state} (proposal {after.proposals}: {info.agree} agreeing, {info.disagree} disagreeing attestations)")
+                return Step(Action.FINALIZED if after.final else Action.VOIDED, rid, after.state)
+            if now > info.publish_deadline:
+                p.abort_round(self.account, rid)
+                self.log(f"round {rid}: aborted (no final proposal within the publish window)")
+                return Step(Action.ABORTED, rid)
+            if info.voided_at and self.journal.round(rid).get("result_hash") == self._voided_hash(rid, info.proposals):
+                return Step(Action.WAITING, rid, "own proposal voided: waiting for a corrected one or the abort")
             return self.finish_round(rid)
         if rid and self.journal.round(rid).get("slashes_pending"):
             return self.slash(rid)
@@ -64,6 +83,29 @@ class AggregatorNode(Node):
 
     def finished(self, step: Step) -> bool:
         return step.action is Action.DONE
+
+    @property
+    def quorum(self) -> int:
+        if self._quorum is None:
+            m = self.protocol.contract.functions.validatorQuorum().call()
+            self._quorum = m if m else 1 << 30
+        return self._quorum
+
+    def _voided_hash(self, rid: int, proposal: int) -> str:
+        return self.protocol.settlement(rid, proposal)[0].hex() if proposal else ""
+
+    def ensure_bond(self, required: int) -> None:
+        """Top the bond up to what the publish locks, from the aggregator's own balance."""
+        amount, locked = self.protocol.bond(self.account.address)
+        short = required - (amount - locked)
+        if short <= 0:
+            return
+        balance = self.protocol.balance_of(self.account.address)
+        if balance < short:
+            raise DGPTError(f"publishing locks a bond of {required / 10**18:g} DGPT; {self.account.address} has "
+                            f"{(amount - locked) / 10**18:g} DGPT free in its bond and {balance / 10**18:g} DGPT to add: send it DGPT")
+        self.protocol.deposit_bond(self.account, short)
+        self.log(f"bond topped up by {short / 10**18:g} DGPT")
 
     def open_round(self, rid: int) -> Step:
         # The task spec commits to this round's validation slice (and to every round's) before it opens.
@@ -90,7 +132,7 @@ class AggregatorNode(Node):
             self.store.pin(validation_cid)
             ctx = context(p, rid, base_path, task, validation, self.cfg.policy,
                           self.cfg.home / "work" / f"round-{rid}", self.cfg.scorer, self.log, validation_cid)
-            outcome = aggregate_round(p, self.store, ctx, info.reward_budget)
+            outcome = aggregate_round(p, self.store, ctx, p.oracle_budget(info))
             report = outcome.report
             model_cid = self.store.put_file(outcome.new_model_path)
             report_cid = self.store.put_bytes(report.to_bytes())
@@ -99,23 +141,26 @@ class AggregatorNode(Node):
             tree = report.slashes_tree
             pending = [{**s.to_json(), "proof": [] if s.reason is Reason.NO_REVEAL else
                         [h.hex() for h in tree.proof(s.oracle, s.reason.slash_reason)]} for s in report.slashes]
-            self.journal.record(
-                rid, new_model_cid=model_cid, report_cid=report_cid, rewards_root=report.rewards_root.hex(),
-                rewards_total=str(report.rewards_total), slashes_root=tree.root.hex(), slashes_pending=pending,
-            )
+            result = report.result(model_cid, report_cid)
+            self.journal.record(rid, new_model_cid=model_cid, report_cid=report_cid, result=result.to_json(),
+                                result_hash=result.hash(rid).hex(), slashes_pending=pending)
             crashpoint("aggregator:uploaded")
             j = self.journal.round(rid)
         if not p.round(rid).published:  # look first: a publish sent before a crash may have landed
-            p.publish(self.account, rid, j["new_model_cid"], j["report_cid"], bytes.fromhex(j["rewards_root"]), int(j["rewards_total"]),
-                      bytes.fromhex(j["slashes_root"]))
+            result = Result.from_json(j["result"])
+            self.ensure_bond(p.publish_bond_for(info.reward_budget, result.slash_count))
+            p.publish(self.account, rid, result)
         self.journal.record(rid, published=True)
-        self.log(f"round {rid} published: model {j['new_model_cid']}, report {j['report_cid']}")
+        self.log(f"round {rid} published: model {j['new_model_cid']}, report {j['report_cid']}; final after the challenge window")
         return Step(Action.PUBLISHED, rid, j["new_model_cid"])
 
     def slash(self, rid: int) -> Step:
         pending = self.journal.round(rid)["slashes_pending"]
         s, proof = Slash.from_json(pending[0]), [bytes.fromhex(h) for h in pending[0]["proof"]]
         sub = self.protocol.submission(rid, s.oracle)
+        if s.reason is not Reason.NO_REVEAL and not self.protocol.round(rid).final:  # an aborted round slashes nothing
+            self.journal.record(rid, slashes_pending=pending[1:])
+            return Step(Action.WAITING, rid, f"no slash of {s.oracle}: the round has no final result")
         if sub.status != Status.SLASHED:  # look first: the slash may have landed before a crash
             if s.reason is Reason.NO_REVEAL:
                 self.protocol.slash_non_revealer(self.account, rid, s.oracle)

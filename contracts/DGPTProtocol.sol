@@ -9,18 +9,23 @@ import {DGPTToken} from "./DGPTToken.sol";
 import {CidCodec} from "./CidCodec.sol";
 import {OracleRegistry} from "./OracleRegistry.sol";
 
-/// @title DGPT training rounds: commit, reveal, publish, claim
-/// @notice One round at a time. The aggregator opens a round on the latest published model with a
-///         task spec, windows and a reward budget, all within bounds fixed at deployment (window
-///         lengths, a per-round and a per-period emission ceiling). Oracles commit a hash binding
-///         their delta CID, then reveal it. Within the publish window after the reveal deadline the
-///         aggregator publishes the merged model, its report, the Merkle root of the rewards and the
-///         Merkle root of the slashes; the rewards are minted to this contract and each revealed,
-///         unslashed oracle claims its own with a proof, so publishing costs the same whatever the
-///         number of participants. A round not published in its window can be aborted by anyone:
-///         stakes unlock, nothing is paid. Anyone may slash a committed non-revealer after the reveal
-///         deadline, and, within the slash window after publish, a submission the published slashes
-///         root names; each reason's penalty is fixed at deployment.
+/// @title DGPT training rounds: commit, reveal, propose, challenge, finalize, claim
+/// @notice One round at a time. The aggregator opens a round on the latest final model with a task
+///         spec, windows and a reward budget, all within bounds fixed at deployment. Oracles commit a
+///         hash binding their delta CID, then reveal it. After the reveal deadline a bonded
+///         aggregator proposes the result: the merged model, the report, the Merkle root of the
+///         report's entries (one per revealed submission: its verdict, merge weight and reward), the
+///         rewards total and the Merkle root of the slashes. Nothing takes effect yet. During the
+///         challenge window anyone may void the proposal with a proof the contract checks against
+///         the committed roots and its own records (a fake, missing or repeated entry, a weight above
+///         the revealed count, a reward to an unmerged entry, totals that do not add up, a slash no
+///         entry supports), and the validators attest to the hash of the result they recomputed. A
+///         proposal contradicted by a quorum of validators, or by a proof, is void: the aggregator's
+///         bond is slashed (a share to whoever showed it), nothing is paid or slashed, and a corrected
+///         proposal may follow on the same reveals. A proposal that outlives the window with a quorum
+///         of agreeing validators (or with no quorum required) is final: its rewards are minted for
+///         the oracles to claim, its slashes may be executed, and its model is the next base. A round
+///         with no final proposal in its publish window can be aborted by anyone: stakes unlock.
 contract DGPTProtocol is OracleRegistry {
     using SafeERC20 for IERC20;
 
@@ -35,11 +40,19 @@ contract DGPTProtocol is OracleRegistry {
         uint256 normPenalty; // burned for a NormOutOfBound delta
         uint256 minWindow; // shortest commit or reveal window, seconds
         uint256 maxWindow; // longest commit or reveal window, seconds
-        uint256 publishWindow; // seconds after the reveal deadline to publish, before anyone may abort
-        uint256 slashWindow; // seconds after publish in which the published slashes can be executed
+        uint256 publishWindow; // seconds after the reveal deadline (or a void) to propose, before anyone may abort
+        uint256 slashWindow; // seconds after finality in which the final slashes can be executed
         uint256 maxRewardPerRound; // ceiling of a round's reward budget
         uint256 emissionPeriod; // seconds per emission period
         uint256 maxRewardPerPeriod; // ceiling of the budgets of the rounds opened in one period
+        uint256 challengeWindow; // seconds after a proposal for proofs and attestations
+        uint256 publishBond; // bond a proposal locks on top of the round's budget and proposed slashes
+        uint256 challengerShareBps; // share of a voided proposal's bond paid to who voided it (basis points)
+        uint256 validatorSeats; // n: most validators registered at once
+        uint256 validatorQuorum; // m: agreeing attestations a proposal needs (0: none; else n/2 < m <= n)
+        uint256 validatorBond; // bond a validator must hold to attest
+        uint256 validatorPenalty; // burned from a validator whose attestation the outcome contradicts
+        uint256 validatorFee; // paid from the round's budget to each validator agreeing with a final proposal
     }
 
     /// @notice Where a submission stands (a zero commit hash means there is none).
@@ -49,26 +62,88 @@ contract DGPTProtocol is OracleRegistry {
         Slashed
     }
 
+    /// @notice How a proposal ended (Pending while its window runs).
+    enum Outcome {
+        Pending,
+        Final,
+        VoidedByProof,
+        VoidedByQuorum,
+        Expired // the window closed without a quorum either way: void, nobody at fault
+    }
+
+    /// @notice What a challenge proved (the `fault` of `Challenged`).
+    enum Fault {
+        EntryNotRevealed, // an entry for an oracle that revealed nothing
+        EntryNotTheRevealedOne, // an entry whose delta or count is not what the oracle revealed
+        EntryPastCount, // an entry index past the entry count
+        WeightAboveCount, // a merge weight above the revealed example count
+        RewardNotMerged, // a reward to an entry that was not merged, or was slashed
+        RewardsBeforeFirst, // the first entry's running sum is not 0
+        TotalMismatch, // the last entry's running sum plus its reward is not the rewards total
+        EntriesOutOfOrder, // consecutive entries not in increasing oracle order: one repeated, one missing
+        RunningSumMismatch, // consecutive entries whose running sums disagree
+        SlashNotRevealed, // a slash of an oracle that revealed nothing
+        SlashUnsupported // a slash the oracle's entry does not support
+    }
+
+    /// @notice What an aggregator proposes for a round; validators attest to `resultHash` of it.
+    struct Result {
+        bytes newModelCid; // the merged model
+        bytes reportCid; // the report
+        bytes32 entriesRoot; // Merkle root of the report's entries (`EntryLeaf`), in oracle-address order
+        uint32 entryCount; // one entry per revealed submission
+        uint96 rewardsTotal; // sum of the entries' rewards
+        bytes32 slashesRoot; // Merkle root of the (oracle, reason) slashes (0: none)
+        uint16 slashCount; // leaves under slashesRoot
+        bytes32 validationRoot; // Merkle root of the validation data the scores used
+    }
+
+    /// @notice One leaf of a report's entries: a revealed submission and the verdict on it.
+    struct EntryLeaf {
+        uint256 index; // position in oracle-address order, 0..entryCount-1
+        address oracle;
+        bytes32 delta; // sha2-256 digest of the revealed delta CID
+        uint64 numExamples; // as revealed
+        uint256 weight; // merge weight; 0: not merged
+        uint256 reward; // token base units; claimable once the round is final
+        uint256 rewardBefore; // sum of the rewards of the entries before this one
+        bool slashed;
+        SlashReason reason; // meaningful when slashed
+    }
+
     struct Round {
         bytes32 baseModelDigest;
         bytes32 taskSpecDigest;
-        bytes32 newModelDigest;
-        bytes32 reportDigest;
-        bytes32 rewardsRoot;
-        bytes32 slashesRoot; // leaves (oracle, reason) of the slashes the report commits to
-        // One slot: what commit and reveal read.
+        // One slot: what commit and reveal read (reveal counts itself here).
         uint40 commitDeadline;
         uint40 revealDeadline;
         uint16 baseModelCodec;
         uint16 taskSpecCodec;
-        uint16 newModelCodec;
-        uint16 reportCodec;
         bool aborted;
         uint96 rewardBudget;
-        // One slot, so a claim updates what it checks without touching a fresh slot.
+        uint32 revealedCount;
+        // One slot: what a claim reads and writes.
         uint96 rewardsTotal;
         uint96 rewardsClaimed;
-        uint40 publishedAt; // 0: not published
+        uint40 finalizedAt; // 0: not final
+        uint16 slashCount;
+        // The live proposal (replaced by a corrected one after a void).
+        bytes32 newModelDigest;
+        bytes32 reportDigest;
+        bytes32 entriesRoot;
+        bytes32 slashesRoot;
+        bytes32 resultHash;
+        address publisher;
+        uint40 proposedAt; // 0: no live proposal
+        uint40 voidedAt; // last void: a corrected proposal may come within publishWindow of it
+        uint8 proposals; // proposals made so far; the live one is number `proposals`
+        uint16 newModelCodec;
+        uint16 reportCodec;
+        uint32 entryCount;
+        uint8 agree;
+        uint8 disagree;
+        uint16 slashesExecuted;
+        uint96 bondLocked;
     }
 
     struct Submission {
@@ -76,8 +151,21 @@ contract DGPTProtocol is OracleRegistry {
         // history (it stays in the Committed event), and reusing the slot keeps reveal cheap.
         bytes32 digest;
         uint64 numExamples;
-        uint16 deltaCodec;
+        uint16 deltaCodec; // non-zero once revealed, whatever happens after
         Status status;
+    }
+
+    /// @notice A bonded account (aggregator or validator): `locked` backs live proposals and attestations.
+    struct Bond {
+        uint128 amount;
+        uint128 locked;
+    }
+
+    /// @notice How one proposal ended, for settling its attestations.
+    struct Settlement {
+        bytes32 resultHash;
+        Outcome outcome;
+        uint96 sharePerDissenter; // of the voided bond's challenger share, for each validator that disagreed
     }
 
     /// @notice Stake burned from an oracle that commits and never reveals.
@@ -85,20 +173,39 @@ contract DGPTProtocol is OracleRegistry {
     uint256 internal immutable _malformedPenalty;
     uint256 internal immutable _nonFinitePenalty;
     uint256 internal immutable _normPenalty;
+    uint256 internal immutable _maxPenalty; // the largest penalty a published slash can burn
     /// @notice Shortest and longest commit or reveal window, in seconds.
     uint256 public immutable minWindow;
     uint256 public immutable maxWindow;
-    /// @notice Seconds after the reveal deadline in which the round must be published.
+    /// @notice Seconds after the reveal deadline (or the last void) in which to propose.
     uint256 public immutable publishWindow;
-    /// @notice Seconds after publish in which the published slashes can be executed.
+    /// @notice Seconds after finality in which the final slashes can be executed.
     uint256 public immutable slashWindow;
     /// @notice Ceiling of one round's reward budget.
     uint256 public immutable maxRewardPerRound;
     /// @notice Length of an emission period and the ceiling of the budgets opened in one.
     uint256 public immutable emissionPeriod;
     uint256 public immutable maxRewardPerPeriod;
+    /// @notice Seconds after a proposal in which it can be challenged and attested.
+    uint256 public immutable challengeWindow;
+    /// @notice Bond a proposal locks on top of the round's budget and its slashes' penalties.
+    uint256 public immutable publishBond;
+    /// @notice Share of a voided proposal's locked bond paid to the challenger, or split among the
+    ///         validators that disagreed (basis points); the rest is burned.
+    uint256 public immutable challengerShareBps;
+    /// @notice n, m: validator seats and the quorum of agreeing attestations a proposal needs.
+    uint256 public immutable validatorSeats;
+    uint256 public immutable validatorQuorum;
+    /// @notice Bond a validator holds to attest, what a contradicted attestation burns, what an agreeing one earns.
+    uint256 public immutable validatorBond;
+    uint256 public immutable validatorPenalty;
+    uint256 public immutable validatorFee;
     /// @notice Id of the latest round opened (rounds count from 1; 0: none yet).
     uint64 public currentRound;
+    /// @notice Validators registered now (at most `validatorSeats`).
+    uint256 public validatorCount;
+    /// @notice Every bond held (conserved: held, returned or slashed, never minted).
+    uint256 public totalBonded;
 
     bytes32 internal _latestModelDigest;
     uint16 internal _latestModelCodec;
@@ -107,6 +214,13 @@ contract DGPTProtocol is OracleRegistry {
     mapping(uint64 roundId => mapping(uint256 word => uint256 bits)) internal _claimed;
     /// @notice Reward budget reserved by the rounds opened in each emission period.
     mapping(uint256 period => uint256 reserved) public emitted;
+    /// @notice Bonds of aggregators and validators.
+    mapping(address account => Bond) public bonds;
+    /// @notice Whether an address holds a validator seat (the admin assigns seats).
+    mapping(address validator => bool) public isValidator;
+    /// @notice A validator's attested result hash per round and proposal (0: none, or settled).
+    mapping(uint64 roundId => mapping(uint8 proposal => mapping(address validator => bytes32))) public attestations;
+    mapping(uint64 roundId => mapping(uint8 proposal => Settlement)) public settlements;
 
     error InvalidParams(string what);
     error UnknownRound(uint64 roundId);
@@ -132,13 +246,25 @@ contract DGPTProtocol is OracleRegistry {
     error ExampleCountExceedsCommitment(address oracle, uint64 declared, uint64 committed);
     error RevealNotOver(uint64 roundId, uint256 revealDeadline, uint256 now_);
     error AlreadyPublished(uint64 roundId);
-    error RewardsExceedBudget(uint64 roundId, uint256 rewardsTotal, uint256 rewardBudget);
+    error RewardsExceedBudget(uint64 roundId, uint256 rewardsTotal, uint256 available);
     error NotPublished(uint64 roundId);
+    error NotFinal(uint64 roundId);
     error AlreadyClaimed(uint64 roundId, uint256 index);
     error InvalidProof(uint64 roundId, address oracle, uint256 index, uint256 amount);
     error RewardsExhausted(uint64 roundId, uint256 requested, uint256 remaining);
     error NotSlashable(uint64 roundId, address oracle);
     error InvalidSlashReason(SlashReason reason);
+    error SlashesExhausted(uint64 roundId, uint256 slashCount);
+    error EntryCountMismatch(uint64 roundId, uint256 entryCount, uint256 revealedCount);
+    error BondTooSmall(address account, uint256 free, uint256 required);
+    error NoLiveProposal(uint64 roundId);
+    error ChallengeWindowClosed(uint64 roundId, uint256 challengeDeadline, uint256 now_);
+    error ChallengeWindowOpen(uint64 roundId, uint256 challengeDeadline, uint256 now_);
+    error NotAValidator(address account);
+    error AlreadyAttested(uint64 roundId, address validator);
+    error NoSeatLeft(uint256 validatorSeats);
+    error ChallengeRejected(uint64 roundId);
+    error NothingToSettle(uint64 roundId, uint8 proposal, address validator);
 
     event RoundOpened(
         uint64 indexed roundId,
@@ -150,15 +276,21 @@ contract DGPTProtocol is OracleRegistry {
     );
     event Committed(uint64 indexed roundId, address indexed oracle, bytes32 commitHash);
     event Revealed(uint64 indexed roundId, address indexed oracle, bytes deltaCid, uint64 numExamples);
-    event Published(
-        uint64 indexed roundId, bytes newModelCid, bytes reportCid, bytes32 rewardsRoot, uint256 rewardsTotal, bytes32 slashesRoot
-    );
+    event Published(uint64 indexed roundId, uint8 proposal, address indexed publisher, bytes32 resultHash, Result result);
+    event Attested(uint64 indexed roundId, uint8 proposal, address indexed validator, bytes32 resultHash, bool agrees);
+    event Challenged(uint64 indexed roundId, uint8 proposal, address indexed challenger, Fault fault);
+    event Voided(uint64 indexed roundId, uint8 proposal, Outcome outcome, uint256 bondSlashed);
+    event Finalized(uint64 indexed roundId, uint8 proposal, bytes newModelCid, uint256 rewardsTotal);
+    event AttestationSettled(uint64 indexed roundId, uint8 proposal, address indexed validator, uint256 paid, uint256 burned);
     event RoundAborted(uint64 indexed roundId);
     event RewardClaimed(uint64 indexed roundId, address indexed oracle, uint256 index, uint256 amount);
+    event BondDeposited(address indexed account, uint256 amount, uint256 bond);
+    event BondWithdrawn(address indexed account, uint256 amount, uint256 bond);
+    event ValidatorSeated(address indexed validator, bool seated);
 
     /// @param token_ The DGPT token; this contract must be its minter to pay rewards.
     /// @param p The bounds, fixed for the life of the deployment.
-    /// @param admin Receives DEFAULT_ADMIN_ROLE (pause, role management).
+    /// @param admin Receives DEFAULT_ADMIN_ROLE (pause, role management, validator seats).
     /// @param aggregator Receives AGGREGATOR_ROLE.
     constructor(DGPTToken token_, Params memory p, address admin, address aggregator)
         OracleRegistry(token_, p.minStake, p.unbondingPeriod, p.maxExamples, admin)
@@ -172,10 +304,19 @@ contract DGPTProtocol is OracleRegistry {
             revert InvalidParams("emission");
         }
         if (p.maxExamples == 0) revert InvalidParams("max examples");
+        if (p.challengeWindow == 0 || p.challengeWindow > 30 days) revert InvalidParams("challenge window");
+        if (p.challengerShareBps > 10_000 || p.publishBond > type(uint96).max / 4) revert InvalidParams("bonds");
+        if (p.validatorSeats > 64 || p.validatorQuorum > p.validatorSeats
+                || (p.validatorQuorum != 0 && 2 * p.validatorQuorum <= p.validatorSeats)) revert InvalidParams("quorum");
+        if (p.validatorPenalty > p.validatorBond || p.validatorFee * p.validatorSeats > p.maxRewardPerRound) {
+            revert InvalidParams("validator bond, penalty or fee");
+        }
         nonRevealPenalty = p.nonRevealPenalty;
         _malformedPenalty = p.malformedPenalty;
         _nonFinitePenalty = p.nonFinitePenalty;
         _normPenalty = p.normPenalty;
+        uint256 maxPenalty = p.malformedPenalty > p.nonFinitePenalty ? p.malformedPenalty : p.nonFinitePenalty;
+        _maxPenalty = maxPenalty > p.normPenalty ? maxPenalty : p.normPenalty;
         minWindow = p.minWindow;
         maxWindow = p.maxWindow;
         publishWindow = p.publishWindow;
@@ -183,6 +324,14 @@ contract DGPTProtocol is OracleRegistry {
         maxRewardPerRound = p.maxRewardPerRound;
         emissionPeriod = p.emissionPeriod;
         maxRewardPerPeriod = p.maxRewardPerPeriod;
+        challengeWindow = p.challengeWindow;
+        publishBond = p.publishBond;
+        challengerShareBps = p.challengerShareBps;
+        validatorSeats = p.validatorSeats;
+        validatorQuorum = p.validatorQuorum;
+        validatorBond = p.validatorBond;
+        validatorPenalty = p.validatorPenalty;
+        validatorFee = p.validatorFee;
         _grantRole(AGGREGATOR_ROLE, aggregator);
     }
 
@@ -194,8 +343,8 @@ contract DGPTProtocol is OracleRegistry {
         return _normPenalty;
     }
 
-    /// @notice Open the next round (aggregator only), once the previous one is published or aborted.
-    /// @param baseModelCid Binary CID of the model to fine-tune: the latest published model, if any.
+    /// @notice Open the next round (aggregator only), once the previous one is final or aborted.
+    /// @param baseModelCid Binary CID of the model to fine-tune: the latest final model, if any.
     /// @param taskSpecCid Binary CID of the task spec (phase, labels, lambda, hyper-parameters).
     /// @param commitDuration Seconds from now until the commit deadline, in [minWindow, maxWindow].
     /// @param revealDuration Seconds from the commit deadline until the reveal deadline, in [minWindow, maxWindow].
@@ -231,7 +380,7 @@ contract DGPTProtocol is OracleRegistry {
     }
 
     /// @notice Commit to a delta before the commit deadline; registered oracles staking at least `minStake` only,
-    ///         once per round. The stake stays locked until the round is published.
+    ///         once per round. The stake stays locked until the round is final or aborted.
     /// @param roundId The round.
     /// @param commitHash `commitHashOf(roundId, oracle, deltaCid, salt, numExamples)`.
     function commit(uint64 roundId, bytes32 commitHash) external whenNotPaused {
@@ -270,74 +419,263 @@ contract DGPTProtocol is OracleRegistry {
         s.deltaCodec = codec;
         s.numExamples = numExamples;
         s.status = Status.Revealed;
+        r.revealedCount++;
         emit Revealed(roundId, msg.sender, deltaCid, numExamples);
     }
 
-    /// @notice Publish the round's merged model, report, rewards root and slashes root between the
-    ///         reveal deadline and the end of the publish window (aggregator only, once). Mints
-    ///         `rewardsTotal` to this contract for oracles to claim.
-    /// @param roundId The round.
-    /// @param newModelCid Binary CID of the merged model; the next round's base model.
-    /// @param reportCid Binary CID of the aggregation report.
-    /// @param rewardsRoot Merkle root over leaves (index, oracle, amount).
-    /// @param rewardsTotal Sum of the amounts under `rewardsRoot`, at most the round's budget.
-    /// @param slashesRoot Merkle root over leaves (oracle, reason) of the slashes in the report (0: none).
-    function publish(
-        uint64 roundId,
-        bytes calldata newModelCid,
-        bytes calldata reportCid,
-        bytes32 rewardsRoot,
-        uint256 rewardsTotal,
-        bytes32 slashesRoot
-    ) external onlyRole(AGGREGATOR_ROLE) whenNotPaused nonReentrant {
-        Round storage r = _existing(roundId);
-        _checkPublishable(roundId, r);
-        if (rewardsTotal > r.rewardBudget) revert RewardsExceedBudget(roundId, rewardsTotal, r.rewardBudget);
-        (r.newModelDigest, r.newModelCodec) = CidCodec.decode(newModelCid);
-        (r.reportDigest, r.reportCodec) = CidCodec.decode(reportCid);
-        r.rewardsRoot = rewardsRoot;
-        if (slashesRoot != 0) r.slashesRoot = slashesRoot;
-        r.rewardsTotal = uint96(rewardsTotal); // at most the budget, a uint96
-        r.publishedAt = uint40(block.timestamp);
-        _latestModelDigest = r.newModelDigest;
-        _latestModelCodec = r.newModelCodec;
-        // Bit 0 of word 0 marks the round published, so the first claims rewrite a non-zero slot
-        // (5,000 gas) instead of filling a fresh one (22,100): publish pays that once for everyone.
-        _claimed[roundId][0] = 1;
-        emit Published(roundId, newModelCid, reportCid, rewardsRoot, rewardsTotal, slashesRoot);
-        if (rewardsTotal != 0) DGPTToken(address(token)).mint(address(this), rewardsTotal);
+    // --- bonds and validator seats -------------------------------------------------------------------
+
+    /// @notice Add `amount` tokens (approve first) to the caller's bond: what backs its proposals or attestations.
+    function depositBond(uint256 amount) external whenNotPaused nonReentrant {
+        if (amount == 0) revert ZeroAmount();
+        Bond storage b = bonds[msg.sender];
+        b.amount += SafeCast.toUint128(amount);
+        totalBonded += amount;
+        emit BondDeposited(msg.sender, amount, b.amount);
+        IERC20(address(token)).safeTransferFrom(msg.sender, address(this), amount);
     }
 
-    /// @notice Claim the caller's reward for a published round with a Merkle proof; only an oracle
-    ///         whose submission in the round was revealed and not slashed is paid.
-    /// @param roundId The round.
-    /// @param index The leaf's index in the rewards list.
-    /// @param amount The reward in the leaf.
-    /// @param proof Sibling hashes from the leaf to `rewardsRoot` (sorted-pair hashing).
-    function claim(uint64 roundId, uint256 index, uint256 amount, bytes32[] calldata proof)
-        external
-        whenNotPaused
-        nonReentrant
-    {
-        Round storage r = _existing(roundId);
-        if (r.publishedAt == 0) revert NotPublished(roundId);
-        if (_submissions[roundId][msg.sender].status != Status.Revealed) revert NotEligible(roundId, msg.sender);
-        (uint256 word, uint256 bit) = _claimBit(index);
-        uint256 bits = _claimed[roundId][word];
-        if (bits & bit != 0) revert AlreadyClaimed(roundId, index);
-        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(index, msg.sender, amount))));
-        if (!MerkleProof.verifyCalldata(proof, r.rewardsRoot, leaf)) revert InvalidProof(roundId, msg.sender, index, amount);
-        // A wrong root must not reach staked funds: claims stop at the minted total.
-        uint256 remaining = r.rewardsTotal - r.rewardsClaimed;
-        if (amount > remaining) revert RewardsExhausted(roundId, amount, remaining);
-        _claimed[roundId][word] = bits | bit;
-        r.rewardsClaimed += uint96(amount); // amount <= remaining, a uint96
-        emit RewardClaimed(roundId, msg.sender, index, amount);
+    /// @notice Take back `amount` of the caller's bond that no live proposal or unsettled attestation
+    ///         locks. Not pausable: a pause must not hold free bonds hostage.
+    function withdrawBond(uint256 amount) external nonReentrant {
+        Bond storage b = bonds[msg.sender];
+        uint256 free = b.amount - b.locked;
+        if (amount == 0) revert ZeroAmount();
+        if (amount > free) revert BondTooSmall(msg.sender, free, amount);
+        b.amount -= uint128(amount);
+        totalBonded -= amount;
+        emit BondWithdrawn(msg.sender, amount, b.amount);
         IERC20(address(token)).safeTransfer(msg.sender, amount);
     }
 
+    /// @notice Give or take a validator seat (admin only; at most `validatorSeats` at once). A seated
+    ///         validator still attests only while it holds `validatorBond`.
+    function setValidator(address validator, bool seated) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (isValidator[validator] == seated) return;
+        if (seated && validatorCount == validatorSeats) revert NoSeatLeft(validatorSeats);
+        isValidator[validator] = seated;
+        if (seated) validatorCount++;
+        else validatorCount--;
+        emit ValidatorSeated(validator, seated);
+    }
+
+    // --- the result: publish, attest, challenge, finalize ------------------------------------------
+
+    /// @notice Propose the round's result (aggregator only) between the reveal deadline and the end of
+    ///         the publish window, locking `publishBond + rewardBudget + slashCount * (largest penalty)`
+    ///         of the caller's bond. Nothing is paid, slashed or adopted until the proposal is final.
+    /// @param roundId The round.
+    /// @param result The merged model, report, entries root and count, rewards total, slashes root and
+    ///        count, and validation root. `entryCount` must be the number of revealed submissions and
+    ///        `rewardsTotal` plus the validators' fees at most the budget.
+    function publish(uint64 roundId, Result calldata result)
+        external
+        onlyRole(AGGREGATOR_ROLE)
+        whenNotPaused
+        returns (bytes32 resultHash)
+    {
+        Round storage r = _existing(roundId);
+        _checkPublishable(roundId, r);
+        uint256 available = r.rewardBudget - validatorFee * validatorSeats;
+        if (result.rewardsTotal > available) revert RewardsExceedBudget(roundId, result.rewardsTotal, available);
+        if (result.entryCount != r.revealedCount) revert EntryCountMismatch(roundId, result.entryCount, r.revealedCount);
+        uint256 required = publishBond + r.rewardBudget + uint256(result.slashCount) * _maxPenalty;
+        Bond storage b = bonds[msg.sender];
+        if (b.amount - b.locked < required) revert BondTooSmall(msg.sender, b.amount - b.locked, required);
+        b.locked += uint128(required);
+        resultHash = keccak256(abi.encode(roundId, result));
+        (r.newModelDigest, r.newModelCodec) = CidCodec.decode(result.newModelCid);
+        (r.reportDigest, r.reportCodec) = CidCodec.decode(result.reportCid);
+        r.entriesRoot = result.entriesRoot;
+        if (result.slashesRoot != r.slashesRoot) r.slashesRoot = result.slashesRoot;
+        r.resultHash = resultHash;
+        r.rewardsTotal = result.rewardsTotal;
+        r.slashCount = result.slashCount;
+        r.entryCount = result.entryCount;
+        r.agree = 0;
+        r.disagree = 0;
+        r.bondLocked = uint96(required); // publishBond is at most uint96.max / 4, the budget a uint96
+        r.publisher = msg.sender;
+        r.proposedAt = uint40(block.timestamp);
+        uint8 proposal = ++r.proposals;
+        emit Published(roundId, proposal, msg.sender, resultHash, result);
+    }
+
+    /// @notice Attest to the result a validator recomputed for the round's live proposal, within the
+    ///         challenge window, once per proposal. Locks `validatorPenalty` of its bond until settled.
+    /// @param resultHash The hash of the result the validator recomputed: keccak256(abi.encode(roundId, result)).
+    function attest(uint64 roundId, bytes32 resultHash) external whenNotPaused {
+        Round storage r = _live(roundId);
+        uint256 deadline = uint256(r.proposedAt) + challengeWindow;
+        if (block.timestamp > deadline) revert ChallengeWindowClosed(roundId, deadline, block.timestamp);
+        if (!isValidator[msg.sender]) revert NotAValidator(msg.sender);
+        uint8 proposal = r.proposals;
+        mapping(address => bytes32) storage given = attestations[roundId][proposal];
+        if (given[msg.sender] != 0 || resultHash == 0) revert AlreadyAttested(roundId, msg.sender);
+        Bond storage b = bonds[msg.sender];
+        if (b.amount < validatorBond || b.amount - b.locked < validatorPenalty) {
+            revert BondTooSmall(msg.sender, b.amount - b.locked, validatorBond);
+        }
+        b.locked += uint128(validatorPenalty);
+        given[msg.sender] = resultHash;
+        bool agrees = resultHash == r.resultHash;
+        if (agrees) r.agree++;
+        else r.disagree++;
+        emit Attested(roundId, proposal, msg.sender, resultHash, agrees);
+    }
+
+    /// @notice Void the live proposal with an entry the contract can check against its own records:
+    ///         one for an oracle that revealed nothing, or not what it revealed; a weight above the
+    ///         revealed count; a reward to an unmerged or slashed entry; an index past the count; a first
+    ///         entry with rewards before it, or a last entry whose running sum is not the rewards total.
+    function challengeEntry(uint64 roundId, EntryLeaf calldata e, bytes32[] calldata proof) external whenNotPaused nonReentrant {
+        Round storage r = _challengeable(roundId);
+        _proveEntry(roundId, r, e, proof);
+        Submission storage s = _submissions[roundId][e.oracle];
+        Fault fault;
+        if (s.deltaCodec == 0) fault = Fault.EntryNotRevealed;
+        else if (e.delta != s.digest || e.numExamples != s.numExamples) fault = Fault.EntryNotTheRevealedOne;
+        else if (e.index >= r.entryCount) fault = Fault.EntryPastCount;
+        else if (e.weight > s.numExamples) fault = Fault.WeightAboveCount;
+        else if (e.reward != 0 && (e.weight == 0 || e.slashed)) fault = Fault.RewardNotMerged;
+        else if (e.index == 0 && e.rewardBefore != 0) fault = Fault.RewardsBeforeFirst;
+        else if (e.index + 1 == r.entryCount && e.rewardBefore + e.reward != r.rewardsTotal) fault = Fault.TotalMismatch;
+        else revert ChallengeRejected(roundId);
+        _voidByProof(roundId, r, fault);
+    }
+
+    /// @notice Void the live proposal with two consecutive entries that are out of oracle-address order
+    ///         (a repeated entry, so a revealed submission is missing) or whose running sums disagree.
+    function challengeEntries(
+        uint64 roundId,
+        EntryLeaf calldata a,
+        bytes32[] calldata proofA,
+        EntryLeaf calldata b,
+        bytes32[] calldata proofB
+    ) external whenNotPaused nonReentrant {
+        Round storage r = _challengeable(roundId);
+        _proveEntry(roundId, r, a, proofA);
+        _proveEntry(roundId, r, b, proofB);
+        if (b.index != a.index + 1) revert ChallengeRejected(roundId);
+        Fault fault;
+        if (uint160(b.oracle) <= uint160(a.oracle)) fault = Fault.EntriesOutOfOrder;
+        else if (b.rewardBefore != a.rewardBefore + a.reward) fault = Fault.RunningSumMismatch;
+        else revert ChallengeRejected(roundId);
+        _voidByProof(roundId, r, fault);
+    }
+
+    /// @notice Void the live proposal with a slash it proposes that no entry supports: the oracle revealed
+    ///         nothing, or its entry (proved with `entryProof`) does not slash it for that reason.
+    function challengeSlash(
+        uint64 roundId,
+        address oracle,
+        SlashReason reason,
+        bytes32[] calldata slashProof,
+        EntryLeaf calldata e,
+        bytes32[] calldata entryProof
+    ) external whenNotPaused nonReentrant {
+        Round storage r = _challengeable(roundId);
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(oracle, reason))));
+        if (!MerkleProof.verifyCalldata(slashProof, r.slashesRoot, leaf)) revert SlashNotInReport(roundId, oracle, reason);
+        Fault fault;
+        if (_submissions[roundId][oracle].deltaCodec == 0) {
+            fault = Fault.SlashNotRevealed;
+        } else {
+            _proveEntry(roundId, r, e, entryProof);
+            if (e.oracle != oracle) revert ChallengeRejected(roundId);
+            if (e.slashed && e.reason == reason) revert ChallengeRejected(roundId);
+            fault = Fault.SlashUnsupported;
+        }
+        _voidByProof(roundId, r, fault);
+    }
+
+    /// @notice Settle the live proposal (anyone). Voided at once when a quorum of validators contradicts
+    ///         it; after the challenge window, final when a quorum agrees (or none is required), else
+    ///         expired. Final: the model becomes the next base, the rewards and the agreeing validators'
+    ///         fees are minted for claiming, and the aggregator's bond unlocks.
+    function finalize(uint64 roundId) external whenNotPaused nonReentrant {
+        Round storage r = _live(roundId);
+        uint8 proposal = r.proposals;
+        if (validatorQuorum != 0 && r.disagree >= validatorQuorum) {
+            _void(roundId, r, Outcome.VoidedByQuorum, address(0));
+            return;
+        }
+        uint256 deadline = uint256(r.proposedAt) + challengeWindow;
+        if (block.timestamp <= deadline) revert ChallengeWindowOpen(roundId, deadline, block.timestamp);
+        if (validatorQuorum != 0 && r.agree < validatorQuorum) {
+            _void(roundId, r, Outcome.Expired, address(0));
+            return;
+        }
+        r.finalizedAt = uint40(block.timestamp);
+        bonds[r.publisher].locked -= uint128(r.bondLocked);
+        settlements[roundId][proposal] = Settlement(r.resultHash, Outcome.Final, 0);
+        _latestModelDigest = r.newModelDigest;
+        _latestModelCodec = r.newModelCodec;
+        // Bit 0 of word 0 marks the round final, so the first claims rewrite a non-zero slot (5,000
+        // gas) instead of filling a fresh one (22,100): finalize pays that once for everyone.
+        _claimed[roundId][0] = 1;
+        bytes memory model = CidCodec.encode(r.newModelDigest, r.newModelCodec);
+        emit Finalized(roundId, proposal, model, r.rewardsTotal);
+        uint256 mint = uint256(r.rewardsTotal) + validatorFee * r.agree;
+        if (mint != 0) DGPTToken(address(token)).mint(address(this), mint);
+    }
+
+    /// @notice Settle a validator's attestation to a decided proposal (anyone): an attestation the
+    ///         outcome bears out is unlocked and paid (the fee of a final round, or a share of a bond
+    ///         the quorum voided); one it contradicts burns `validatorPenalty`. An expired proposal
+    ///         unlocks every attestation and pays none.
+    function settleAttestation(uint64 roundId, uint8 proposal, address validator) external nonReentrant {
+        Settlement storage st = settlements[roundId][proposal];
+        bytes32 given = attestations[roundId][proposal][validator];
+        if (given == 0 || st.outcome == Outcome.Pending) revert NothingToSettle(roundId, proposal, validator);
+        delete attestations[roundId][proposal][validator];
+        Bond storage b = bonds[validator];
+        b.locked -= uint128(validatorPenalty);
+        bool agreed = given == st.resultHash;
+        uint256 paid;
+        uint256 burned;
+        if (st.outcome == Outcome.Final) {
+            if (agreed) paid = validatorFee;
+            else burned = validatorPenalty;
+        } else if (st.outcome != Outcome.Expired) {
+            if (agreed) burned = validatorPenalty;
+            else if (st.outcome == Outcome.VoidedByQuorum) paid = st.sharePerDissenter;
+        }
+        if (burned != 0) {
+            b.amount -= uint128(burned);
+            totalBonded -= burned;
+        }
+        emit AttestationSettled(roundId, proposal, validator, paid, burned);
+        if (burned != 0) token.burn(burned);
+        if (paid != 0) IERC20(address(token)).safeTransfer(validator, paid);
+    }
+
+    /// @notice Claim the caller's reward for a final round with its entry and a Merkle proof; only an
+    ///         oracle whose submission in the round was revealed and not slashed is paid.
+    /// @param roundId The round.
+    /// @param e The caller's entry in the round's report.
+    /// @param proof Sibling hashes from the entry's leaf to the entries root (sorted-pair hashing).
+    function claim(uint64 roundId, EntryLeaf calldata e, bytes32[] calldata proof) external whenNotPaused nonReentrant {
+        Round storage r = _existing(roundId);
+        if (r.finalizedAt == 0) revert NotFinal(roundId);
+        if (e.oracle != msg.sender || _submissions[roundId][msg.sender].status != Status.Revealed) {
+            revert NotEligible(roundId, msg.sender);
+        }
+        (uint256 word, uint256 bit) = _claimBit(e.index);
+        uint256 bits = _claimed[roundId][word];
+        if (bits & bit != 0) revert AlreadyClaimed(roundId, e.index);
+        if (!MerkleProof.verifyCalldata(proof, r.entriesRoot, _entryLeaf(e))) revert InvalidProof(roundId, msg.sender, e.index, e.reward);
+        // Claims stop at the minted total, whatever the root holds.
+        uint256 remaining = r.rewardsTotal - r.rewardsClaimed;
+        if (e.reward > remaining) revert RewardsExhausted(roundId, e.reward, remaining);
+        _claimed[roundId][word] = bits | bit;
+        r.rewardsClaimed += uint96(e.reward); // at most remaining, a uint96
+        emit RewardClaimed(roundId, msg.sender, e.index, e.reward);
+        IERC20(address(token)).safeTransfer(msg.sender, e.reward);
+    }
+
     /// @notice Burn `nonRevealPenalty` from an oracle that committed in `roundId` and did not reveal by its
-    ///         deadline. Anyone may call it, so publishing stays cheap.
+    ///         deadline. Anyone may call it: a missed reveal is on the chain's own record.
     /// @param roundId The round.
     /// @param oracle The non-revealer.
     function slashNonRevealer(uint64 roundId, address oracle) external whenNotPaused nonReentrant {
@@ -349,12 +687,9 @@ contract DGPTProtocol is OracleRegistry {
         _slash(oracle, roundId, SlashReason.NoReveal, nonRevealPenalty);
     }
 
-    /// @notice Burn the fixed penalty for `reason` from an oracle whose revealed delta the round's
-    ///         published report slashes (its slashes root holds the leaf (oracle, reason)). Anyone may
-    ///         execute it, once per submission, within `slashWindow` after the publish.
-    /// @param roundId The round.
-    /// @param oracle The oracle.
-    /// @param reason What the evidence shows; NoReveal has its own call.
+    /// @notice Burn the fixed penalty for `reason` from an oracle whose revealed delta the round's final
+    ///         proposal slashes (its slashes root holds the leaf (oracle, reason)). Anyone may execute
+    ///         it, once per submission, at most `slashCount` per round, within `slashWindow` after finality.
     /// @param proof Sibling hashes from the leaf keccak256(keccak256(abi.encode(oracle, reason))) to the slashes root.
     function slash(uint64 roundId, address oracle, SlashReason reason, bytes32[] calldata proof)
         external
@@ -363,30 +698,38 @@ contract DGPTProtocol is OracleRegistry {
     {
         Round storage r = _existing(roundId);
         if (reason == SlashReason.NoReveal) revert InvalidSlashReason(reason);
-        uint256 publishedAt = r.publishedAt;
-        if (publishedAt == 0) revert NotPublished(roundId);
-        if (block.timestamp > publishedAt + slashWindow) {
-            revert SlashWindowClosed(roundId, publishedAt + slashWindow, block.timestamp);
+        uint256 finalizedAt = r.finalizedAt;
+        if (finalizedAt == 0) revert NotFinal(roundId);
+        if (block.timestamp > finalizedAt + slashWindow) {
+            revert SlashWindowClosed(roundId, finalizedAt + slashWindow, block.timestamp);
         }
         Submission storage s = _submissions[roundId][oracle];
         if (s.status != Status.Revealed) revert NotSlashable(roundId, oracle);
         bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(oracle, reason))));
         if (!MerkleProof.verifyCalldata(proof, r.slashesRoot, leaf)) revert SlashNotInReport(roundId, oracle, reason);
+        if (r.slashesExecuted >= r.slashCount) revert SlashesExhausted(roundId, r.slashCount);
+        r.slashesExecuted++;
         s.status = Status.Slashed;
         _slash(oracle, roundId, reason, penalty(reason));
     }
 
-    /// @notice End a round that was not published within its publish window (anyone): the stakes
-    ///         it locked unlock, nothing is paid, and the next round builds on the same model.
+    /// @notice End a round that has no final proposal once its publish window is over (anyone): the
+    ///         stakes it locked unlock, nothing is paid, and the next round builds on the same model.
     function abortRound(uint64 roundId) external {
         Round storage r = _existing(roundId);
-        if (r.publishedAt != 0) revert AlreadyPublished(roundId);
+        if (r.finalizedAt != 0 || r.proposedAt != 0) revert AlreadyPublished(roundId);
         if (r.aborted) revert RoundWasAborted(roundId);
-        uint256 deadline = uint256(r.revealDeadline) + publishWindow;
+        uint256 deadline = _publishDeadline(r);
         if (block.timestamp <= deadline) revert PublishNotOver(roundId, deadline, block.timestamp);
         r.aborted = true;
         emit RoundAborted(roundId);
     }
+
+    /// @dev The leaf of an entry under a report's entries root (hashed twice, as OpenZeppelin's Merkle trees).
+    function _entryLeaf(EntryLeaf calldata e) internal pure returns (bytes32) {
+        return keccak256(bytes.concat(keccak256(abi.encode(e))));
+    }
+
 
     /// @notice The hash an oracle commits: it binds the round, the oracle, the delta CID, a salt and the count.
     function commitHashOf(uint64 roundId, address oracle, bytes calldata deltaCid, bytes32 salt, uint64 numExamples)
@@ -404,19 +747,31 @@ contract DGPTProtocol is OracleRegistry {
         uint40 commitDeadline;
         uint40 revealDeadline;
         uint96 rewardBudget;
-        bool published;
-        bytes newModelCid;
+        bool aborted;
+        uint32 revealedCount;
+        uint8 proposals; // proposals made so far
+        bool proposed; // a live proposal awaits finality
+        bool final_;
+        uint40 proposedAt;
+        uint40 finalizedAt;
+        uint40 voidedAt;
+        uint256 publishDeadline;
+        uint256 challengeDeadline;
+        address publisher;
+        bytes newModelCid; // of the live or final proposal
         bytes reportCid;
-        bytes32 rewardsRoot;
+        bytes32 resultHash;
+        bytes32 entriesRoot;
+        uint32 entryCount;
         uint96 rewardsTotal;
         uint96 rewardsClaimed;
-        bool aborted;
-        uint40 publishedAt;
-        uint256 publishDeadline;
         bytes32 slashesRoot;
+        uint16 slashCount;
+        uint8 agree;
+        uint8 disagree;
     }
 
-    /// @notice A round's parameters and outcome.
+    /// @notice A round's parameters, its live or final proposal, and the attestations to it.
     function getRound(uint64 roundId) external view returns (RoundView memory v) {
         Round storage r = _existing(roundId);
         v.baseModelCid = CidCodec.encode(r.baseModelDigest, r.baseModelCodec);
@@ -424,17 +779,29 @@ contract DGPTProtocol is OracleRegistry {
         v.commitDeadline = r.commitDeadline;
         v.revealDeadline = r.revealDeadline;
         v.rewardBudget = r.rewardBudget;
-        v.published = r.publishedAt != 0;
         v.aborted = r.aborted;
-        v.publishedAt = r.publishedAt;
-        v.publishDeadline = uint256(r.revealDeadline) + publishWindow;
-        v.slashesRoot = r.slashesRoot;
-        if (v.published) {
+        v.revealedCount = r.revealedCount;
+        v.proposals = r.proposals;
+        v.final_ = r.finalizedAt != 0;
+        v.proposed = r.proposedAt != 0 && !v.final_;
+        v.proposedAt = r.proposedAt;
+        v.finalizedAt = r.finalizedAt;
+        v.voidedAt = r.voidedAt;
+        v.publishDeadline = _publishDeadline(r);
+        if (r.proposedAt != 0) {
+            v.challengeDeadline = uint256(r.proposedAt) + challengeWindow;
+            v.publisher = r.publisher;
             v.newModelCid = CidCodec.encode(r.newModelDigest, r.newModelCodec);
             v.reportCid = CidCodec.encode(r.reportDigest, r.reportCodec);
+            v.resultHash = r.resultHash;
+            v.entriesRoot = r.entriesRoot;
+            v.entryCount = r.entryCount;
+            v.rewardsTotal = r.rewardsTotal;
+            v.slashesRoot = r.slashesRoot;
+            v.slashCount = r.slashCount;
+            v.agree = r.agree;
+            v.disagree = r.disagree;
         }
-        v.rewardsRoot = r.rewardsRoot;
-        v.rewardsTotal = r.rewardsTotal;
         v.rewardsClaimed = r.rewardsClaimed;
     }
 
@@ -459,14 +826,14 @@ contract DGPTProtocol is OracleRegistry {
         return _claimed[roundId][word] & bit != 0;
     }
 
-    /// @notice Binary CID of the latest published model (empty before the first publish).
+    /// @notice Binary CID of the latest final model (empty before the first round is final).
     function latestModel() external view returns (bytes memory) {
         uint16 codec = _latestModelCodec; // 0 until the first publish: no CID has codec 0
         if (codec != 0) return CidCodec.encode(_latestModelDigest, codec);
         return "";
     }
 
-    /// @dev Rounds after the first must build on the latest published model.
+    /// @dev Rounds after the first must build on the latest final model.
     function _latestModelOrGenesis(bytes calldata baseModelCid) internal view returns (bytes32 digest, uint16 codec) {
         (digest, codec) = CidCodec.decode(baseModelCid);
         if (_latestModelDigest != 0 && (digest != _latestModelDigest || codec != _latestModelCodec)) {
@@ -485,20 +852,79 @@ contract DGPTProtocol is OracleRegistry {
         if (r.commitDeadline == 0) revert UnknownRound(roundId);
     }
 
-    /// @dev Between the reveal deadline and the end of the publish window, not yet published or aborted.
+    /// @dev Between the reveal deadline and the end of the publish window, with no live or final
+    ///      proposal and not aborted.
     function _checkPublishable(uint64 roundId, Round storage r) internal view {
         uint256 revealDeadline = r.revealDeadline;
         if (block.timestamp <= revealDeadline) revert RevealNotOver(roundId, revealDeadline, block.timestamp);
-        if (r.publishedAt != 0) revert AlreadyPublished(roundId);
+        if (r.proposedAt != 0 || r.finalizedAt != 0) revert AlreadyPublished(roundId);
         if (r.aborted) revert RoundWasAborted(roundId);
-        if (block.timestamp > revealDeadline + publishWindow) {
-            revert PublishClosed(roundId, revealDeadline + publishWindow, block.timestamp);
-        }
+        uint256 deadline = _publishDeadline(r);
+        if (block.timestamp > deadline) revert PublishClosed(roundId, deadline, block.timestamp);
     }
 
-    /// @dev A round neither published nor aborted.
+    /// @dev A proposal may come within publishWindow of the reveal deadline or of the last void.
+    function _publishDeadline(Round storage r) internal view returns (uint256) {
+        uint256 from = r.voidedAt > r.revealDeadline ? r.voidedAt : r.revealDeadline;
+        return from + publishWindow;
+    }
+
+    /// @dev The round's live proposal: made and not yet final.
+    function _live(uint64 roundId) internal view returns (Round storage r) {
+        r = _existing(roundId);
+        if (r.proposedAt == 0 || r.finalizedAt != 0) revert NoLiveProposal(roundId);
+    }
+
+    /// @dev The live proposal, within its challenge window.
+    function _challengeable(uint64 roundId) internal view returns (Round storage r) {
+        r = _live(roundId);
+        uint256 deadline = uint256(r.proposedAt) + challengeWindow;
+        if (block.timestamp > deadline) revert ChallengeWindowClosed(roundId, deadline, block.timestamp);
+    }
+
+    function _proveEntry(uint64 roundId, Round storage r, EntryLeaf calldata e, bytes32[] calldata proof) internal view {
+        if (!MerkleProof.verifyCalldata(proof, r.entriesRoot, _entryLeaf(e))) revert InvalidProof(roundId, e.oracle, e.index, e.reward);
+    }
+
+    function _voidByProof(uint64 roundId, Round storage r, Fault fault) internal {
+        emit Challenged(roundId, r.proposals, msg.sender, fault);
+        _void(roundId, r, Outcome.VoidedByProof, msg.sender);
+    }
+
+    /// @dev End the live proposal without effect. Voided by proof or quorum, the publisher's locked
+    ///      bond is slashed: the challenger share goes to the challenger (or is split among the
+    ///      validators that disagreed), the rest is burned. Expired, the bond unlocks. The round's
+    ///      reveals stay: a corrected proposal may follow within the publish window.
+    function _void(uint64 roundId, Round storage r, Outcome outcome, address challenger) internal {
+        uint8 proposal = r.proposals;
+        uint256 locked = r.bondLocked;
+        Bond storage b = bonds[r.publisher];
+        b.locked -= uint128(locked);
+        uint256 slashed;
+        uint256 share;
+        uint256 perDissenter;
+        if (outcome != Outcome.Expired) {
+            slashed = locked < b.amount ? locked : b.amount;
+            b.amount -= uint128(slashed);
+            totalBonded -= slashed;
+            share = slashed * challengerShareBps / 10_000;
+            if (outcome == Outcome.VoidedByQuorum) {
+                perDissenter = share / r.disagree;
+                share = perDissenter * r.disagree; // kept here until each dissenter settles
+            }
+        }
+        settlements[roundId][proposal] = Settlement(r.resultHash, outcome, uint96(perDissenter));
+        r.proposedAt = 0;
+        r.voidedAt = uint40(block.timestamp);
+        r.rewardsTotal = 0;
+        emit Voided(roundId, proposal, outcome, slashed);
+        if (slashed > share) token.burn(slashed - share);
+        if (challenger != address(0) && share != 0) IERC20(address(token)).safeTransfer(challenger, share);
+    }
+
+    /// @dev A round without a final proposal, not aborted.
     function _isOpen(Round storage r) internal view returns (bool) {
-        return r.publishedAt == 0 && !r.aborted;
+        return r.finalizedAt == 0 && !r.aborted;
     }
 
     function _lockingRound(Oracle storage o) internal view override returns (uint64) {
@@ -506,13 +932,17 @@ contract DGPTProtocol is OracleRegistry {
         return roundId != 0 && _isOpen(_rounds[roundId]) ? roundId : 0;
     }
 
-    /// @dev Time paused does not count against oracles: the open round's windows that were still
-    ///      running when the pause began move by the time paused.
+    /// @dev Time paused does not count against oracles, aggregators or validators: the open round's
+    ///      windows that were still running when the pause began move by the time paused.
     function _afterPause(uint256 since, uint256 duration) internal override {
         uint64 roundId = currentRound;
         if (roundId == 0) return;
         Round storage r = _rounds[roundId];
-        if (!_isOpen(r) || r.revealDeadline < since) return;
+        if (!_isOpen(r)) return;
+        if (r.proposedAt != 0 && uint256(r.proposedAt) + challengeWindow >= since) {
+            r.proposedAt = SafeCast.toUint40(r.proposedAt + duration);
+        }
+        if (r.revealDeadline < since) return;
         if (r.commitDeadline >= since) r.commitDeadline = SafeCast.toUint40(r.commitDeadline + duration);
         r.revealDeadline = SafeCast.toUint40(r.revealDeadline + duration);
     }

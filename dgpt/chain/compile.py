@@ -24,6 +24,7 @@ DEPLOYED = ("DGPTToken", "DGPTProtocol")
 SETTINGS = {
     "evmVersion": "cancun",
     "optimizer": {"enabled": True, "runs": 200},
+    "viaIR": True,  # the protocol fits the 24,576-byte code limit only through the IR pipeline
     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "metadata"]}},
 }
 

@@ -14,6 +14,7 @@ from web3 import Web3
 
 from dgpt.chain.client import ContractRevert, Chain
 from dgpt.cid import cid_from_bytes, cid_to_bytes
+from dgpt.commitments import EntryLeaf, Result
 
 TOKEN = 10**18  # base units per token
 
@@ -35,6 +36,32 @@ class SlashReason(IntEnum):
     NORM_OUT_OF_BOUND = 3
 
 
+class Outcome(IntEnum):
+    """DGPTProtocol.Outcome: how a proposal ended."""
+
+    PENDING = 0
+    FINAL = 1
+    VOIDED_BY_PROOF = 2
+    VOIDED_BY_QUORUM = 3
+    EXPIRED = 4
+
+
+class Fault(IntEnum):
+    """DGPTProtocol.Fault: what a challenge proved."""
+
+    ENTRY_NOT_REVEALED = 0
+    ENTRY_NOT_THE_REVEALED_ONE = 1
+    ENTRY_PAST_COUNT = 2
+    WEIGHT_ABOVE_COUNT = 3
+    REWARD_NOT_MERGED = 4
+    REWARDS_BEFORE_FIRST = 5
+    TOTAL_MISMATCH = 6
+    ENTRIES_OUT_OF_ORDER = 7
+    RUNNING_SUM_MISMATCH = 8
+    SLASH_NOT_REVEALED = 9
+    SLASH_UNSUPPORTED = 10
+
+
 @dataclass(frozen=True)
 class ProtocolParams:
     """Deployment parameters: immutable in the contracts, the bounds every key's call must respect."""
@@ -51,10 +78,19 @@ class ProtocolParams:
     min_window: int = 60  # commit and reveal windows, seconds
     max_window: int = 7 * 24 * 3600
     publish_window: int = 2 * 24 * 3600  # after the reveal deadline; then anyone may abort the round
-    slash_window: int = 24 * 3600  # after publish, for the report's slashes
+    slash_window: int = 24 * 3600  # after finality, for the report's slashes
     max_reward_per_round: int = 1_000 * TOKEN
     emission_period: int = 24 * 3600
     max_reward_per_period: int = 10_000 * TOKEN
+    # Disputes (README, "Keys, bonds and what each protects against").
+    challenge_window: int = 24 * 3600  # after a publish: proofs and attestations; then finalize
+    publish_bond: int = 100 * TOKEN  # locked by a publish on top of the budget and the proposed slashes
+    challenger_share_bps: int = 5_000  # of a voided proposal's bond, to who voided it; the rest is burned
+    validator_seats: int = 3  # n
+    validator_quorum: int = 2  # m agreeing attestations make a proposal final (0: none needed)
+    validator_bond: int = 100 * TOKEN
+    validator_penalty: int = 20 * TOKEN  # burned from an attestation the outcome contradicts
+    validator_fee: int = 1 * TOKEN  # per agreeing attestation to a final proposal, from the round's budget
 
     def penalty(self, reason: SlashReason) -> int:
         return {SlashReason.NO_REVEAL: self.non_reveal_penalty, SlashReason.MALFORMED: self.malformed_penalty,
@@ -64,7 +100,14 @@ class ProtocolParams:
         """DGPTProtocol.Params, in its field order."""
         return (self.min_stake, self.unbonding_period, self.max_examples, self.non_reveal_penalty, self.malformed_penalty,
                 self.non_finite_penalty, self.norm_penalty, self.min_window, self.max_window, self.publish_window,
-                self.slash_window, self.max_reward_per_round, self.emission_period, self.max_reward_per_period)
+                self.slash_window, self.max_reward_per_round, self.emission_period, self.max_reward_per_period,
+                self.challenge_window, self.publish_bond, self.challenger_share_bps, self.validator_seats, self.validator_quorum,
+                self.validator_bond, self.validator_penalty, self.validator_fee)
+
+    def publish_bond_for(self, reward_budget: int, slash_count: int) -> int:
+        """The bond a publish locks: DGPTProtocol.publish's `required`."""
+        worst = max(self.malformed_penalty, self.non_finite_penalty, self.norm_penalty)
+        return self.publish_bond + reward_budget + slash_count * worst
 
 
 @dataclass(frozen=True)
@@ -82,26 +125,52 @@ class OracleInfo:
 
 @dataclass(frozen=True)
 class RoundInfo:
+    """DGPTProtocol.RoundView: a round, its live or final proposal and the attestations to it."""
+
     round_id: int
     base_model_cid: str
     task_spec_cid: str
     commit_deadline: int
     reveal_deadline: int
     reward_budget: int
-    published: bool
-    new_model_cid: str | None
+    aborted: bool
+    revealed_count: int
+    proposals: int  # made so far; the live one is number `proposals`
+    proposed: bool  # a live proposal awaits finality
+    final: bool
+    proposed_at: int
+    finalized_at: int
+    voided_at: int
+    publish_deadline: int
+    challenge_deadline: int
+    publisher: str | None
+    new_model_cid: str | None  # of the live or final proposal
     report_cid: str | None
-    rewards_root: bytes
+    result_hash: bytes
+    entries_root: bytes
+    entry_count: int
     rewards_total: int
     rewards_claimed: int
-    aborted: bool = False
-    published_at: int = 0
-    publish_deadline: int = 0
-    slashes_root: bytes = bytes(32)
+    slashes_root: bytes
+    slash_count: int
+    agree: int
+    disagree: int
+
+    @property
+    def published(self) -> bool:
+        """A live or final proposal exists (its report and model can be fetched)."""
+        return self.proposed or self.final
 
     @property
     def state(self) -> str:
-        return "published" if self.published else "aborted" if self.aborted else "open"
+        """open (commits, reveals, then awaiting a proposal), proposed, challenged, final, voided, aborted."""
+        if self.final:
+            return "final"
+        if self.aborted:
+            return "aborted"
+        if self.proposed:
+            return "challenged" if self.disagree else "proposed"
+        return "voided" if self.voided_at else "open"
 
 
 @dataclass(frozen=True)
@@ -130,14 +199,18 @@ class Deployment:
         return cls(Web3.to_checksum_address(d["token"]), Web3.to_checksum_address(d["protocol"]), int(d["start_block"]))
 
 
-def deploy(chain: Chain, admin: LocalAccount, aggregator: str, params: ProtocolParams = ProtocolParams()) -> Protocol:
-    """Deploy the token (minting the genesis supply to the admin) and the protocol, and make the
-    protocol the token's only minter, once. Three transactions."""
+def deploy(chain: Chain, admin: LocalAccount, aggregator: str, params: ProtocolParams = ProtocolParams(),
+           validators: tuple[str, ...] = ()) -> Protocol:
+    """Deploy the token (minting the genesis supply to the admin) and the protocol, make the protocol
+    the token's only minter, once, and seat `validators`."""
     start_block = chain.w3.eth.block_number
     token = chain.deploy(admin, "DGPTToken", params.cap, params.genesis_supply, admin.address)
     protocol = chain.deploy(admin, "DGPTProtocol", token.address, params.as_tuple(), admin.address, Web3.to_checksum_address(aggregator))
     chain.transact(admin, token.functions.setMinter(protocol.address))
-    return Protocol(chain, Deployment(token.address, protocol.address, start_block))
+    p = Protocol(chain, Deployment(token.address, protocol.address, start_block))
+    for v in validators:
+        p.set_validator(admin, v, True)
+    return p
 
 
 class Protocol:
@@ -214,8 +287,81 @@ class Protocol:
     def reveal(self, account: LocalAccount, round_id: int, delta_cid: str, salt: bytes, num_examples: int) -> dict:
         return self._tx(account, self.contract.functions.reveal(round_id, cid_to_bytes(delta_cid), salt, num_examples))
 
-    def claim(self, account: LocalAccount, round_id: int, index: int, amount: int, proof: list[bytes]) -> dict:
-        return self._tx(account, self.contract.functions.claim(round_id, index, amount, proof))
+    def claim(self, account: LocalAccount, round_id: int, entry: EntryLeaf, proof: list[bytes]) -> dict:
+        """Claim `entry`'s reward from a final round (the entry is the caller's, in the report's entries tree)."""
+        return self._tx(account, self.contract.functions.claim(round_id, entry.as_tuple(), proof))
+
+    # --- bonds, validators, disputes ----------------------------------------------------------------
+
+    def bond(self, address: str) -> tuple[int, int]:
+        """(amount, locked) of an account's bond."""
+        amount, locked = self.contract.functions.bonds(Web3.to_checksum_address(address)).call()
+        return amount, locked
+
+    def deposit_bond(self, account: LocalAccount, amount: int) -> dict:
+        balance = self.balance_of(account.address)
+        if amount <= 0:
+            raise ContractRevert("ZeroAmount", {})
+        if balance < amount:  # checked first: no approval is left behind
+            raise ContractRevert("ERC20InsufficientBalance", {"sender": account.address, "balance": balance, "needed": amount})
+        self._approve(account, amount)
+        return self._tx(account, self.contract.functions.depositBond(amount))
+
+    def withdraw_bond(self, account: LocalAccount, amount: int) -> dict:
+        return self._tx(account, self.contract.functions.withdrawBond(amount))
+
+    def set_validator(self, admin: LocalAccount, validator: str, seated: bool) -> dict:
+        return self._tx(admin, self.contract.functions.setValidator(Web3.to_checksum_address(validator), seated))
+
+    def is_validator(self, address: str) -> bool:
+        return self.contract.functions.isValidator(Web3.to_checksum_address(address)).call()
+
+    def attest(self, account: LocalAccount, round_id: int, result_hash: bytes) -> dict:
+        return self._tx(account, self.contract.functions.attest(round_id, result_hash))
+
+    def attestation(self, round_id: int, proposal: int, validator: str) -> bytes:
+        """The result hash a validator attested to for a proposal (zero bytes: none, or settled)."""
+        return self.contract.functions.attestations(round_id, proposal, Web3.to_checksum_address(validator)).call()
+
+    def settlement(self, round_id: int, proposal: int) -> tuple[bytes, Outcome, int]:
+        h, outcome, share = self.contract.functions.settlements(round_id, proposal).call()
+        return h, Outcome(outcome), share
+
+    def finalize(self, account: LocalAccount, round_id: int) -> dict:
+        return self._tx(account, self.contract.functions.finalize(round_id))
+
+    def settle_attestation(self, account: LocalAccount, round_id: int, proposal: int, validator: str) -> dict:
+        return self._tx(account, self.contract.functions.settleAttestation(round_id, proposal, Web3.to_checksum_address(validator)))
+
+    def challenge_entry(self, account: LocalAccount, round_id: int, entry: EntryLeaf, proof: list[bytes]) -> dict:
+        return self._tx(account, self.contract.functions.challengeEntry(round_id, entry.as_tuple(), proof))
+
+    def challenge_entries(self, account: LocalAccount, round_id: int, a: EntryLeaf, proof_a: list[bytes],
+                          b: EntryLeaf, proof_b: list[bytes]) -> dict:
+        return self._tx(account, self.contract.functions.challengeEntries(round_id, a.as_tuple(), proof_a, b.as_tuple(), proof_b))
+
+    def challenge_slash(self, account: LocalAccount, round_id: int, oracle: str, reason: SlashReason, slash_proof: list[bytes],
+                        entry: EntryLeaf | None, entry_proof: list[bytes]) -> dict:
+        entry = entry or EntryLeaf(0, oracle, bytes(32), 0, 0, 0, 0)  # unused when the oracle revealed nothing
+        return self._tx(account, self.contract.functions.challengeSlash(
+            round_id, Web3.to_checksum_address(oracle), int(reason), slash_proof, entry.as_tuple(), entry_proof))
+
+    def params(self) -> dict:
+        """The deployment's dispute parameters, read from the chain."""
+        f = self.contract.functions
+        return {name: getattr(f, name)().call() for name in (
+            "challengeWindow", "publishBond", "challengerShareBps", "validatorSeats", "validatorQuorum", "validatorBond",
+            "validatorPenalty", "validatorFee", "publishWindow")}
+
+    def publish_bond_for(self, reward_budget: int, slash_count: int) -> int:
+        """The bond a publish locks, from the deployment's parameters."""
+        worst = max(self.penalty(r) for r in (SlashReason.MALFORMED, SlashReason.NON_FINITE, SlashReason.NORM_OUT_OF_BOUND))
+        return self.contract.functions.publishBond().call() + reward_budget + slash_count * worst
+
+    def oracle_budget(self, info: RoundInfo) -> int:
+        """What a round may pay its oracles: its budget less the validators' fees it reserves."""
+        f = self.contract.functions
+        return info.reward_budget - f.validatorFee().call() * f.validatorSeats().call()
 
     # --- aggregator -----------------------------------------------------------------------------
 
@@ -237,16 +383,9 @@ class Protocol:
         )
         return self.contract.events.RoundOpened().process_receipt(receipt)[0]["args"]["roundId"]
 
-    def publish(
-        self, account: LocalAccount, round_id: int, new_model_cid: str, report_cid: str, rewards_root: bytes, rewards_total: int,
-        slashes_root: bytes = bytes(32),
-    ) -> dict:
-        return self._tx(
-            account,
-            self.contract.functions.publish(
-                round_id, cid_to_bytes(new_model_cid), cid_to_bytes(report_cid), rewards_root, rewards_total, slashes_root
-            ),
-        )
+    def publish(self, account: LocalAccount, round_id: int, result: Result) -> dict:
+        """Propose the round's result; it takes effect when final (after the challenge window)."""
+        return self._tx(account, self.contract.functions.publish(round_id, result.as_tuple()))
 
     def slash(self, account: LocalAccount, round_id: int, oracle: str, reason: SlashReason, proof: list[bytes]) -> dict:
         """Execute a slash the round's published slashes root holds (anyone may send it)."""
@@ -292,25 +431,10 @@ class Protocol:
         return OracleInfo(address, bool(manifest), stake, unbonding, ready_at, cid_from_bytes(manifest), root, n, last)
 
     def round(self, round_id: int) -> RoundInfo:
-        v = self.chain.call(self.contract.functions.getRound(round_id))
-        return RoundInfo(
-            round_id,
-            cid_from_bytes(v[0]),
-            cid_from_bytes(v[1]),
-            v[2],
-            v[3],
-            v[4],
-            v[5],
-            cid_from_bytes(v[6]),
-            cid_from_bytes(v[7]),
-            v[8],
-            v[9],
-            v[10],
-            v[11],
-            v[12],
-            v[13],
-            v[14],
-        )
+        v = list(self.chain.call(self.contract.functions.getRound(round_id)))
+        v[0], v[1], v[16], v[17] = (cid_from_bytes(v[i]) for i in (0, 1, 16, 17))
+        v[15] = v[15] if int(v[15], 16) else None
+        return RoundInfo(round_id, *v)
 
     def submission(self, round_id: int, oracle: str) -> SubmissionInfo:
         oracle = Web3.to_checksum_address(oracle)
@@ -318,6 +442,7 @@ class Protocol:
         return SubmissionInfo(round_id, oracle, committed, Status(status) if committed else None, cid_from_bytes(delta), n)
 
     def is_claimed(self, round_id: int, index: int) -> bool:
+        """Whether entry `index` of a final round has been claimed."""
         return self.contract.functions.isClaimed(round_id, index).call()
 
     def events(self, name: str, from_block: int | None = None, to_block: int | None = None, **filters) -> list:
