@@ -61,8 +61,13 @@ def make_world(chain: Chain) -> World:
     accounts = dev_accounts(10)
     admin, aggregator, outsider = accounts[0], accounts[1], accounts[9]
     oracles = accounts[2:6]
-    params = ProtocolParams(unbonding_period=3600, slash_window=1800, non_reveal_penalty=10 * TOKEN)
+    # No validator quorum: the contract suite settles rounds by the challenge window and proofs alone
+    # (tests/test_disputes.py deploys with a quorum).
+    params = ProtocolParams(unbonding_period=3600, slash_window=1800, non_reveal_penalty=10 * TOKEN, challenge_window=600,
+                            validator_quorum=0)
     protocol = deploy(chain, admin, aggregator.address, params)
     for o in oracles + [outsider]:
         protocol.transfer(admin, o.address, 1_000 * TOKEN)
+    protocol.transfer(admin, aggregator.address, 5_000 * TOKEN)
+    protocol.deposit_bond(aggregator, 4_000 * TOKEN)
     return World(chain, protocol, admin, aggregator, oracles, outsider, params)

@@ -7,7 +7,7 @@ import pytest
 from dgpt.chain.client import ContractRevert
 from dgpt.chain.protocol import TOKEN, SlashReason, Status
 from dgpt.cid import raw_cid
-from dgpt.commitments import RewardsTree, SlashesTree, commit_hash
+from dgpt.commitments import EntriesTree, Result, SlashesTree, commit_hash
 
 MANIFEST = raw_cid(b"dataset manifest")
 DATASET_ROOT = bytes.fromhex("11" * 32)
@@ -48,9 +48,41 @@ def past_reveal_deadline(w):
     w.chain.time_travel(COMMIT_S + REVEAL_S + 1)
 
 
-def publish(w, round_id, rewards: dict | None = None, caller=None, slashes: list | None = None):
-    tree = RewardsTree.build(rewards or {})
-    w.protocol.publish(caller or w.aggregator, round_id, NEW_MODEL, REPORT, tree.root, tree.total, SlashesTree.build(slashes or []).root)
+def entries(w, round_id, rewards: dict | None = None, slashes: list | None = None) -> EntriesTree:
+    """The entries of a report that pays `rewards` (merged with the revealed count as weight) and
+    slashes `slashes`, over the round's revealed submissions, plus any payee that revealed nothing."""
+    rewards, slashed = rewards or {}, dict(slashes or [])
+    rows = []
+    for e in w.protocol.events("Revealed", roundId=round_id):
+        o, n = e["args"]["oracle"], e["args"]["numExamples"]
+        reward = rewards.get(o, 0)
+        rows.append((o, w.protocol.submission(round_id, o).delta_cid, n, n if reward else 0, reward, slashed.get(o)))
+    revealed = {r[0] for r in rows}
+    rows += [(o, raw_cid(b"nothing"), 1, 1, v, None) for o, v in rewards.items() if o not in revealed]
+    return EntriesTree.build(rows)
+
+
+def result_of(tree: EntriesTree, slashes: list | None = None, total: int | None = None, count: int | None = None) -> Result:
+    st = SlashesTree.build(slashes or [])
+    return Result(NEW_MODEL, REPORT, tree.root, len(tree.leaves) if count is None else count, tree.total if total is None else total,
+                  st.root, len(st.oracles), bytes(32))
+
+
+def publish(w, round_id, rewards: dict | None = None, caller=None, slashes: list | None = None, count: int | None = None):
+    tree = entries(w, round_id, rewards, slashes)
+    w.protocol.publish(caller or w.aggregator, round_id, result_of(tree, slashes, count=count))
+    return tree
+
+
+def finalize(w, round_id):
+    """Past the challenge window, anyone finalizes (no quorum in this suite's deployment)."""
+    w.chain.time_travel(w.params.challenge_window + 1)
+    w.protocol.finalize(w.outsider, round_id)
+
+
+def publish_final(w, round_id, rewards: dict | None = None, slashes: list | None = None, count: int | None = None):
+    tree = publish(w, round_id, rewards, slashes=slashes, count=count)
+    finalize(w, round_id)
     return tree
 
 
@@ -88,15 +120,19 @@ def test_full_round_rewards_and_slashing(world):
 
     tree = publish(w, rid, {a.address: 30 * TOKEN, b.address: 10 * TOKEN})
     info = w.protocol.round(rid)
-    assert info.published and info.new_model_cid == NEW_MODEL and info.report_cid == REPORT
-    assert info.rewards_total == 40 * TOKEN and info.rewards_root == tree.root
-    assert w.protocol.latest_model() == NEW_MODEL
+    assert info.state == "proposed" and info.new_model_cid == NEW_MODEL and info.report_cid == REPORT
+    assert info.rewards_total == 40 * TOKEN and info.entries_root == tree.root
+    assert w.protocol.latest_model() is None  # nothing takes effect before the round is final
+    e = tree.of(a.address)
+    expect_revert("NotFinal", w.protocol.claim, a, rid, e, tree.proof(e.index))
+    expect_revert("ChallengeWindowOpen", w.protocol.finalize, w.outsider, rid)
+    finalize(w, rid)
+    assert w.protocol.round(rid).state == "final" and w.protocol.latest_model() == NEW_MODEL
 
     before = w.protocol.balance_of(a.address)
-    i = tree.index_of(a.address)
-    w.protocol.claim(a, rid, i, 30 * TOKEN, tree.proof(i))
+    w.protocol.claim(a, rid, e, tree.proof(e.index))
     assert w.protocol.balance_of(a.address) == before + 30 * TOKEN
-    assert w.protocol.is_claimed(rid, i)
+    assert w.protocol.is_claimed(rid, e.index)
 
     # anyone may slash the non-revealer; the penalty is burned
     supply = w.protocol.token.functions.totalSupply().call()
@@ -117,13 +153,16 @@ def test_events_record_every_step_with_full_cids(world):
     a = w.oracles[0]
     register(w, a)
     rid = run_round(w, revealers=[a])
-    publish(w, rid, {a.address: TOKEN})
+    tree = publish_final(w, rid, {a.address: TOKEN})
     (opened,) = w.protocol.events("RoundOpened")
     assert opened["args"]["roundId"] == rid and len(opened["args"]["baseModelCid"]) == 36
     (revealed,) = w.protocol.events("Revealed", oracle=a.address)
     assert revealed["args"]["numExamples"] == 50
     (published,) = w.protocol.events("Published")
-    assert published["args"]["rewardsTotal"] == TOKEN
+    assert published["args"]["result"]["rewardsTotal"] == TOKEN
+    assert published["args"]["resultHash"] == result_of(tree).hash(rid) == w.protocol.round(rid).result_hash
+    (final,) = w.protocol.events("Finalized")
+    assert final["args"]["rewardsTotal"] == TOKEN and len(final["args"]["newModelCid"]) == 36
     assert len(w.protocol.events("OracleRegistered")) == 1 and len(w.protocol.events("Committed")) == 1
 
 
@@ -161,8 +200,10 @@ def test_a_slash_is_the_published_reports_once_at_its_fixed_penalty(world):
     rid = run_round(w, revealers=[a, b])
     slashes = SlashesTree.build([(a.address, SlashReason.NON_FINITE)])
     proof = slashes.proof(a.address, SlashReason.NON_FINITE)
-    expect_revert("NotPublished", w.protocol.slash, w.outsider, rid, a.address, SlashReason.NON_FINITE, proof)
+    expect_revert("NotFinal", w.protocol.slash, w.outsider, rid, a.address, SlashReason.NON_FINITE, proof)
     publish(w, rid, slashes=[(a.address, SlashReason.NON_FINITE)])
+    expect_revert("NotFinal", w.protocol.slash, w.outsider, rid, a.address, SlashReason.NON_FINITE, proof)
+    finalize(w, rid)
     # only what the report committed to: not another reason, not another oracle
     expect_revert("SlashNotInReport", w.protocol.slash, w.aggregator, rid, a.address, SlashReason.MALFORMED, proof)
     expect_revert("SlashNotInReport", w.protocol.slash, w.aggregator, rid, b.address, SlashReason.NON_FINITE, proof)
@@ -179,9 +220,9 @@ def test_slash_reaches_stake_unbonded_after_the_round_but_not_after_the_window(w
     register(w, b)
     rid = run_round(w, revealers=[a, b])
     leaves = [(a.address, SlashReason.MALFORMED), (b.address, SlashReason.MALFORMED)]
-    publish(w, rid, slashes=leaves)
+    publish_final(w, rid, slashes=leaves)
     tree = SlashesTree.build(leaves)
-    w.protocol.request_unbond(a, w.params.min_stake)  # all of it, right after the publish
+    w.protocol.request_unbond(a, w.params.min_stake)  # all of it, right after the round is final
     w.protocol.slash(w.aggregator, rid, a.address, SlashReason.MALFORMED, tree.proof(a.address, SlashReason.MALFORMED))
     info = w.protocol.oracle(a.address)
     assert (info.stake, info.unbonding) == (0, w.params.min_stake - w.params.malformed_penalty)
@@ -307,7 +348,8 @@ def test_publish_by_non_aggregator_twice_and_over_budget(world):
     rid = open_round(w, budget=5 * TOKEN)
     past_reveal_deadline(w)
     expect_revert("AccessControlUnauthorizedAccount", publish, w, rid, caller=w.outsider)
-    expect_revert("RewardsExceedBudget", publish, w, rid, {w.oracles[0].address: 6 * TOKEN})
+    expect_revert("RewardsExceedBudget", publish, w, rid, {w.oracles[0].address: 6 * TOKEN}, count=0)
+    expect_revert("EntryCountMismatch", publish, w, rid, count=1)
     publish(w, rid)
     expect_revert("AlreadyPublished", publish, w, rid)
 
@@ -333,8 +375,11 @@ def test_stake_locked_by_open_submission(world):
     assert err.args_["roundId"] == rid
     expect_revert("StakeLocked", w.protocol.request_unbond, a, TOKEN)
     expect_revert("StakeLocked", w.protocol.update_commitment, a, MANIFEST, DATASET_ROOT, 1)
+    past_reveal_deadline(w)
     publish(w, rid)
-    w.protocol.withdraw(a)  # unlocked once the round is published
+    expect_revert("StakeLocked", w.protocol.withdraw, a)  # a proposal is not final
+    finalize(w, rid)
+    w.protocol.withdraw(a)  # unlocked once the round is final
     assert w.protocol.oracle(a.address).unbonding == 0
 
 
@@ -357,7 +402,7 @@ def test_slash_by_non_role_and_non_revealer_rules(world):
     commit(w, b, rid)
     to_reveal_phase(w)
     reveal(w, a, rid)
-    expect_revert("NotPublished", w.protocol.slash, w.outsider, rid, a.address, SlashReason.MALFORMED, [])
+    expect_revert("NotFinal", w.protocol.slash, w.outsider, rid, a.address, SlashReason.MALFORMED, [])
     expect_revert("RevealNotOver", w.protocol.slash_non_revealer, w.outsider, rid, b.address)
     w.chain.time_travel(REVEAL_S)
     expect_revert("NotSlashable", w.protocol.slash_non_revealer, w.outsider, rid, a.address)
@@ -366,21 +411,24 @@ def test_slash_by_non_role_and_non_revealer_rules(world):
     expect_revert("NotSlashable", w.protocol.slash_non_revealer, w.outsider, rid, b.address)
 
 
-def test_claim_wrong_proof_twice_and_before_publish(world):
+def test_claim_wrong_proof_twice_and_before_final(world):
     w = world
     a, b, c = w.oracles[:3]
     for o in (a, b, c):
         register(w, o)
     rid = run_round(w, revealers=[a, b, c])
-    tree = RewardsTree.build({a.address: 3 * TOKEN, b.address: 2 * TOKEN, c.address: TOKEN})
-    expect_revert("NotPublished", w.protocol.claim, a, rid, 0, TOKEN, [])
-    w.protocol.publish(w.aggregator, rid, NEW_MODEL, REPORT, tree.root, tree.total)
-    ia, ib = tree.index_of(a.address), tree.index_of(b.address)
-    expect_revert("InvalidProof", w.protocol.claim, a, rid, ia, 3 * TOKEN, tree.proof(ib))
-    expect_revert("InvalidProof", w.protocol.claim, a, rid, ia, 4 * TOKEN, tree.proof(ia))
-    expect_revert("InvalidProof", w.protocol.claim, b, rid, ia, 3 * TOKEN, tree.proof(ia))  # a's leaf, b calling
-    w.protocol.claim(a, rid, ia, 3 * TOKEN, tree.proof(ia))
-    expect_revert("AlreadyClaimed", w.protocol.claim, a, rid, ia, 3 * TOKEN, tree.proof(ia))
+    tree = entries(w, rid, {a.address: 3 * TOKEN, b.address: 2 * TOKEN, c.address: TOKEN})
+    ea, eb = tree.of(a.address), tree.of(b.address)
+    expect_revert("NotFinal", w.protocol.claim, a, rid, ea, [])
+    w.protocol.publish(w.aggregator, rid, result_of(tree))
+    finalize(w, rid)
+    expect_revert("InvalidProof", w.protocol.claim, a, rid, ea, tree.proof(eb.index))
+    from dataclasses import replace
+
+    expect_revert("InvalidProof", w.protocol.claim, a, rid, replace(ea, reward=4 * TOKEN), tree.proof(ea.index))
+    expect_revert("NotEligible", w.protocol.claim, b, rid, ea, tree.proof(ea.index))  # a's entry, b calling
+    w.protocol.claim(a, rid, ea, tree.proof(ea.index))
+    expect_revert("AlreadyClaimed", w.protocol.claim, a, rid, ea, tree.proof(ea.index))
 
 
 def test_claims_stop_at_the_minted_total(world):
@@ -389,9 +437,11 @@ def test_claims_stop_at_the_minted_total(world):
     a = w.oracles[0]
     register(w, a)
     rid = run_round(w, revealers=[a])
-    tree = RewardsTree.build({a.address: 10 * TOKEN})
-    w.protocol.publish(w.aggregator, rid, NEW_MODEL, REPORT, tree.root, 4 * TOKEN)
-    expect_revert("RewardsExhausted", w.protocol.claim, a, rid, 0, 10 * TOKEN, tree.proof(0))
+    tree = entries(w, rid, {a.address: 10 * TOKEN})
+    w.protocol.publish(w.aggregator, rid, result_of(tree, total=4 * TOKEN))
+    finalize(w, rid)
+    e = tree.of(a.address)
+    expect_revert("RewardsExhausted", w.protocol.claim, a, rid, e, tree.proof(e.index))
 
 
 def test_calls_while_paused(world):
@@ -414,7 +464,7 @@ def test_calls_while_paused(world):
     # the time paused was given back to the round: its commit window is still open
     commit(w, a, rid)
     past_reveal_deadline(w)
-    publish(w, rid)
+    publish_final(w, rid)
 
 
 def test_a_pause_in_the_reveal_window_cannot_make_committers_slashable(world):
@@ -458,8 +508,11 @@ def test_the_aggregator_cannot_mint_the_rest_of_the_cap_to_itself(world):
     # within the ceiling, a one-leaf root paying itself: it never revealed, so it cannot claim
     rid = open_round(w, budget=w.params.max_reward_per_round)
     past_reveal_deadline(w)
-    tree = publish(w, rid, {agg.address: w.params.max_reward_per_round})
-    expect_revert("NotEligible", w.protocol.claim, agg, rid, 0, w.params.max_reward_per_round, tree.proof(0))
+    tree = entries(w, rid, {agg.address: w.params.max_reward_per_round - 3 * TOKEN})
+    w.protocol.publish(agg, rid, result_of(tree, count=0))
+    finalize(w, rid)
+    e = tree.of(agg.address)
+    expect_revert("NotEligible", w.protocol.claim, agg, rid, e, tree.proof(e.index))
     # and the rounds of one emission period share one ceiling
     opened = w.params.max_reward_per_round
     rid = rid
@@ -467,7 +520,7 @@ def test_the_aggregator_cannot_mint_the_rest_of_the_cap_to_itself(world):
         rid = w.protocol.open_round(agg, NEW_MODEL, TASK, COMMIT_S, REVEAL_S, w.params.max_reward_per_round)
         opened += w.params.max_reward_per_round
         past_reveal_deadline(w)
-        w.protocol.publish(agg, rid, NEW_MODEL, REPORT, bytes(32), 0)
+        publish_final(w, rid)
     expect_revert("BudgetOverPeriodCeiling", w.protocol.open_round, agg, NEW_MODEL, TASK, COMMIT_S, REVEAL_S, w.params.max_reward_per_round)
 
 
@@ -493,7 +546,6 @@ def test_an_unpublished_round_is_aborted_and_unlocks_the_stakes(world):
     assert w.protocol.round(rid).state == "aborted"
     w.protocol.request_unbond(a, 50 * TOKEN)  # unlocked
     expect_revert("RoundWasAborted", w.protocol.abort_round, w.outsider, rid)
-    expect_revert("NotPublished", w.protocol.claim, a, rid, 0, 1, [])
     assert open_round(w, base=BASE) == rid + 1  # the next round builds on the same model
 
 
