@@ -1,4 +1,4 @@
-"""Commit hashes and the rewards tree, checked without a chain."""
+"""Commit hashes, the entries tree and the result hash, checked without a chain."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from eth_utils import keccak
 
 from dgpt.cid import cid_from_bytes, cid_to_bytes, raw_cid
-from dgpt.commitments import RewardsTree, commit_hash, reward_leaf
+from dgpt.commitments import EntriesTree, Result, commit_hash
 from dgpt.errors import DGPTError
 
 ACCOUNTS = [f"0x{i:040x}" for i in range(1, 12)]
@@ -20,21 +20,44 @@ def verify(proof: list[bytes], root: bytes, leaf: bytes) -> bool:
     return node == root
 
 
+def rows(n: int) -> list[tuple]:
+    return [(a, raw_cid(a.encode()), 10 + i, 10 + i if i % 2 == 0 else 0, (i + 1) * 10 if i % 2 == 0 else 0, None if i != 1 else 2)
+            for i, a in enumerate(ACCOUNTS[:n])]
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 11])
-def test_every_leaf_proves_against_the_root(n):
-    tree = RewardsTree.build({a: (i + 1) * 10 for i, a in enumerate(ACCOUNTS[:n])})
-    assert tree.total == sum((i + 1) * 10 for i in range(n))
-    for i, (account, amount) in enumerate(zip(tree.oracles, tree.amounts)):
-        assert verify(tree.proof(i), tree.root, reward_leaf(i, account, amount))
-        assert not verify(tree.proof(i), tree.root, reward_leaf(i, account, amount + 1))
+def test_every_entry_proves_against_the_root_with_running_sums(n):
+    tree = EntriesTree.build(list(reversed(rows(n))))
+    assert tree.total == sum(r[4] for r in rows(n))
+    before = 0
+    for i, e in enumerate(tree.leaves):
+        assert e.index == i and e.reward_before == before
+        before += e.reward
+        assert verify(tree.proof(i), tree.root, e.leaf)
+        from dataclasses import replace
+
+        assert not verify(tree.proof(i), tree.root, replace(e, reward=e.reward + 1).leaf)
+        assert not verify(tree.proof(i), tree.root, replace(e, slashed=not e.slashed).leaf)
+    assert [int(e.oracle, 16) for e in tree.leaves] == sorted(int(e.oracle, 16) for e in tree.leaves)
 
 
-def test_tree_is_deterministic_and_drops_zero_rewards():
-    rewards = {ACCOUNTS[2]: 5, ACCOUNTS[0]: 7, ACCOUNTS[1]: 0}
-    tree = RewardsTree.build(rewards)
-    assert tree.root == RewardsTree.build(dict(reversed(list(rewards.items())))).root
-    assert len(tree.oracles) == 2 and tree.index_of(ACCOUNTS[1]) is None
-    assert RewardsTree.build({}).root == bytes(32)
+def test_entries_sort_by_address_value_not_by_checksummed_text():
+    # '0xB...' sorts before '0xa...' as text; the contract compares uint160 values.
+    lo, hi = "0xa000000000000000000000000000000000000001", "0xB000000000000000000000000000000000000001"
+    tree = EntriesTree.build([(hi, raw_cid(b"h"), 1, 0, 0, None), (lo, raw_cid(b"l"), 1, 0, 0, None)])
+    assert int(tree.leaves[0].oracle, 16) < int(tree.leaves[1].oracle, 16)
+    assert EntriesTree.build([]).root == bytes(32)
+
+
+def test_result_hash_binds_every_field():
+    base = Result(raw_cid(b"m"), raw_cid(b"r"), b"\x01" * 32, 3, 10, b"\x02" * 32, 1, b"\x03" * 32)
+    from dataclasses import fields, replace
+
+    changed = {replace(base, **{f.name: (raw_cid(b"x") if isinstance(getattr(base, f.name), str) else
+                                         b"\x09" * 32 if isinstance(getattr(base, f.name), bytes) else getattr(base, f.name) + 1)}).hash(1)
+               for f in fields(base)}
+    assert len(changed | {base.hash(1), base.hash(2)}) == len(fields(base)) + 2
+    assert Result.from_json(base.to_json()) == base
 
 
 def test_commit_hash_binds_every_field():

@@ -8,6 +8,7 @@ is back, they finish the round with the same outcome as a run without outages.""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 from requests.exceptions import ConnectionError as RequestsConnectionError
@@ -18,9 +19,10 @@ from dgpt.node import Action, Step
 from dgpt.store import KuboStore
 from dgpt.store.kubo import IPFSError
 from harness import localnet
-from harness.demo import DemoPlan, demo_data, setup_network
+from harness.demo import DEMO_PARAMS, DemoPlan, demo_data, setup_network
 
 PLAN = DemoPlan(oracles=2, pretrain_rounds=0, finetune_rounds=1, max_len=32, examples_per_oracle=16, test_examples=16)
+FAULT_PARAMS = replace(DEMO_PARAMS, validator_quorum=0)  # the outages are the subject: final after the window alone
 
 
 class Service:
@@ -53,7 +55,7 @@ def run_round(tmp_path, data, outages: bool, monkeypatch):
     url, api = chain_svc.start(), ipfs_svc.start()
     chain, store = Chain.connect(url), KuboStore(api)
     a = dev_accounts(2 + PLAN.oracles)
-    protocol = deploy(chain, a[0], a[1].address)
+    protocol = deploy(chain, a[0], a[1].address, FAULT_PARAMS)
     agg, oracles = setup_network(protocol, store, a[0], a[1], a[2:], data, PLAN, tmp_path / "home", log=lambda *x: None)
     try:
         assert agg.tick() == Step(Action.OPENED, 1)
@@ -78,6 +80,8 @@ def run_round(tmp_path, data, outages: bool, monkeypatch):
             protocol = Protocol(chain, protocol.deployment)
             # the restarted roles: fresh processes reading their journals
             agg, oracles = setup_network(protocol, store, a[0], a[1], a[2:], data, PLAN, tmp_path / "home", log=lambda *x: None)
+        tick_until(agg, Action.PUBLISHED)
+        chain.time_travel(protocol.round(1).challenge_deadline - chain.now() + 1)
         tick_until(agg, Action.DONE)
         for o in oracles:
             tick_until(o, Action.DONE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dgpt.commitments import RewardsTree
+from dgpt.cid import raw_cid
 from dgpt.errors import DGPTError
 from dgpt.report import Entry, Reason, Report, Slash
 from dgpt.rules import cosine_floor, max_delta_bytes, reward_shares
@@ -33,21 +33,25 @@ def test_max_delta_bytes_is_twice_the_base_plus_a_mebibyte():
 
 
 def test_a_report_round_trips_through_its_bytes():
-    tree = RewardsTree.build({A: 70, B: 30})
     report = Report(
         round=3, phase="finetune", base_model_cid="bafybase", task_spec_cid="bafytask", strategy={"name": "fedavg"},
         strategy_decisions={}, checks={"max_update_norm": 20.0}, labels=["rotten", "fresh"],
-        submissions=[Entry(A, "bafya", 5, accepted=True, norm=1.5, loss_gain=0.2, weight=5, reward=70),
-                     Entry(C, "bafyc", 5, reason=Reason.NON_FINITE, detail="x holds NaN")],
+        submissions=[Entry(A, raw_cid(b"a"), 5, accepted=True, norm=1.5, loss_gain=0.2, weight=5, reward=70),
+                     Entry(C, raw_cid(b"c"), 5, reason=Reason.NON_FINITE, detail="x holds NaN")],
         merged=[A], non_revealers=[B], slashes=[Slash(C, Reason.NON_FINITE), Slash(B, Reason.NO_REVEAL)],
-        validation={"n": 4}, rewards=tree,
+        validation={"n": 4, "root": "0x" + "44" * 32},
     )
     data = report.to_bytes()
     back = Report.from_bytes(data)
     assert back == report and back.to_bytes() == data
     assert back.entry(C).reason is Reason.NON_FINITE and back.entry(C).reason.slash_reason == 2
-    assert back.rewards_root == tree.root and back.rewards_total == 100
-    with pytest.raises(DGPTError, match="not a dgpt-report/2 document"):
+    assert back.rewards_total == 70
+    tree = back.entries_tree
+    assert [(e.oracle, e.reward, e.weight, e.slashed, e.reason) for e in tree.leaves] == [(A, 70, 5, False, 0), (C, 0, 0, True, 2)]
+    result = back.result(raw_cid(b"model"), raw_cid(b"report"))
+    assert (result.entries_root, result.entry_count, result.rewards_total, result.slash_count) == (tree.root, 2, 70, 1)
+    assert result.validation_root == b"\x44" * 32
+    with pytest.raises(DGPTError, match="not a dgpt-report/3 document"):
         Report.from_bytes(b'{"format": "dgpt-report/1"}')
     with pytest.raises(DGPTError, match="unreadable report"):
         Report.from_bytes(b"[1, 2")

@@ -10,7 +10,7 @@ from dgpt.chain.client import Chain, dev_accounts
 from dgpt.chain.protocol import deploy
 from dgpt.report import Report
 from dgpt.store import LocalStore
-from harness.demo import DemoPlan, demo_data, drive, setup_network
+from harness.demo import DEMO_PARAMS, DemoPlan, demo_data, drive, setup_network, setup_validators
 
 PLAN = DemoPlan(oracles=2, pretrain_rounds=1, finetune_rounds=1, max_len=32, examples_per_oracle=16, test_examples=16)
 
@@ -30,18 +30,21 @@ class Net:
         self.home, self.data = home, data
         self.chain = Chain.embedded()
         self.store = LocalStore(home / "store")
-        a = dev_accounts(2 + PLAN.oracles)
-        self.admin, self.agg_account, self.oracle_accounts = a[0], a[1], a[2:]
-        self.protocol = deploy(self.chain, self.admin, self.agg_account.address)
+        a = dev_accounts(2 + PLAN.oracles + PLAN.validators)
+        self.admin, self.agg_account = a[0], a[1]
+        self.oracle_accounts, self.validator_accounts = a[2:2 + PLAN.oracles], a[2 + PLAN.oracles:]
+        self.protocol = deploy(self.chain, self.admin, self.agg_account.address, DEMO_PARAMS,
+                               tuple(v.address for v in self.validator_accounts))
         self.restart()
 
     def restart(self):
         self.agg, self.oracles = setup_network(
             self.protocol, self.store, self.admin, self.agg_account, self.oracle_accounts, self.data, PLAN, self.home, log=lambda *a: None
         )
+        self.validators = setup_validators(self.protocol, self.store, self.admin, self.validator_accounts, self.home, log=lambda *a: None)
 
     def run(self):
-        drive(self.chain, self.protocol, self.agg, self.oracles, lambda rid: None)
+        drive(self.chain, self.protocol, self.agg, self.oracles, lambda rid: None, self.validators)
 
     def outcome(self):
         p = self.protocol
@@ -59,7 +62,8 @@ def reference(tmp_path_factory, data):
 def test_rounds_run_end_to_end_on_embedded_defaults(reference):
     net = reference
     p = net.protocol
-    assert p.current_round() == 2 and all(p.round(r).published for r in (1, 2))
+    assert p.current_round() == 2 and all(p.round(r).state == "final" for r in (1, 2))
+    assert all((p.round(r).agree, p.round(r).disagree) == (2, 0) for r in (1, 2))  # both validators bore each round out
     assert p.latest_model() == p.round(2).new_model_cid
     report = Report.from_bytes(net.store.get_bytes(p.round(2).report_cid))
     assert report.phase == "finetune" and report.labels == ["rotten", "fresh"]
@@ -81,34 +85,51 @@ def test_audit_confirms_honest_rounds(reference):
         assert result.ok, result.problems
 
 
-def test_audit_flags_a_tampered_model_cid(tmp_path, data):
+def test_validators_void_a_proposal_whose_model_is_not_the_merge(tmp_path, data):
+    """Attack: the aggregator proposes another (valid) model than the merge gave: here the round's base
+    model. The audit finds exactly that; both validators attest against it, the quorum voids it, the
+    aggregator's bond pays, the oracles lose nothing, and the network goes on from the same base."""
+    from dgpt.chain.protocol import Outcome
+    from dgpt.commitments import Result
+
     net = Net(tmp_path, data)
     crash.arm("aggregator:uploaded")
     with pytest.raises(crash.Crash):
         net.run()
     journal = net.agg.journal
     j = journal.round(1)
-    # the operator publishes another (valid) model than the merge gave: here the round's base model
-    j["new_model_cid"] = net.protocol.round(1).base_model_cid
+    j["result"]["new_model_cid"] = net.protocol.round(1).base_model_cid
+    j["result_hash"] = Result.from_json(j["result"]).hash(1).hex()
     journal.save()
     net.restart()
+    agg = net.agg_account.address
+    bond_before = net.protocol.bond(agg)[0]
+    stakes = {a.address: net.protocol.oracle(a.address).stake for a in net.oracle_accounts}
     net.run()
-    result = audit_round(net.protocol, net.store, 1)
-    assert not result.ok and [w for w, _, _ in result.differences] == ["model CID"]
-    # round 2 built honestly on what round 1 published: its own audit passes
-    assert audit_round(net.protocol, net.store, 2).ok
+    result = audit_round(net.protocol, net.store, 2)  # round 2 builds on the genesis again and is final
+    assert result.ok and net.protocol.round(2).state == "final"
+    assert net.protocol.round(1).state == "aborted" and net.protocol.round(1).proposals == 1
+    (voided,) = net.protocol.events("Voided", roundId=1)
+    assert Outcome(voided["args"]["outcome"]) is Outcome.VOIDED_BY_QUORUM and voided["args"]["bondSlashed"] > 0
+    deposited = sum(e["args"]["amount"] for e in net.protocol.events("BondDeposited", account=agg))
+    assert net.protocol.bond(agg)[0] == bond_before + deposited - voided["args"]["bondSlashed"]
+    assert {a.address: net.protocol.oracle(a.address).stake for a in net.oracle_accounts} == stakes
+    assert net.protocol.round(2).base_model_cid == net.protocol.round(1).base_model_cid
+    # each validator that caught it was paid a share of the bond, once its attestation was settled
+    share = net.protocol.settlement(1, 1)[2]
+    settled = net.protocol.events("AttestationSettled", roundId=1)
+    assert share > 0 and sorted(e["args"]["paid"] for e in settled) == [share] * PLAN.validators
 
 
 def _tamper(report: Report, how: str, outsider: str) -> Report:
     import copy
 
-    from dgpt.commitments import RewardsTree
-    from dgpt.report import Reason, Slash
+    from dgpt.report import Entry, Reason, Slash
 
     r = copy.deepcopy(report)
     a = next(e.oracle for e in r.submissions if e.accepted)  # an honest, merged delta
     if how == "pays an address that was not merged":
-        r.rewards = RewardsTree.build({**dict(zip(r.rewards.oracles, r.rewards.amounts)), outsider: 10**18})
+        r.submissions.append(Entry(outsider, r.entry(a).delta_cid, 1, reward=10**18))
     elif how == "a weight that is not the revealed count":
         r.entry(a).weight = 2 * r.entry(a).weight + 1
     elif how == "leaves a reveal out":
@@ -147,6 +168,8 @@ CRASH_POINTS = [
     "aggregator:downloaded",
     "aggregator:uploaded",
     "sent:publish",
+    "sent:attest",
+    "sent:finalize",
     "sent:openRound",
 ]
 
@@ -161,5 +184,7 @@ def test_killed_and_restarted_roles_reach_the_same_outcome(tmp_path, data, refer
     net.run()
     assert net.outcome() == reference.outcome()
     assert len(net.protocol.events("Published")) == 2  # each round published exactly once
+    attested = net.protocol.events("Attested")
+    assert len(attested) == len({(e["args"]["roundId"], e["args"]["validator"]) for e in attested}) == 2 * PLAN.validators
     commits = net.protocol.events("Committed")
     assert len(commits) == len({(e["args"]["roundId"], e["args"]["oracle"]) for e in commits}) == 2 * PLAN.oracles
