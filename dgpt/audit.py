@@ -78,6 +78,10 @@ def compare(published: Report, recomputed: Report) -> list[tuple[str, object, ob
         a, b = getattr(published, name), getattr(recomputed, name)
         if a != b:
             diffs.append((name, a, b))
+    a = [e.to_json() for e in published.entries_tree.leaves]
+    b = [e.to_json() for e in recomputed.entries_tree.leaves]
+    if a != b:
+        diffs.append(("entries", a, b))
     a = sorted((s.oracle, s.reason.value) for s in published.slashes)
     b = sorted((s.oracle, s.reason.value) for s in recomputed.slashes)
     if a != b:

@@ -107,6 +107,16 @@ class EntryLeaf:
     def leaf(self) -> bytes:
         return keccak(keccak(abi_encode(ENTRY_TYPES, list(self.as_tuple()))))
 
+    def to_json(self) -> dict:
+        return {"index": self.index, "oracle": self.oracle, "delta": self.delta.hex(), "num_examples": self.num_examples,
+                "weight": str(self.weight), "reward": str(self.reward), "reward_before": str(self.reward_before),
+                "slashed": self.slashed, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, d: dict) -> EntryLeaf:
+        return cls(int(d["index"]), to_checksum_address(d["oracle"]), bytes.fromhex(d["delta"]), int(d["num_examples"]),
+                   int(d["weight"]), int(d["reward"]), int(d["reward_before"]), bool(d["slashed"]), int(d["reason"]))
+
 
 @dataclass(frozen=True)
 class EntriesTree:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 from dgpt.chain.protocol import SlashReason
-from dgpt.commitments import EntriesTree, Result, SlashesTree
+from dgpt.commitments import EntriesTree, EntryLeaf, Result, SlashesTree
 from dgpt.errors import DGPTError
 
 FORMAT = "dgpt-report/3"
@@ -111,22 +111,28 @@ class Report:
     slashes: list[Slash]
     validation: dict  # {"n", "cid", "root", "before", "after"}
     software: dict = field(default_factory=dict)
+    # The leaves under the published entries root, as published: claims and challenges prove these.
+    # None: derived from the submissions and slashes (`derived_entries`), as an honest report's are.
+    entries: EntriesTree | None = None
 
-    @property
-    def entries_tree(self) -> EntriesTree:
-        """One leaf per revealed submission, in oracle-address order: what claims and challenges prove."""
+    def derived_entries(self) -> EntriesTree:
+        """One leaf per revealed submission, in oracle-address order, from the verdicts."""
         slashed = {s.oracle: s.reason.slash_reason for s in self.slashes if s.reason is not Reason.NO_REVEAL}
         return EntriesTree.build([(e.oracle, e.delta_cid, e.num_examples, e.weight, e.reward, slashed.get(e.oracle))
                                   for e in self.submissions])
 
     @property
+    def entries_tree(self) -> EntriesTree:
+        return self.entries if self.entries is not None else self.derived_entries()
+
+    @property
     def rewards_total(self) -> int:
-        return sum(e.reward for e in self.submissions)
+        return self.entries_tree.total
 
     def result(self, new_model_cid: str, report_cid: str) -> Result:
         """What a publish of this report proposes on chain (the report's own CID cannot be inside it)."""
         tree = self.slashes_tree
-        return Result(new_model_cid, report_cid, self.entries_tree.root, len(self.submissions), self.rewards_total,
+        return Result(new_model_cid, report_cid, self.entries_tree.root, len(self.entries_tree.leaves), self.rewards_total,
                       tree.root, len(tree.oracles), bytes.fromhex(self.validation.get("root", "0x" + "00" * 32)[2:]))
 
     @property
@@ -143,7 +149,8 @@ class Report:
             "task_spec_cid": self.task_spec_cid, "strategy": self.strategy, "strategy_decisions": self.strategy_decisions,
             "checks": self.checks, "labels": list(self.labels), "submissions": [e.to_json() for e in self.submissions],
             "merged": self.merged, "non_revealers": self.non_revealers, "slashes": [s.to_json() for s in self.slashes],
-            "validation": self.validation, "entries_root": "0x" + self.entries_tree.root.hex(),
+            "validation": self.validation, "entries": [e.to_json() for e in self.entries_tree.leaves],
+            "entries_root": "0x" + self.entries_tree.root.hex(),
             "rewards_total": str(self.rewards_total), "slashes_root": "0x" + self.slashes_tree.root.hex(),
             "software": self.software,
         }
@@ -164,6 +171,7 @@ class Report:
                 submissions=[Entry.from_json(e) for e in d["submissions"]], merged=d["merged"],
                 non_revealers=d["non_revealers"], slashes=[Slash.from_json(s) for s in d["slashes"]],
                 validation=d["validation"], software=d.get("software", {}),
+                entries=EntriesTree(tuple(EntryLeaf.from_json(e) for e in d["entries"])),
             )
         except DGPTError:
             raise
