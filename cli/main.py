@@ -1,7 +1,7 @@
 """`dgpt`: the one command line for oracle operators, aggregator operators and developers.
 
-The core's own commands live here; `dgpt oracle ...` and `dgpt aggregator ...` are the roles'
-(`oracle.cli`, `aggregator.cli`), `dgpt demo` the harness's."""
+The core's own commands live here; `dgpt oracle ...`, `dgpt aggregator ...` and `dgpt validator ...`
+are the roles' (`oracle.cli`, `aggregator.cli`, `validator.cli`), `dgpt demo` the harness's."""
 
 from __future__ import annotations
 
@@ -131,8 +131,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     default = ProtocolParams()
     # The penalties must not exceed the minimum stake: scale them down with a small one.
     penalties = {k: min(getattr(default, k), min_stake) for k in ("non_reveal_penalty", "malformed_penalty", "non_finite_penalty", "norm_penalty")}
-    params = ProtocolParams(min_stake=min_stake, unbonding_period=args.unbonding_period, **penalties)
-    protocol = deploy(chain_of(cfg), admin, args.aggregator or admin.address, params)
+    seats = max(args.validator_seats, len(args.validator or ()))
+    quorum = seats // 2 + 1 if args.validator_quorum is None else args.validator_quorum
+    if quorum and not seats // 2 < quorum <= seats:
+        raise DGPTError(f"--validator-quorum {quorum} must be 0 or a majority of the {seats} seats ({seats // 2 + 1}..{seats})")
+    params = ProtocolParams(min_stake=min_stake, unbonding_period=args.unbonding_period, challenge_window=args.challenge_window,
+                            validator_seats=seats, validator_quorum=quorum, **penalties)
+    protocol = deploy(chain_of(cfg), admin, args.aggregator or admin.address, params, tuple(args.validator or ()))
     cfg.deployment_file.parent.mkdir(parents=True, exist_ok=True)
     cfg.deployment_file.write_text(json.dumps(protocol.deployment.to_json()))
     print(json.dumps(protocol.deployment.to_json()) if args.json else f"deployed: token {protocol.deployment.token}, protocol {protocol.deployment.protocol} -> {cfg.deployment_file}")
@@ -176,6 +181,37 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for r in rows:
             print("  " + "  ".join(c[:60].ljust(width[k]) for k, c in enumerate(r)))
     return 0 if result.ok else 3
+
+
+def cmd_challenge(args: argparse.Namespace) -> int:
+    from dgpt.disputes import evidence_for, send_challenge
+
+    cfg = settings(args)
+    me = account(args)
+    protocol = protocol_of(cfg)
+    evidence, why = evidence_for(protocol, store_of(cfg), args.round)
+    if evidence is None:
+        print(f"round {args.round}: no challenge: {why}")
+        return 0
+    if args.dry_run:
+        print(f"round {args.round}: provable: {evidence}")
+        return 0
+    send_challenge(protocol, me, args.round, evidence)
+    print(f"round {args.round}: challenged: {evidence}; the proposal is void and the challenger's share of the bond paid")
+    return 0
+
+
+def cmd_bond(args: argparse.Namespace) -> int:
+    from dgpt.units import format_tokens, parse_tokens
+
+    amount = parse_tokens(args.amount, "amount")
+    cfg = settings(args)
+    me = account(args)
+    protocol = protocol_of(cfg)
+    (protocol.deposit_bond if args.action == "deposit" else protocol.withdraw_bond)(me, amount)
+    held, locked = protocol.bond(me.address)
+    print(f"bond of {me.address}: {format_tokens(held)} DGPT, {format_tokens(locked)} locked")
+    return 0
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
@@ -229,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     dep.add_argument("--aggregator", help="address given AGGREGATOR_ROLE (default: the deployer)")
     dep.add_argument("--min-stake", default="100", help="minimum stake in DGPT (default 100)")
     dep.add_argument("--unbonding-period", type=int, default=7 * 24 * 3600, help="seconds (default one week)")
+    dep.add_argument("--challenge-window", type=int, default=24 * 3600, help="seconds after a publish for proofs and attestations (default one day)")
+    dep.add_argument("--validator-seats", type=int, default=3, help="n: most validators seated at once (default 3)")
+    dep.add_argument("--validator-quorum", type=int, help="m: agreeing attestations a round needs to be final (default a majority of the seats; 0: none)")
+    dep.add_argument("--validator", action="append", metavar="ADDRESS", help="seat this validator at deployment (repeatable)")
     dep.add_argument("--json", action="store_true")
     dep.set_defaults(func=cmd_deploy)
 
@@ -248,6 +288,18 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(func=cmd_audit)
 
+    ch = sub.add_parser("challenge", parents=[common, keyed], help="void a round's proposal with a fault the contract checks by itself")
+    ch.add_argument("round", type=int)
+    ch.add_argument("--dry-run", action="store_true", help="say what is provable; send nothing")
+    ch.set_defaults(func=cmd_challenge)
+
+    bond = sub.add_parser("bond", help="the bond behind an aggregator's publishes or a validator's attestations").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    for name, text in (("deposit", "add AMOUNT DGPT to your bond"), ("withdraw", "take back AMOUNT DGPT no proposal or attestation locks")):
+        b = bond.add_parser(name, parents=[common, keyed], help=text)
+        b.add_argument("amount", help="in DGPT")
+        b.set_defaults(func=cmd_bond)
+
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="action", required=True, metavar="ACTION")
     kn = keys.add_parser("new", help="create an encrypted keystore file; prints its address")
     kn.add_argument("--out", required=True)
@@ -256,9 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from aggregator.cli import add_commands as add_aggregator
     from oracle.cli import add_commands as add_oracle
+    from validator.cli import add_commands as add_validator
 
     add_oracle(sub, common, keyed)
     add_aggregator(sub, common, keyed)
+    add_validator(sub, common, keyed)
 
     dataset = sub.add_parser("dataset", help="dataset commitments").add_subparsers(dest="action", required=True, metavar="ACTION")
     dc = dataset.add_parser("commitment", parents=[common], help="the dataset commitment of a labelled data set: manifest CID, Merkle root, count (the manifest goes to the store)")

@@ -76,3 +76,39 @@ def find_fault(entries: EntriesTree, slashes: SlashesTree, revealed: dict[str, R
         if e is not None and not (e.slashed and e.reason == reason):
             return Evidence("slash", "SLASH_UNSUPPORTED", [(e, entries.proof(e.index))], (oracle, reason, proof))
     return None
+
+
+def evidence_for(protocol, store, round_id: int) -> tuple[Evidence | None, str]:
+    """The provable fault of a round's live proposal, read from the chain and the store, and why
+    there is none when there is none."""
+    from dgpt.cid import cid_to_bytes
+    from dgpt.report import Report
+
+    from dgpt.errors import DGPTError
+
+    info = protocol.round(round_id)
+    if not info.proposed:
+        raise DGPTError(f"round {round_id} has no live proposal to challenge (it is {info.state})")
+    report = Report.from_bytes(store.get_bytes(info.report_cid, max_bytes=64 << 20))
+    entries, slashes = report.entries_tree, report.slashes_tree
+    if entries.root != info.entries_root or slashes.root != info.slashes_root:
+        return None, "the report does not give the proposed roots: no leaf can be proved; the validators' quorum settles it"
+    revealed = {}
+    for e in protocol.events("Revealed", roundId=round_id):
+        revealed[e["args"]["oracle"]] = Revealed(cid_to_bytes(protocol.submission(round_id, e["args"]["oracle"]).delta_cid)[4:],
+                                                 e["args"]["numExamples"])
+    evidence = find_fault(entries, slashes, revealed, info.entry_count, info.rewards_total)
+    return evidence, "" if evidence else "nothing the contract can check is wrong; run `dgpt audit` for the rest"
+
+
+def send_challenge(protocol, account, round_id: int, evidence: Evidence) -> dict:
+    """Send the challenge call the evidence is for."""
+    if evidence.kind == "entry":
+        (e, proof), = evidence.entries
+        return protocol.challenge_entry(account, round_id, e, proof)
+    if evidence.kind == "entries":
+        (a, pa), (b, pb) = evidence.entries
+        return protocol.challenge_entries(account, round_id, a, pa, b, pb)
+    oracle, reason, proof = evidence.slash
+    entry, entry_proof = evidence.entries[0] if evidence.entries else (None, [])
+    return protocol.challenge_slash(account, round_id, oracle, reason, proof, entry, entry_proof)

@@ -1,4 +1,5 @@
-"""`dgpt status`: rounds, oracles, stakes, submissions and rewards, read from the chain."""
+"""`dgpt status`: rounds (open, proposed, challenged, final, voided, aborted, with the validators'
+attestations for and against), oracles, stakes, submissions and rewards, read from the chain."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def status(protocol: Protocol, as_json: bool = False) -> str:
         r = protocol.round(rid)
         subs = {o: protocol.submission(rid, o) for o in oracles}
         rounds.append({
-            "round": rid, "published": r.published, "commit_deadline": r.commit_deadline, "reveal_deadline": r.reveal_deadline,
+            "round": rid, "state": r.state, "proposals": r.proposals, "attestations": {"agree": r.agree, "disagree": r.disagree},
+            "challenge_deadline": r.challenge_deadline, "commit_deadline": r.commit_deadline, "reveal_deadline": r.reveal_deadline,
             "base_model": r.base_model_cid, "new_model": r.new_model_cid, "report": r.report_cid,
             "rewards_total": str(r.rewards_total), "rewards_claimed": str(r.rewards_claimed),
             "submissions": {o: (s.status.name.lower() if s.committed else None) for o, s in subs.items()},
@@ -34,9 +36,10 @@ def status(protocol: Protocol, as_json: bool = False) -> str:
     lines = [f"protocol {data['protocol']}   latest model {data['latest_model']}", "", "oracle                                       stake    unbonding  examples    balance"]
     for o in data["oracles"]:
         lines.append(f"{o['address']}  {_tokens(int(o['stake'])):>9}  {_tokens(int(o['unbonding'])):>9}  {o['examples']:>8}  {_tokens(int(o['balance'])):>9}")
-    lines += ["", "round  published  rewards   model / submissions"]
+    lines += ["", "round  state       attest  rewards   model / submissions"]
     for r in rounds:
-        lines.append(f"{r['round']:>5}  {'yes' if r['published'] else 'no':>9}  {_tokens(int(r['rewards_total'])):>7}   {r['new_model'] or '-'}")
+        att = f"{r['attestations']['agree']}/{r['attestations']['disagree']}"
+        lines.append(f"{r['round']:>5}  {r['state']:<10}  {att:>6}  {_tokens(int(r['rewards_total'])):>7}   {r['new_model'] or '-'}")
         for o, s in r["submissions"].items():
             if s:
                 lines.append(f"{'':>28}{o} {s}")

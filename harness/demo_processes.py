@@ -21,7 +21,7 @@ from dgpt.data import RT_LABELS, write_jsonl
 from dgpt.errors import DGPTError
 from dgpt.model import save_model, tiny_gpt2
 from dgpt.store import open_store
-from harness.demo import DemoResult, demo_data, register_oracle, round_summary, show
+from harness.demo import DEMO_PARAMS, DemoResult, demo_data, fund_aggregator, register_oracle, round_summary, setup_validators, show
 
 STALL_TIMEOUT = 900  # seconds a round may go without progress before the demo gives up
 
@@ -34,9 +34,10 @@ def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, 
     home.mkdir(parents=True, exist_ok=True)
     chain = Chain.connect(settings.rpc_url)
     store = open_store(settings.ipfs_api, Path(settings.home) / "store")
-    accounts = dev_accounts(2 + plan.oracles)
+    accounts = dev_accounts(2 + plan.oracles + plan.validators)
     admin, agg_account, oracle_accounts = accounts[0], accounts[1], accounts[2 : 2 + plan.oracles]
-    protocol = deploy(chain, admin, agg_account.address)
+    validator_accounts = accounts[2 + plan.oracles:]
+    protocol = deploy(chain, admin, agg_account.address, DEMO_PARAMS, tuple(v.address for v in validator_accounts))
     deployment = home / "deployment.json"
     deployment.write_text(json.dumps(protocol.deployment.to_json()))
     log(f"deployed protocol {protocol.deployment.protocol} on {settings.rpc_url}; store {store!r}")
@@ -71,6 +72,13 @@ def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, 
                    "--data", str(path), "--labels", ",".join(RT_LABELS), "--rounds", str(len(plan.tasks())), "--poll", "0.5"]
             procs.append(start(cmd, f"oracle-{i}"))
             log(f"oracle {account.address} registered; its daemon is process {procs[-1].pid}")
+        setup_validators(protocol, store, admin, validator_accounts, home, log)
+        for i, account in enumerate(validator_accounts):
+            cmd = [sys.executable, "-m", "cli", "validator", "run", *common, "--dev-key", str(2 + plan.oracles + i),
+                   "--rounds", str(len(plan.tasks())), "--poll", "0.5"]
+            procs.append(start(cmd, f"validator-{i}"))
+            log(f"validator {account.address} bonded; its daemon is process {procs[-1].pid}")
+        fund_aggregator(protocol, admin, agg_account.address, 100 * 10**18)
         cmd = [sys.executable, "-m", "cli", "aggregator", "run", *common, "--dev-key", "1",
                "--genesis", str(home / "genesis.safetensors"), "--plan", str(home / "plan.json"),
                "--validation", str(home / "validation.jsonl"), "--poll", "0.5"]
@@ -91,16 +99,18 @@ def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, 
                     raise DGPTError(f"{name} exited with status {p.returncode}; see {home / 'logs'}")
             rid = protocol.current_round()
             for done in range(1, rid + 1):
-                if done not in shown and protocol.round(done).published:
+                if done not in shown and protocol.round(done).final:
                     shown.add(done)
                     summary = round_summary(protocol, store, done, data.test, home)
                     show(summary, log)
-                    result.rounds.append({k: summary[k] for k in ("round", "phase", "accuracy", "l1", "l2", "l3", "model_cid", "report_cid")})
+                    result.rounds.append({k: summary[k] for k in ("round", "phase", "accuracy", "l1", "l2", "l3", "model_cid", "report_cid",
+                                                                  "state", "attestations")})
                     progress_at = time.monotonic()
             if all(p.poll() == 0 for p in procs):
                 break
-            if rid and not protocol.round(rid).published:
+            if rid and not protocol.round(rid).final:
                 info, now = protocol.round(rid), chain.now()
+                attested = len(protocol.events("Attested", roundId=rid))
                 committed = len(protocol.events("Committed", roundId=rid))
                 revealed = len(protocol.events("Revealed", roundId=rid))
                 if now <= info.commit_deadline and committed == len(oracle_accounts):
@@ -108,6 +118,9 @@ def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, 
                     progress_at = time.monotonic()
                 elif info.commit_deadline < now <= info.reveal_deadline and revealed == committed:
                     chain.time_travel(info.reveal_deadline - now + 1)
+                    progress_at = time.monotonic()
+                elif info.proposed and now <= info.challenge_deadline and attested == info.proposals * len(validator_accounts):
+                    chain.time_travel(info.challenge_deadline - now + 1)
                     progress_at = time.monotonic()
             if time.monotonic() - progress_at > stall_timeout:
                 raise DGPTError(f"round {rid} made no progress for {stall_timeout:.0f} s; see {home / 'logs'}")

@@ -8,7 +8,7 @@ from dgpt.chain import client
 from dgpt.chain.client import Chain, ChainError, decode_revert
 from harness.localnet import free_port
 from tests.conftest import make_world
-from tests.test_contracts import publish, register, run_round
+from tests.test_contracts import publish_final, register, run_round
 
 
 @pytest.mark.hardhat
@@ -17,8 +17,9 @@ def test_smoke_flow_on_a_hardhat_node(hardhat_url):
     a = w.oracles[0]
     register(w, a)
     rid = run_round(w, revealers=[a])
-    tree = publish(w, rid, {a.address: 5 * 10**18})
-    w.protocol.claim(a, rid, 0, 5 * 10**18, tree.proof(0))
+    tree = publish_final(w, rid, {a.address: 5 * 10**18})
+    e = tree.of(a.address)
+    w.protocol.claim(a, rid, e, tree.proof(e.index))
     assert w.protocol.round(rid).rewards_claimed == 5 * 10**18
 
 
