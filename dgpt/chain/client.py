@@ -231,7 +231,9 @@ class Chain:
         return decoded or ChainError(f"transaction would fail: {exc}")
 
     def _embedded_revert(self, account: LocalAccount, call: Any) -> ChainError:
-        tx = {"from": account.address, "data": call._encode_transaction_data()}
+        # A constructor (a deployment that would revert) encodes its data under another name.
+        encode = getattr(call, "_encode_transaction_data", None) or call._encode_data_in_transaction
+        tx = {"from": account.address, "data": encode()}
         if getattr(call, "address", None):
             tx["to"] = call.address
         try:
