@@ -165,7 +165,7 @@ contract DGPTProtocol is OracleRegistry {
     struct Settlement {
         bytes32 resultHash;
         Outcome outcome;
-        uint96 sharePerDissenter; // of the voided bond's challenger share, for each validator that disagreed
+        uint96 pay; // to each validator the outcome bears out: the round's fee if final, a share of the bond if voided by quorum
     }
 
     /// @notice Stake burned from an oracle that commits and never reveals.
@@ -196,7 +196,8 @@ contract DGPTProtocol is OracleRegistry {
     /// @notice n, m: validator seats and the quorum of agreeing attestations a proposal needs.
     uint256 public immutable validatorSeats;
     uint256 public immutable validatorQuorum;
-    /// @notice Bond a validator holds to attest, what a contradicted attestation burns, what an agreeing one earns.
+    /// @notice Bond a validator holds to attest, what a contradicted attestation burns, what an agreeing
+    ///         one earns from a final round (at most the round's budget over the seats).
     uint256 public immutable validatorBond;
     uint256 public immutable validatorPenalty;
     uint256 public immutable validatorFee;
@@ -476,7 +477,7 @@ contract DGPTProtocol is OracleRegistry {
     {
         Round storage r = _existing(roundId);
         _checkPublishable(roundId, r);
-        uint256 available = r.rewardBudget - validatorFee * validatorSeats;
+        uint256 available = r.rewardBudget - _feeOf(r) * validatorSeats;
         if (result.rewardsTotal > available) revert RewardsExceedBudget(roundId, result.rewardsTotal, available);
         if (result.entryCount != r.revealedCount) revert EntryCountMismatch(roundId, result.entryCount, r.revealedCount);
         uint256 required = publishBond + r.rewardBudget + uint256(result.slashCount) * _maxPenalty;
@@ -608,7 +609,8 @@ contract DGPTProtocol is OracleRegistry {
         }
         r.finalizedAt = uint40(block.timestamp);
         bonds[r.publisher].locked -= uint128(r.bondLocked);
-        settlements[roundId][proposal] = Settlement(r.resultHash, Outcome.Final, 0);
+        uint256 fee = _feeOf(r);
+        settlements[roundId][proposal] = Settlement(r.resultHash, Outcome.Final, uint96(fee));
         _latestModelDigest = r.newModelDigest;
         _latestModelCodec = r.newModelCodec;
         // Bit 0 of word 0 marks the round final, so the first claims rewrite a non-zero slot (5,000
@@ -616,7 +618,7 @@ contract DGPTProtocol is OracleRegistry {
         _claimed[roundId][0] = 1;
         bytes memory model = CidCodec.encode(r.newModelDigest, r.newModelCodec);
         emit Finalized(roundId, proposal, model, r.rewardsTotal);
-        uint256 mint = uint256(r.rewardsTotal) + validatorFee * r.agree;
+        uint256 mint = uint256(r.rewardsTotal) + fee * r.agree;
         if (mint != 0) DGPTToken(address(token)).mint(address(this), mint);
     }
 
@@ -635,11 +637,11 @@ contract DGPTProtocol is OracleRegistry {
         uint256 paid;
         uint256 burned;
         if (st.outcome == Outcome.Final) {
-            if (agreed) paid = validatorFee;
+            if (agreed) paid = st.pay;
             else burned = validatorPenalty;
         } else if (st.outcome != Outcome.Expired) {
             if (agreed) burned = validatorPenalty;
-            else if (st.outcome == Outcome.VoidedByQuorum) paid = st.sharePerDissenter;
+            else if (st.outcome == Outcome.VoidedByQuorum) paid = st.pay;
         }
         if (burned != 0) {
             b.amount -= uint128(burned);
@@ -861,6 +863,14 @@ contract DGPTProtocol is OracleRegistry {
         if (r.aborted) revert RoundWasAborted(roundId);
         uint256 deadline = _publishDeadline(r);
         if (block.timestamp > deadline) revert PublishClosed(roundId, deadline, block.timestamp);
+    }
+
+    /// @dev What each agreeing validator earns from a round: the fee, or an equal part of a budget too
+    ///      small to reserve the fee for every seat.
+    function _feeOf(Round storage r) internal view returns (uint256) {
+        if (validatorSeats == 0) return 0;
+        uint256 part = r.rewardBudget / validatorSeats;
+        return part < validatorFee ? part : validatorFee;
     }
 
     /// @dev A proposal may come within publishWindow of the reveal deadline or of the last void.

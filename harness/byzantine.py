@@ -50,7 +50,7 @@ from dgpt.store import Store
 from dgpt.task import TaskSpec
 from dgpt import tensorfile
 from dgpt.train import TrainOptions, evaluate, train
-from harness.demo import drive, register_oracle
+from harness.demo import NO_QUORUM_PARAMS, drive, fund_aggregator, register_oracle
 from oracle.node import OracleConfig, OracleNode
 
 ATTACKS = (
@@ -275,7 +275,7 @@ class Simulator:
         chain = Chain.embedded()
         accounts = dev_accounts(2 + plan.n)
         admin, agg_account, oracle_accounts = accounts[0], accounts[1], accounts[2:]
-        protocol = deploy(chain, admin, agg_account.address)
+        protocol = deploy(chain, admin, agg_account.address, NO_QUORUM_PARAMS)
         stake = protocol.min_stake()
         cap = 2 * self.genesis.stat().st_size + (1 << 20)
         seats = range(plan.n - f) if honest_only else range(plan.n)
@@ -296,6 +296,7 @@ class Simulator:
                 else:
                     oracles.append(SimOracle(protocol, self.store, account, cfg, **common))
             policy = RoundPolicy(strategy=strategy)
+            fund_aggregator(protocol, admin, agg_account.address, AggregatorConfig.reward_budget)
             agg = AggregatorNode(
                 protocol, self.store, agg_account,
                 AggregatorConfig(home / "aggregator", self.genesis, [plan.task()] * plan.rounds, self.data.validation, policy,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aggregator.node import AggregatorConfig, AggregatorNode
@@ -37,6 +37,9 @@ from validator.node import ValidatorNode
 # The demo's deployment: the default bounds with a validator quorum of 2 and a challenge window short
 # enough for the embedded chain's clock (moved by the driver, not waited for).
 DEMO_PARAMS = ProtocolParams(validator_seats=3, validator_quorum=2, challenge_window=600)
+# For the harnesses whose subject is not the disputes (the Byzantine table, the round benchmark):
+# no quorum, so a proposal is final once its challenge window has passed without an upheld proof.
+NO_QUORUM_PARAMS = replace(DEMO_PARAMS, validator_quorum=0)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Gas per protocol call on a real Anvil: register, commit, reveal, publish with 1, 10 and 100
-participants, claim, withdraw. With --json the last line is one JSON object of those figures.
+"""Gas per protocol call on a real Anvil: register, commit, reveal, publish (a proposal) with 1, 10
+and 100 participants, attest, finalize, claim, withdraw. With --json the last line is one JSON
+object of those figures.
 
 Each figure is the most gas any measured call of that kind used (the first call in a round pays
 for fresh storage slots; a claim's proof grows with the participants), so the table is a worst
@@ -20,11 +21,11 @@ from dgpt.chain.client import Chain, dev_accounts
 from harness.localnet import anvil
 from dgpt.chain.protocol import TOKEN, ProtocolParams, SlashReason, deploy
 from dgpt.cid import raw_cid
-from dgpt.commitments import RewardsTree, SlashesTree, commit_hash
+from dgpt.commitments import EntriesTree, Result, SlashesTree, commit_hash
 
 SIZES = (1, 10, 100)
 COMMIT_S = REVEAL_S = 600
-TARGETS = {"commit": 60_000, "reveal": 80_000, "claim": 80_000}
+TARGETS = {"commit": 60_000, "reveal": 80_000, "claim": 80_000, "attest": 80_000}
 
 
 def main() -> int:
@@ -39,14 +40,26 @@ def main() -> int:
     def record(key: str, receipt: dict) -> None:
         gas[key] = max(gas.get(key, 0), receipt["gasUsed"])
 
-    with anvil(accounts=n_max + 2) as url:
+    with anvil(accounts=n_max + 5) as url:
         chain = Chain.connect(url)
-        accounts = dev_accounts(n_max + 2)
-        admin, aggregator, oracles = accounts[0], accounts[1], accounts[2:]
+        accounts = dev_accounts(n_max + 5)
+        admin, aggregator, oracles, validators = accounts[0], accounts[1], accounts[2:n_max + 2], accounts[n_max + 2:]
         # A per-round ceiling large enough for the test budget; the bounds do not change the gas.
         params = ProtocolParams(unbonding_period=3600, slash_window=1800, max_reward_per_round=10**6 * TOKEN,
-                                max_reward_per_period=10**7 * TOKEN)
-        protocol = deploy(chain, admin, aggregator.address, params)
+                                max_reward_per_period=10**7 * TOKEN, challenge_window=600, validator_seats=3, validator_quorum=2)
+        protocol = deploy(chain, admin, aggregator.address, params, tuple(v.address for v in validators))
+        protocol.transfer(admin, aggregator.address, 2 * 10**6 * TOKEN)
+        protocol.deposit_bond(aggregator, 2 * 10**6 * TOKEN)
+        for v in validators:
+            protocol.transfer(admin, v.address, params.validator_bond)
+            protocol.deposit_bond(v, params.validator_bond)
+
+        def settle(rid: int, result: Result) -> None:
+            """Two validators attest, the window passes, anyone finalizes."""
+            for v in validators[:2]:
+                record("attest", protocol.attest(v, rid, result.hash(rid)))
+            chain.time_travel(params.challenge_window + 1)
+            record("finalize", protocol.finalize(admin, rid))
         log(f"deployed on anvil at {url}; registering {n_max} oracles")
         for o in oracles:
             protocol.transfer(admin, o.address, 2 * params.min_stake)
@@ -58,7 +71,10 @@ def main() -> int:
         rid = protocol.open_round(aggregator, model, raw_cid(b"task spec"), COMMIT_S, REVEAL_S, 0)
         chain.time_travel(COMMIT_S + REVEAL_S + 1)
         model = raw_cid(b"warm-up model")
-        protocol.publish(aggregator, rid, model, raw_cid(b"warm-up report"), bytes(32), 0)
+        warm = Result(model, raw_cid(b"warm-up report"), bytes(32), 0, 0, bytes(32), 0, bytes(32))
+        protocol.publish(aggregator, rid, warm)
+        settle(rid, warm)
+        gas.pop("attest"), gas.pop("finalize")
         for n in SIZES:
             rid = protocol.open_round(aggregator, model, raw_cid(b"task spec"), COMMIT_S, REVEAL_S, 10**6 * TOKEN)
             salts = {}
@@ -71,14 +87,17 @@ def main() -> int:
                 delta, salt = salts[o.address]
                 record("reveal", protocol.reveal(o, rid, delta, salt, 100))
             chain.time_travel(REVEAL_S)
-            tree = RewardsTree.build({o.address: (i + 1) * TOKEN for i, o in enumerate(oracles[:n])})
+            tree = EntriesTree.build([(o.address, salts[o.address][0], 100, 100, (i + 1) * TOKEN, None)
+                                      for i, o in enumerate(oracles[:n])])
             model = raw_cid(f"model {rid}".encode())
             # with a slashes root (the dearer case: one more storage slot)
             slashes = SlashesTree.build([(oracles[n - 1].address, SlashReason.MALFORMED)])
-            record(f"publish_{n}", protocol.publish(aggregator, rid, model, raw_cid(f"report {rid}".encode()), tree.root, tree.total, slashes.root))
+            result = Result(model, raw_cid(f"report {rid}".encode()), tree.root, n, tree.total, slashes.root, 1, bytes(32))
+            record(f"publish_{n}", protocol.publish(aggregator, rid, result))
+            settle(rid, result)
             for o in oracles[: min(n, 10)]:
-                i = tree.index_of(o.address)
-                record("claim", protocol.claim(o, rid, i, tree.amounts[i], tree.proof(i)))
+                e = tree.of(o.address)
+                record("claim", protocol.claim(o, rid, e, tree.proof(e.index)))
             log(f"round {rid}: {n} participants, publish {gas[f'publish_{n}']:,} gas")
 
         o = oracles[0]
@@ -86,7 +105,7 @@ def main() -> int:
         chain.time_travel(params.unbonding_period + 1)
         record("withdraw", protocol.withdraw(o))
 
-    keys = ["register", "commit", "reveal", "publish_1", "publish_10", "publish_100", "claim", "withdraw"]
+    keys = ["register", "commit", "reveal", "publish_1", "publish_10", "publish_100", "attest", "finalize", "claim", "withdraw"]
     log(f"{'call':<12} {'gas':>9}  target")
     for k in keys:
         target = TARGETS.get(k)

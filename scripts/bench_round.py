@@ -25,7 +25,7 @@ from aggregator.node import AggregatorConfig, AggregatorNode
 from dgpt.chain.client import Chain, dev_accounts
 from dgpt.chain.protocol import deploy
 from dgpt.data import RT_LABELS, as_examples, rotten_tomatoes
-from harness.demo import drive, register_oracle
+from harness.demo import NO_QUORUM_PARAMS, drive, fund_aggregator, register_oracle
 from harness.localnet import anvil
 from dgpt.model import save_model, tiny_gpt2
 from dgpt.store import LocalStore
@@ -49,7 +49,7 @@ def one_round(n: int, reviews, tmp: Path, log) -> float:
         chain = Chain.connect(url)
         accounts = dev_accounts(n + 2)
         admin, agg_account, oracle_accounts = accounts[0], accounts[1], accounts[2:]
-        protocol = deploy(chain, admin, agg_account.address)
+        protocol = deploy(chain, admin, agg_account.address, NO_QUORUM_PARAMS)
         store = LocalStore(tmp / "store")
         genesis = tmp / "genesis.safetensors"
         save_model(genesis, tiny_gpt2(seed=0))
@@ -60,6 +60,7 @@ def one_round(n: int, reviews, tmp: Path, log) -> float:
             register_oracle(protocol, store, admin, a, examples, stake)
             oracles.append(NoTrainingOracle(protocol, store, a, OracleConfig(tmp / "oracles" / a.address, examples), log=lambda *x: None))
         task = TaskSpec(labels=RT_LABELS, epochs=1, max_len=32)
+        fund_aggregator(protocol, admin, agg_account.address, AggregatorConfig.reward_budget)
         agg = AggregatorNode(protocol, store, agg_account,
                              AggregatorConfig(tmp / "aggregator", genesis, [task], as_examples(reviews[-16:])), log=lambda *x: None)
         spent = {"aggregator": 0.0}
@@ -76,7 +77,7 @@ def one_round(n: int, reviews, tmp: Path, log) -> float:
         t = time.perf_counter()
         drive(chain, protocol, agg, oracles, lambda rid: None)
         seconds = time.perf_counter() - t
-        assert protocol.round(1).published
+        assert protocol.round(1).final
     log(f"{n:>3} oracles: one round in {seconds:.1f} s, of which the aggregator {spent['aggregator']:.1f} s")
     return seconds, spent["aggregator"]
 

@@ -4,7 +4,7 @@ Makes a real round with the demo's pipeline (the real roles, a real Anvil, the e
 disk), then runs `dgpt audit` on it in child processes under OMP_NUM_THREADS 1, 2 and 4 and under
 every ATEN_CPU_CAPABILITY this CPU supports (default, avx2, avx512), and compares what each
 recomputed. Prints a line per configuration, and with --json one JSON line:
-{"configs": {name: {"ok", "model_cid", "rewards_root"}}, "all_equal": bool}.
+{"configs": {name: {"ok", "model_cid", "entries_root"}}, "all_equal": bool}.
 
     .venv/bin/python scripts/check_determinism.py --json
 """
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from dgpt.chain.client import Chain, dev_accounts  # noqa: E402
 from dgpt.chain.protocol import deploy  # noqa: E402
 from dgpt.store import LocalStore  # noqa: E402
-from harness.demo import DemoPlan, demo_data, drive, setup_network  # noqa: E402
+from harness.demo import DEMO_PARAMS, DemoPlan, demo_data, drive, setup_network, setup_validators  # noqa: E402
 from harness.localnet import anvil  # noqa: E402
 
 
@@ -43,18 +43,20 @@ def capabilities() -> list[str]:
 def make_round(url: str, home: Path, plan: DemoPlan) -> int:
     """Run the plan's rounds on the chain at `url`; returns the last round's id."""
     chain = Chain.connect(url)
-    a = dev_accounts(2 + plan.oracles)
-    protocol = deploy(chain, a[0], a[1].address)
+    a = dev_accounts(2 + plan.oracles + plan.validators)
+    validators = a[2 + plan.oracles:]
+    protocol = deploy(chain, a[0], a[1].address, DEMO_PARAMS, tuple(v.address for v in validators))
     (home / "deployment.json").write_text(json.dumps(protocol.deployment.to_json()))
     store = LocalStore(home / "store")
     data = demo_data(plan)
-    agg, oracles = setup_network(protocol, store, a[0], a[1], a[2:], data, plan, home, log=lambda *x: None)
-    drive(chain, protocol, agg, oracles, lambda rid: None)
+    agg, oracles = setup_network(protocol, store, a[0], a[1], a[2:2 + plan.oracles], data, plan, home, log=lambda *x: None)
+    checks = setup_validators(protocol, store, a[0], validators, home, log=lambda *x: None)
+    drive(chain, protocol, agg, oracles, lambda rid: None, checks)
     return protocol.current_round()
 
 
 def audit_in_child(url: str, home: Path, rounds: int, threads: int, capability: str) -> dict:
-    """`dgpt audit` of every round in a child process; model_cid and rewards_root are the last
+    """`dgpt audit` of every round in a child process; model_cid and entries_root are the last
     round's, `rounds` each round's."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "ATEN_CPU_CAPABILITY": capability}
     per_round = {}
@@ -64,12 +66,12 @@ def audit_in_child(url: str, home: Path, rounds: int, threads: int, capability: 
         try:
             r = json.loads(out.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            r = {"ok": False, "recomputed": None, "recomputed_rewards_root": None, "error": out.stderr.strip()[-500:]}
-        per_round[rid] = {"ok": r["ok"], "model_cid": r["recomputed"], "rewards_root": r["recomputed_rewards_root"]}
+            r = {"ok": False, "recomputed": None, "recomputed_entries_root": None, "error": out.stderr.strip()[-500:]}
+        per_round[rid] = {"ok": r["ok"], "model_cid": r["recomputed"], "entries_root": r["recomputed_entries_root"]}
         if not r["ok"]:  # what differed, for whoever reads the output
             per_round[rid]["differences"] = r.get("differences") or r.get("problems") or r.get("error")
     last = per_round[rounds]
-    return {"ok": all(r["ok"] for r in per_round.values()), "model_cid": last["model_cid"], "rewards_root": last["rewards_root"],
+    return {"ok": all(r["ok"] for r in per_round.values()), "model_cid": last["model_cid"], "entries_root": last["entries_root"],
             "rounds": per_round}
 
 
@@ -82,7 +84,7 @@ def check(configs: list[tuple[int, str]], plan: DemoPlan, log=print) -> dict:
         for threads, cap in configs:
             name = f"threads={threads},cpu={cap}"
             results[name] = audit_in_child(url, home, round_id, threads, cap)
-            log(f"{name:<28} ok {results[name]['ok']}  model {results[name]['model_cid']}  rewards {results[name]['rewards_root']}")
+            log(f"{name:<28} ok {results[name]['ok']}  model {results[name]['model_cid']}  entries {results[name]['entries_root']}")
     seen = {json.dumps(r["rounds"], sort_keys=True) for r in results.values()}
     return {"configs": results, "all_equal": len(seen) == 1 and all(r["ok"] for r in results.values())}
 

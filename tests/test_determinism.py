@@ -103,4 +103,4 @@ def test_a_real_round_audits_the_same_under_other_threads_and_cpu_capabilities()
     result = check.check([(1, "default"), (2, caps[-1])], plan, log=lambda *a: None)
     assert result["all_equal"], result
     (first, *_), = [list(result["configs"].values())]
-    assert first["ok"] and first["rewards_root"] != "0x" + "00" * 32  # a round that merged and paid someone
+    assert first["ok"] and first["entries_root"] != "0x" + "00" * 32  # a round with submissions and their verdicts

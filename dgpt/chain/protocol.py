@@ -359,9 +359,12 @@ class Protocol:
         return self.contract.functions.publishBond().call() + reward_budget + slash_count * worst
 
     def oracle_budget(self, info: RoundInfo) -> int:
-        """What a round may pay its oracles: its budget less the validators' fees it reserves."""
+        """What a round may pay its oracles: its budget less the validators' fees it reserves
+        (DGPTProtocol._feeOf per seat)."""
         f = self.contract.functions
-        return info.reward_budget - f.validatorFee().call() * f.validatorSeats().call()
+        seats = f.validatorSeats().call()
+        fee = min(f.validatorFee().call(), info.reward_budget // seats) if seats else 0
+        return info.reward_budget - fee * seats
 
     # --- aggregator -----------------------------------------------------------------------------
 
