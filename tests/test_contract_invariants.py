@@ -16,7 +16,7 @@ def test_invariants_hold_over_ten_thousand_random_call_sequences():
     results = re.findall(r"\[PASS\] (invariant_\w+)\(\) \(runs: (\d+), calls: (\d+), reverts: \d+\)", text)
     names = {name for name, _, _ in results}
     assert names == {
-        "invariant_balanceEqualsStakesUnbondingAndUnclaimedRewards",
+        "invariant_balanceEqualsStakesBondsAndUnpaidRewards",
         "invariant_rewardsWithinBudget",
         "invariant_lockedStakeNeverLeaves",
         "invariant_claimPaysOnce",
@@ -25,6 +25,9 @@ def test_invariants_hold_over_ten_thousand_random_call_sequences():
         "invariant_mintedWithinSchedule",
         "invariant_noSlashOverItsPenalty",
         "invariant_noStakeLockedAfterItsRoundEnds",
+        "invariant_nothingTakesEffectBeforeFinal",
+        "invariant_bondsConserved",
     }, text[-3000:]
     assert all(int(runs) >= 10_000 for _, runs, _ in results)
     assert "[PASS] test_handlerDrivesAFullRoundToClaims()" in text
+    assert "[PASS] test_handlerVoidsAProposalThatPaysTheAggregator()" in text

@@ -13,8 +13,8 @@ interface Vm {
     function warp(uint256 timestamp) external;
 }
 
-/// Drives the protocol with random, bounded calls from oracles, the aggregator and a stranger, and
-/// records in ghost variables anything that must never happen.
+/// Drives the protocol with random, bounded calls from oracles, the aggregator, three validators and a
+/// stranger, and records in ghost variables anything that must never happen.
 contract Handler {
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
     uint256 internal constant STAKE = 100 ether;
@@ -24,6 +24,7 @@ contract Handler {
     address public aggregator = AGGREGATOR;
     address public stranger = address(0xBAD);
     address[4] public oracles = [address(0x1001), address(0x1002), address(0x1003), address(0x1004)];
+    address[3] public validators = [address(0x2001), address(0x2002), address(0x2003)];
     uint256 public now_ = 1_000_000;
 
     mapping(uint64 => mapping(address => bytes32)) internal salts;
@@ -33,6 +34,12 @@ contract Handler {
     bool public unauthorizedSucceeded;
     bool public slashOverPenalty;
     bool public unlockedStakeRefused;
+    bool public effectBeforeFinal; // a claim or a proposal's slash succeeded in a round that was not final
+    bool public bondMinted; // a bond grew other than by a deposit
+    uint256 public bondDeposited;
+    uint256 public bondWithdrawn;
+    uint256 public bondTaken; // slashed from bonds: burned or paid to challengers and validators
+    uint256 public pendingValidatorPay; // minted fees and kept bond shares not yet settled to validators
     uint256 public calls;
     uint256[] public periodsOpened;
 
@@ -58,7 +65,23 @@ contract Handler {
         (,,,,,, uint64 last) = protocol.getOracle(o);
         if (last == 0) return false;
         DGPTProtocol.RoundView memory v = protocol.getRound(last);
-        return !v.published && !v.aborted;
+        return !v.final_ && !v.aborted;
+    }
+
+    function _bondSum() internal view returns (uint256 sum) {
+        (uint128 a,) = protocol.bonds(aggregator);
+        sum = a;
+        for (uint256 i = 0; i < 3; i++) {
+            (uint128 b,) = protocol.bonds(validators[i]);
+            sum += b;
+        }
+    }
+
+    /// Bonds only shrink in the calls that settle a proposal; what they lose is recorded.
+    function _trackBonds(uint256 before) internal {
+        uint256 afterSum = _bondSum();
+        if (afterSum > before) bondMinted = true;
+        else bondTaken += before - afterSum;
     }
 
     // --- oracles -----------------------------------------------------------------------------------
@@ -135,12 +158,14 @@ contract Handler {
         uint64 rid = protocol.currentRound();
         if (rid == 0) return;
         rid = uint64(1 + roundSeed % rid);
-        (uint256 index, uint256 amount, bytes32[] memory proof) = _leafOf(rid, o);
-        if (amount == 0) return;
+        (DGPTProtocol.EntryLeaf memory e, bytes32[] memory proof, bool found) = _leafOf(rid, o);
+        if (!found || e.reward == 0) return;
+        bool isFinal = protocol.getRound(rid).final_;
         vm.prank(o);
-        try protocol.claim(rid, index, amount, proof) {
+        try protocol.claim(rid, e, proof) {
+            if (!isFinal) effectBeforeFinal = true;
             vm.prank(o);
-            try protocol.claim(rid, index, amount, proof) {
+            try protocol.claim(rid, e, proof) {
                 claimPaidTwice = true;
             } catch {}
         } catch {}
@@ -188,46 +213,139 @@ contract Handler {
         return periodsOpened.length;
     }
 
-    /// Rewards for the round's revealed oracles: amounts drawn from `seed`, sometimes over budget
-    /// (the contract must refuse those).
+    /// A proposal over the round's revealed oracles: rewards drawn from `seed`, sometimes over budget
+    /// (the contract must refuse those); with bit 7 of the seed the aggregator lists itself, paid,
+    /// in place of the last oracle (a fault anyone can prove).
     function publish(uint256 seed) external {
         calls++;
         uint64 rid = protocol.currentRound();
         if (rid == 0) return;
-        (bytes32 root, uint256 total) = _tree(rid, seed);
+        (DGPTProtocol.EntryLeaf[] memory leaves, uint256 total) = _entries(rid, seed);
+        (bytes32 root,) = _entriesRootAndProof(leaves, 0);
         (bytes32 slashesRoot,) = _slashes(rid, seed, address(0));
+        uint16 slashCount = slashesRoot == 0 ? 0 : uint16(_slashCount(rid, seed));
+        DGPTProtocol.Result memory r = DGPTProtocol.Result(
+            _cid(bytes32(seed)), _cid(bytes32(seed + 1)), root, uint32(leaves.length), uint96(total), slashesRoot, slashCount, 0
+        );
         vm.prank(aggregator);
-        try protocol.publish(rid, _cid(bytes32(seed)), _cid(bytes32(seed + 1)), root, total, slashesRoot) {
-            rewardSeed[rid] = seed;
+        try protocol.publish(rid, r) returns (bytes32 h) {
+            proposalSeed[rid] = seed;
+            resultHash[rid] = h;
         } catch {}
     }
 
-    /// Anyone executes a slash of the published report (or one it does not hold, which must fail);
-    /// it may burn no more than the reason's fixed penalty.
+    /// A validator attests: to the proposal (even seeds) or to another result.
+    function attest(uint256 who, uint256 seed) external {
+        calls++;
+        uint64 rid = protocol.currentRound();
+        if (rid == 0) return;
+        bytes32 h = seed % 2 == 0 ? resultHash[rid] : keccak256(abi.encode(seed));
+        if (h == 0) h = bytes32(uint256(1));
+        vm.prank(validators[who % 3]);
+        try protocol.attest(rid, h) {} catch {}
+    }
+
+    /// Anyone finalizes (or voids, or lets expire) the live proposal.
+    function finalize(uint256 caller) external {
+        calls++;
+        uint64 rid = protocol.currentRound();
+        if (rid == 0) return;
+        DGPTProtocol.RoundView memory v = protocol.getRound(rid);
+        uint256 before = _bondSum();
+        vm.prank(caller % 2 == 0 ? stranger : _oracle(caller));
+        try protocol.finalize(rid) {
+            _trackBonds(before);
+            (,, uint96 pay) = protocol.settlements(rid, v.proposals);
+            DGPTProtocol.RoundView memory w = protocol.getRound(rid);
+            if (w.final_) pendingValidatorPay += uint256(pay) * v.agree;
+            else pendingValidatorPay += uint256(pay) * v.disagree; // kept shares of a voided bond (0 if expired)
+        } catch {}
+    }
+
+    /// A stranger challenges each entry of the live proposal in turn: only a real fault voids it.
+    function challenge(uint256 which) external {
+        calls++;
+        uint64 rid = protocol.currentRound();
+        if (rid == 0 || !protocol.getRound(rid).proposed) return;
+        (DGPTProtocol.EntryLeaf[] memory leaves,) = _entries(rid, proposalSeed[rid]);
+        if (leaves.length == 0) return;
+        uint256 i = which % leaves.length;
+        (, bytes32[] memory proof) = _entriesRootAndProof(leaves, i);
+        uint256 before = _bondSum();
+        uint256 balance = token.balanceOf(stranger);
+        vm.prank(stranger);
+        try protocol.challengeEntry(rid, leaves[i], proof) {
+            _trackBonds(before);
+            if (token.balanceOf(stranger) < balance) bondMinted = true; // a challenger never pays
+        } catch {}
+    }
+
+    /// Each validator's attestation to an earlier proposal is settled by anyone.
+    function settle(uint256 who, uint256 roundSeed, uint8 proposal) external {
+        calls++;
+        uint64 rid = protocol.currentRound();
+        if (rid == 0) return;
+        rid = uint64(1 + roundSeed % rid);
+        address v = validators[who % 3];
+        uint256 before = _bondSum();
+        uint256 balance = token.balanceOf(v);
+        vm.prank(stranger);
+        try protocol.settleAttestation(rid, uint8(1 + proposal % 3), v) {
+            _trackBonds(before);
+            pendingValidatorPay -= token.balanceOf(v) - balance;
+        } catch {}
+    }
+
+    /// Aggregator and validators move their bonds; only what nothing locks may leave.
+    function moveBond(uint256 who, uint256 amount, bool deposit) external {
+        calls++;
+        address a = who % 4 == 3 ? aggregator : validators[who % 3];
+        amount = 1 + amount % (500 ether);
+        (uint128 held, uint128 locked) = protocol.bonds(a);
+        if (deposit) {
+            vm.prank(a);
+            token.approve(address(protocol), amount);
+            vm.prank(a);
+            try protocol.depositBond(amount) {
+                bondDeposited += amount;
+            } catch {}
+        } else {
+            vm.prank(a);
+            try protocol.withdrawBond(amount) {
+                bondWithdrawn += amount;
+                if (amount > held - locked) bondMinted = true; // took a locked bond
+            } catch {}
+        }
+    }
+
+    /// Anyone executes a slash of the round's proposal (or one it does not hold, which must fail); it
+    /// may burn no more than the reason's fixed penalty, and nothing before the round is final.
     function slash(uint256 who, uint256 caller) external {
         calls++;
         uint64 rid = protocol.currentRound();
         if (rid == 0) return;
         address o = _oracle(who);
-        (, bytes32[] memory proof) = _slashes(rid, rewardSeed[rid], o);
+        (, bytes32[] memory proof) = _slashes(rid, proposalSeed[rid], o);
         (uint256 stake, uint256 unbonding,,,,,) = protocol.getOracle(o);
+        bool isFinal = protocol.getRound(rid).final_;
         vm.prank(caller % 2 == 0 ? stranger : aggregator);
         try protocol.slash(rid, o, OracleRegistry.SlashReason.Malformed, proof) {
+            if (!isFinal) effectBeforeFinal = true;
             (uint256 stake2, uint256 unbonding2,,,,,) = protocol.getOracle(o);
             if (stake + unbonding - stake2 - unbonding2 > protocol.penalty(OracleRegistry.SlashReason.Malformed)) slashOverPenalty = true;
         } catch {}
     }
 
-    /// The aggregator tries to claim a leaf paying itself (publish puts it in every tree).
+    /// The aggregator tries to claim a leaf paying itself (some proposals list it).
     function aggregatorClaims(uint256 roundSeed) external {
         calls++;
         uint64 rid = protocol.currentRound();
         if (rid == 0) return;
         rid = uint64(1 + roundSeed % rid);
-        (uint256 index, uint256 amount, bytes32[] memory proof) = _leafOf(rid, aggregator);
-        if (amount == 0) return;
+        (DGPTProtocol.EntryLeaf memory e, bytes32[] memory proof, bool found) = _leafOf(rid, aggregator);
+        if (!found || e.reward == 0) return;
         vm.prank(aggregator);
-        try protocol.claim(rid, index, amount, proof) {} catch {}
+        try protocol.claim(rid, e, proof) {} catch {}
     }
 
     /// Slashes of a round: the revealed oracles whose bit in `seed` is set, reason Malformed; also
@@ -258,49 +376,74 @@ contract Handler {
         calls++;
         uint64 rid = protocol.currentRound();
         vm.prank(stranger);
-        uint256 w = which % 4;
+        uint256 w = which % 5;
         if (w == 0) {
-            try protocol.publish(rid, _cid("m"), _cid("r"), bytes32(0), 0, bytes32(0)) { unauthorizedSucceeded = true; } catch {}
+            DGPTProtocol.Result memory r = DGPTProtocol.Result(_cid("m"), _cid("r"), 0, 0, 0, 0, 0, 0);
+            try protocol.publish(rid, r) { unauthorizedSucceeded = true; } catch {}
         } else if (w == 1) {
             // a slash no published report holds
             try protocol.slash(rid, _oracle(who), OracleRegistry.SlashReason.NonFinite, new bytes32[](0)) { unauthorizedSucceeded = true; } catch {}
         } else if (w == 2) {
             try protocol.openRound(_cid("x"), _cid("t"), 1 hours, 1 hours, 1) { unauthorizedSucceeded = true; } catch {}
-        } else {
+        } else if (w == 3) {
             try token.mint(stranger, 1 ether) { unauthorizedSucceeded = true; } catch {}
+        } else {
+            try protocol.attest(rid, bytes32(uint256(1))) { unauthorizedSucceeded = true; } catch {}
         }
     }
 
-    // --- rewards trees: leaves (index, oracle, amount) over the revealed oracles, sorted-pair hashing --
+    // --- entries trees: one leaf per revealed oracle, sorted-pair hashing --------------------------------
 
-    mapping(uint64 => uint256) public rewardSeed;
+    mapping(uint64 => uint256) public proposalSeed;
+    mapping(uint64 => bytes32) public resultHash;
 
-    function _amounts(uint64 rid, uint256 seed) internal view returns (address[] memory who, uint256[] memory amt, uint256 total) {
-        uint256 n = 1; // the aggregator pays itself a leaf in every tree: it must never be able to claim it
-        for (uint256 i = 0; i < 4; i++) {
-            (, DGPTProtocol.Status st,,) = protocol.getSubmission(rid, oracles[i]);
-            (bool committed,,,) = protocol.getSubmission(rid, oracles[i]);
-            if (committed && st != DGPTProtocol.Status.Committed) n++; // revealed, or slashed since the publish
-        }
-        who = new address[](n);
-        amt = new uint256[](n);
-        who[0] = aggregator;
-        amt[0] = uint256(keccak256(abi.encode(seed, "aggregator"))) % (100 ether);
-        total = amt[0];
-        uint256 k = 1;
+    function _slashCount(uint64 rid, uint256 seed) internal view returns (uint256 n) {
         for (uint256 i = 0; i < 4; i++) {
             (bool committed, DGPTProtocol.Status st,,) = protocol.getSubmission(rid, oracles[i]);
-            if (committed && st != DGPTProtocol.Status.Committed) {
-                who[k] = oracles[i];
-                amt[k] = uint256(keccak256(abi.encode(seed, i))) % (400 ether);
-                total += amt[k];
-                k++;
-            }
+            if (committed && st != DGPTProtocol.Status.Committed && (seed >> (i + 8)) & 1 == 1) n++;
         }
     }
 
-    function _leaf(uint256 index, address o, uint256 amount) internal pure returns (bytes32) {
-        return keccak256(bytes.concat(keccak256(abi.encode(index, o, amount))));
+    /// The revealed oracles in address order (the handler's addresses are increasing), each merged with
+    /// a reward drawn from `seed`; with bit 7 the last is replaced by the aggregator paying itself.
+    function _entries(uint64 rid, uint256 seed) internal view returns (DGPTProtocol.EntryLeaf[] memory leaves, uint256 total) {
+        uint256 n;
+        for (uint256 i = 0; i < 4; i++) {
+            (bool committed, DGPTProtocol.Status st,,) = protocol.getSubmission(rid, oracles[i]);
+            if (committed && st != DGPTProtocol.Status.Committed) n++; // revealed, or slashed since
+        }
+        leaves = new DGPTProtocol.EntryLeaf[](n);
+        uint256 k;
+        for (uint256 i = 0; i < 4; i++) {
+            (bool committed, DGPTProtocol.Status st,, uint64 count) = protocol.getSubmission(rid, oracles[i]);
+            if (!committed || st == DGPTProtocol.Status.Committed) continue;
+            uint256 amount = uint256(keccak256(abi.encode(seed, i))) % (400 ether);
+            bool slashed = (seed >> (i + 8)) & 1 == 1;
+            if (slashed) amount = 0;
+            leaves[k] = DGPTProtocol.EntryLeaf(k, oracles[i], keccak256(abi.encode(salts[rid][oracles[i]])), count,
+                slashed ? 0 : count, amount, total, slashed, OracleRegistry.SlashReason.Malformed);
+            total += amount;
+            k++;
+        }
+        if (n != 0 && (seed >> 7) & 1 == 1) {
+            DGPTProtocol.EntryLeaf memory last = leaves[n - 1];
+            total -= last.reward;
+            last.oracle = aggregator; // larger than every oracle address: the order holds
+            last.reward = 100 ether;
+            last.slashed = false;
+            last.weight = 1;
+            total += last.reward;
+        }
+    }
+
+    function _entryLeaf(DGPTProtocol.EntryLeaf memory e) internal pure returns (bytes32) {
+        return keccak256(bytes.concat(keccak256(abi.encode(e))));
+    }
+
+    function _entriesRootAndProof(DGPTProtocol.EntryLeaf[] memory leaves, uint256 target) internal pure returns (bytes32, bytes32[] memory) {
+        bytes32[] memory hashes = new bytes32[](leaves.length);
+        for (uint256 i = 0; i < leaves.length; i++) hashes[i] = _entryLeaf(leaves[i]);
+        return _rootAndProof(hashes, target);
     }
 
     function _hashPair(bytes32 a, bytes32 b) internal pure returns (bytes32) {
@@ -330,34 +473,26 @@ contract Handler {
         return (level.length == 0 ? bytes32(0) : level[0], out);
     }
 
-    function _tree(uint64 rid, uint256 seed) internal view returns (bytes32 root, uint256 total) {
-        (address[] memory who, uint256[] memory amt, uint256 t) = _amounts(rid, seed);
-        bytes32[] memory leaves = new bytes32[](who.length);
-        for (uint256 i = 0; i < who.length; i++) leaves[i] = _leaf(i, who[i], amt[i]);
-        (root,) = _rootAndProof(leaves, 0);
-        total = t;
-    }
-
-    function _leafOf(uint64 rid, address o) internal view returns (uint256 index, uint256 amount, bytes32[] memory proof) {
-        if (!protocol.getRound(rid).published) return (0, 0, proof);
-        (address[] memory who, uint256[] memory amt,) = _amounts(rid, rewardSeed[rid]);
-        bytes32[] memory leaves = new bytes32[](who.length);
-        bool found;
-        for (uint256 i = 0; i < who.length; i++) {
-            leaves[i] = _leaf(i, who[i], amt[i]);
-            if (who[i] == o) (index, amount, found) = (i, amt[i], true);
+    function _leafOf(uint64 rid, address o) internal view returns (DGPTProtocol.EntryLeaf memory e, bytes32[] memory proof, bool found) {
+        if (protocol.getRound(rid).proposals == 0) return (e, proof, false);
+        (DGPTProtocol.EntryLeaf[] memory leaves,) = _entries(rid, proposalSeed[rid]);
+        for (uint256 i = 0; i < leaves.length; i++) {
+            if (leaves[i].oracle == o) {
+                (, proof) = _entriesRootAndProof(leaves, i);
+                return (leaves[i], proof, true);
+            }
         }
-        if (!found) return (0, 0, proof);
-        (, proof) = _rootAndProof(leaves, index);
     }
 }
 
 contract DGPTInvariants {
+    Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
     DGPTToken internal token;
     DGPTProtocol internal protocol;
     Handler internal handler;
 
-    uint256 internal constant GENESIS = 10_000 ether;
+    uint256 internal constant GENESIS = 100_000 ether;
+    uint256 internal constant INITIAL_BONDS = 3_000 ether + 3 * 100 ether;
 
     function setUp() public {
         token = new DGPTToken(1_000_000_000 ether, GENESIS, address(this));
@@ -365,16 +500,31 @@ contract DGPTInvariants {
             minStake: 100 ether, unbondingPeriod: 1 days, maxExamples: 1000, nonRevealPenalty: 10 ether,
             malformedPenalty: 50 ether, nonFinitePenalty: 50 ether, normPenalty: 50 ether, minWindow: 10 minutes,
             maxWindow: 1 days, publishWindow: 1 days, slashWindow: 12 hours, maxRewardPerRound: 1000 ether,
-            emissionPeriod: 1 days, maxRewardPerPeriod: 3000 ether
+            emissionPeriod: 1 days, maxRewardPerPeriod: 3000 ether, challengeWindow: 1 hours, publishBond: 100 ether,
+            challengerShareBps: 5000, validatorSeats: 3, validatorQuorum: 2, validatorBond: 100 ether,
+            validatorPenalty: 20 ether, validatorFee: 1 ether
         });
         protocol = new DGPTProtocol(token, p, address(this), AGGREGATOR);
         handler = new Handler(token, protocol);
         token.setMinter(address(protocol));
         for (uint256 i = 0; i < 4; i++) token.transfer(handler.oracles(i), 1_000 ether);
+        _bond(AGGREGATOR, 3_000 ether, 10_000 ether);
+        for (uint256 i = 0; i < 3; i++) {
+            protocol.setValidator(handler.validators(i), true);
+            _bond(handler.validators(i), 100 ether, 1_000 ether);
+        }
     }
 
-    /// The handler's own logic (commit hashes, rewards trees, proofs) drives a full round to paid
-    /// claims: without this the fuzzer could be exploring only reverting calls.
+    function _bond(address who, uint256 amount, uint256 funds) internal {
+        token.transfer(who, funds);
+        vm.prank(who);
+        token.approve(address(protocol), amount);
+        vm.prank(who);
+        protocol.depositBond(amount);
+    }
+
+    /// The handler's own logic (commit hashes, entries trees, proofs) drives a full round through a
+    /// quorum to paid claims: without this the fuzzer could be exploring only reverting calls.
     function test_handlerDrivesAFullRoundToClaims() public {
         handler.register(0, 0);
         handler.register(1, 0);
@@ -385,22 +535,51 @@ contract DGPTInvariants {
         handler.reveal(0);
         handler.reveal(1);
         handler.warp(1 hours);
-        handler.publish(7 | (1 << 9)); // rewards for both, a slash of oracle 1
+        handler.publish(6 | (1 << 9)); // rewards for oracle 0, a slash of oracle 1
+        require(protocol.getRound(1).proposed, "publish failed");
+        handler.claim(0, 0); // not final: refused
+        handler.challenge(0); // an honest proposal: refused
+        require(protocol.getRound(1).proposed, "an honest proposal was voided");
+        handler.attest(0, 0);
+        handler.attest(1, 0);
+        handler.attest(2, 1); // a dissenter
+        handler.warp(1 hours);
+        handler.finalize(0);
+        require(protocol.getRound(1).final_, "finalize failed");
         handler.aggregatorClaims(0);
-        require(token.balanceOf(AGGREGATOR) == 0, "the aggregator claimed a reward it did not earn");
-        require(protocol.getRound(1).published, "publish failed");
-        uint256 before = token.balanceOf(handler.oracles(0)) + token.balanceOf(handler.oracles(1));
+        require(token.balanceOf(AGGREGATOR) == 10_000 ether - 3_000 ether, "the aggregator claimed a reward it did not earn");
         (uint256 stake1,,,,,,) = protocol.getOracle(handler.oracles(1));
         handler.slash(1, 0);
         (uint256 stake1After,,,,,,) = protocol.getOracle(handler.oracles(1));
-        require(stake1 - stake1After == 50 ether, "the published slash did not burn its penalty");
+        require(stake1 - stake1After == 50 ether, "the final slash did not burn its penalty");
+        uint256 before = token.balanceOf(handler.oracles(0));
         handler.claim(0, 0);
-        handler.claim(1, 0); // slashed: not eligible
         DGPTProtocol.RoundView memory v = protocol.getRound(1);
-        require(v.rewardsClaimed > 0 && v.rewardsClaimed < v.rewardsTotal, "only the unslashed oracle is paid");
-        require(token.balanceOf(handler.oracles(0)) + token.balanceOf(handler.oracles(1)) == before + v.rewardsClaimed, "paid amounts");
-        require(!handler.claimPaidTwice(), "second claim paid");
-        invariant_balanceEqualsStakesUnbondingAndUnclaimedRewards();
+        require(v.rewardsClaimed > 0 && v.rewardsClaimed == v.rewardsTotal, "the merged oracle is paid");
+        require(token.balanceOf(handler.oracles(0)) == before + v.rewardsClaimed, "paid amounts");
+        handler.settle(0, 0, 0);
+        handler.settle(2, 0, 0);
+        require(handler.bondTaken() == 20 ether, "the dissenting validator's penalty");
+        require(!handler.claimPaidTwice() && !handler.effectBeforeFinal(), "claims");
+        invariant_balanceEqualsStakesBondsAndUnpaidRewards();
+        invariant_bondsConserved();
+    }
+
+    /// A dishonest proposal (the aggregator lists itself) is voided by a proof; the challenger is paid.
+    function test_handlerVoidsAProposalThatPaysTheAggregator() public {
+        handler.register(0, 0);
+        handler.openRound(500 ether, 1);
+        handler.commit(0, "salt0");
+        handler.warp(1 hours);
+        handler.reveal(0);
+        handler.warp(1 hours);
+        handler.publish(1 << 7);
+        handler.challenge(0);
+        DGPTProtocol.RoundView memory v = protocol.getRound(1);
+        require(!v.proposed && !v.final_ && v.voidedAt != 0, "the proposal stands");
+        require(handler.bondTaken() > 0 && token.balanceOf(handler.stranger()) > 0, "bond slashed, challenger paid");
+        invariant_balanceEqualsStakesBondsAndUnpaidRewards();
+        invariant_bondsConserved();
     }
 
     /// Only the handler is called, with random arguments.
@@ -409,30 +588,33 @@ contract DGPTInvariants {
         targets[0] = address(handler);
     }
 
-    /// The registry holds exactly the stakes, what is unbonding, and the rewards not yet claimed.
-    function invariant_balanceEqualsStakesUnbondingAndUnclaimedRewards() public view {
-        uint256 sum;
+    /// The protocol holds exactly the stakes, what is unbonding, the bonds, the final rounds' unclaimed
+    /// rewards, and what validators are yet to be paid.
+    function invariant_balanceEqualsStakesBondsAndUnpaidRewards() public view {
+        uint256 sum = protocol.totalBonded() + handler.pendingValidatorPay();
         for (uint256 i = 0; i < 4; i++) {
             (uint256 stake, uint256 unbonding,,,,,) = protocol.getOracle(handler.oracles(i));
             sum += stake + unbonding;
         }
         for (uint64 r = 1; r <= protocol.currentRound(); r++) {
             DGPTProtocol.RoundView memory v = protocol.getRound(r);
-            sum += v.rewardsTotal - v.rewardsClaimed;
+            if (v.final_) sum += v.rewardsTotal - v.rewardsClaimed;
         }
-        require(token.balanceOf(address(protocol)) == sum, "registry balance != stakes + unbonding + unclaimed rewards");
+        require(token.balanceOf(address(protocol)) == sum, "balance != stakes + unbonding + bonds + unpaid rewards");
     }
 
-    /// No round pays more than it minted, nor mints more than its budget.
+    /// No final round pays more than it minted, nor mints more than its budget; a round that is not
+    /// final has paid nothing.
     function invariant_rewardsWithinBudget() public view {
         for (uint64 r = 1; r <= protocol.currentRound(); r++) {
             DGPTProtocol.RoundView memory v = protocol.getRound(r);
-            require(v.rewardsClaimed <= v.rewardsTotal && v.rewardsTotal <= v.rewardBudget, "rewards over budget");
+            if (v.final_) require(v.rewardsClaimed <= v.rewardsTotal && v.rewardsTotal <= v.rewardBudget, "rewards over budget");
+            else require(v.rewardsClaimed == 0, "a round that is not final paid a reward");
         }
     }
 
     function invariant_lockedStakeNeverLeaves() public view {
-        require(!handler.lockedStakeLeft(), "stake left while locked by an unpublished round");
+        require(!handler.lockedStakeLeft(), "stake left while locked by a round that is not final");
     }
 
     function invariant_claimPaysOnce() public view {
@@ -441,22 +623,27 @@ contract DGPTInvariants {
 
     /// The aggregator never revealed anything, so rewards never reach it.
     function invariant_aggregatorEarnsNothingUnrevealed() public view {
-        require(token.balanceOf(AGGREGATOR) == 0, "the aggregator was paid a reward it did not earn");
+        (uint128 held,) = protocol.bonds(AGGREGATOR);
+        require(token.balanceOf(AGGREGATOR) + held <= 10_000 ether, "the aggregator was paid a reward it did not earn");
     }
 
     /// Minting stays within the schedule: every round within the per-round ceiling, every period's
-    /// budgets within the per-period ceiling, supply within genesis plus what rounds minted.
+    /// budgets within the per-period ceiling, supply within genesis plus what final rounds minted.
     function invariant_mintedWithinSchedule() public view {
         uint256 minted;
         for (uint64 r = 1; r <= protocol.currentRound(); r++) {
             DGPTProtocol.RoundView memory v = protocol.getRound(r);
             require(v.rewardBudget <= protocol.maxRewardPerRound(), "round budget over the ceiling");
-            minted += v.rewardsTotal;
+            if (!v.final_) continue;
+            (,, uint96 pay) = protocol.settlements(r, v.proposals);
+            uint256 round_ = v.rewardsTotal + uint256(pay) * v.agree;
+            require(round_ <= v.rewardBudget, "a round minted more than its budget");
+            minted += round_;
         }
         for (uint256 i = 0; i < handler.periodsCount(); i++) {
             require(protocol.emitted(handler.periodsOpened(i)) <= protocol.maxRewardPerPeriod(), "period over its ceiling");
         }
-        require(token.totalSupply() <= GENESIS + minted, "supply beyond genesis plus round rewards");
+        require(token.totalSupply() <= GENESIS + minted, "supply beyond genesis plus final rounds' rewards and fees");
     }
 
     function invariant_noSlashOverItsPenalty() public view {
@@ -464,10 +651,31 @@ contract DGPTInvariants {
     }
 
     function invariant_noStakeLockedAfterItsRoundEnds() public view {
-        require(!handler.unlockedStakeRefused(), "stake stayed locked after its round was published or aborted");
+        require(!handler.unlockedStakeRefused(), "stake stayed locked after its round was final or aborted");
     }
 
     function invariant_onlyRolesSlashPublishOrMint() public view {
-        require(!handler.unauthorizedSucceeded(), "a stranger published, slashed, opened a round or minted");
+        require(!handler.unauthorizedSucceeded(), "a stranger published, attested, slashed, opened a round or minted");
+    }
+
+    /// Nothing is claimable or slashed (by a proposal's slashes) before its round is final.
+    function invariant_nothingTakesEffectBeforeFinal() public view {
+        require(!handler.effectBeforeFinal(), "a claim or a slash succeeded before the round was final");
+    }
+
+    /// Bonds are conserved: what is held is what was deposited, less what was withdrawn (never a locked
+    /// part) and what proposals' outcomes took; no bond grows otherwise.
+    function invariant_bondsConserved() public view {
+        require(!handler.bondMinted(), "a bond grew without a deposit, or a locked bond left");
+        (uint128 a, uint128 aLocked) = protocol.bonds(AGGREGATOR);
+        uint256 sum = a;
+        require(aLocked <= a, "aggregator bond locked beyond what it holds");
+        for (uint256 i = 0; i < 3; i++) {
+            (uint128 b, uint128 bLocked) = protocol.bonds(handler.validators(i));
+            require(bLocked <= b, "validator bond locked beyond what it holds");
+            sum += b;
+        }
+        require(sum == protocol.totalBonded(), "bonds do not add up to the total bonded");
+        require(sum == INITIAL_BONDS + handler.bondDeposited() - handler.bondWithdrawn() - handler.bondTaken(), "bonds not conserved");
     }
 }
