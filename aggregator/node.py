@@ -24,8 +24,9 @@ from dgpt.crash import crashpoint
 from dgpt.data import Example
 from dgpt.dataset import examples_bytes, merkle_root, slices_root, validation_slices
 from dgpt.errors import DGPTError
-from dgpt.node import Action, Node, Step
-from dgpt.report import Reason, Slash
+from dgpt.chain.client import ContractRevert
+from dgpt.node import Action, Node, Step, decided_elsewhere
+from dgpt.report import Reason, Report, Slash
 from dgpt.store import Store
 from dgpt.task import TaskSpec
 
@@ -64,7 +65,11 @@ class AggregatorNode(Node):
             if info.proposed:
                 if now <= info.challenge_deadline and info.disagree < self.quorum:
                     return Step(Action.WAITING, rid, "for the challenge window to close")
-                p.finalize(self.account, rid)
+                try:
+                    p.finalize(self.account, rid)
+                except ContractRevert as exc:  # a validator or anyone finalized it first
+                    if not decided_elsewhere(exc):
+                        raise
                 after = p.round(rid)
                 self.log(f"round {rid}: {after.state} (proposal {after.proposals}: {info.agree} agreeing, {info.disagree} disagreeing attestations)")
                 return Step(Action.FINALIZED if after.final else Action.VOIDED, rid, after.state)
@@ -133,8 +138,7 @@ class AggregatorNode(Node):
             ctx = context(p, rid, base_path, task, validation, self.cfg.policy,
                           self.cfg.home / "work" / f"round-{rid}", self.cfg.scorer, self.log, validation_cid)
             outcome = aggregate_round(p, self.store, ctx, p.oracle_budget(info))
-            report = outcome.report
-            model_cid = self.store.put_file(outcome.new_model_path)
+            report, model_cid = self.propose(rid, outcome.report, self.store.put_file(outcome.new_model_path))
             report_cid = self.store.put_bytes(report.to_bytes())
             self.store.pin(model_cid)
             self.store.pin(report_cid)
@@ -153,6 +157,12 @@ class AggregatorNode(Node):
         self.journal.record(rid, published=True)
         self.log(f"round {rid} published: model {j['new_model_cid']}, report {j['report_cid']}; final after the challenge window")
         return Step(Action.PUBLISHED, rid, j["new_model_cid"])
+
+    def propose(self, rid: int, report: Report, model_cid: str) -> tuple[Report, str]:
+        """What this node proposes for the round: the pipeline's report and model, unchanged. (The
+        dispute benchmark's dishonest aggregators override it; the validators and challengers
+        must catch each of them.)"""
+        return report, model_cid
 
     def slash(self, rid: int) -> Step:
         pending = self.journal.round(rid)["slashes_pending"]

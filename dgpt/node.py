@@ -11,7 +11,16 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
+from dgpt.chain.client import ContractRevert
 from dgpt.chain.protocol import Protocol
+
+# Reverts that mean another party settled the proposal first (a challenge, a quorum, someone's
+# finalize): the step is moot, not failed.
+DECIDED_ELSEWHERE = ("NoLiveProposal", "ChallengeWindowClosed", "AlreadyAttested")
+
+
+def decided_elsewhere(exc: ContractRevert) -> bool:
+    return exc.error in DECIDED_ELSEWHERE
 from dgpt.journal import Journal
 from dgpt.store import Store
 

@@ -155,6 +155,12 @@ def test_chain_writes_that_would_revert_send_nothing(tmp_path, anvil_url, capsys
         (["oracle", "add-stake", "5", *common, "--dev-key", "2"], "NotRegistered"),
         (["oracle", "register", *common, "--dev-key", "2", "--data", f"{home}/data.jsonl", "--labels", LABELS, "--stake", "1000000"], "ERC20InsufficientBalance"),
         (["oracle", "unbond", "5", *common, "--dev-key", "2"], "NotRegistered"),
+        (["challenge", "1", *common, "--dev-key", "3"], "UnknownRound"),
+        (["validator", "run", *common, "--dev-key", "3"], "holds no validator seat"),
+        (["validator", "seat", stranger.address, *common, "--dev-key", "3"], "AccessControlUnauthorizedAccount"),
+        (["bond", "deposit", "5", *common, "--dev-key", "3"], "ERC20InsufficientBalance"),
+        (["bond", "withdraw", "5", *common, "--dev-key", "3"], "BondTooSmall"),
+        (["deploy", *common, "--dev-key", "3", "--validator-quorum", "1"], "must be 0 or a majority of the 3 seats"),
     ]
     for argv, says in cases:
         assert dgpt_main(argv) == 1, argv

@@ -18,7 +18,8 @@ from eth_utils import keccak
 from dgpt.audit import audit_round, recomputed_result
 from dgpt.chain.protocol import Outcome, Protocol
 from dgpt.errors import DGPTError
-from dgpt.node import Action, Node, Step
+from dgpt.chain.client import ContractRevert
+from dgpt.node import Action, Node, Step, decided_elsewhere
 from dgpt.store import Store
 
 
@@ -48,13 +49,22 @@ class ValidatorNode(Node):
         if now <= info.challenge_deadline and key not in attested:
             if p.attestation(rid, info.proposals, me) == bytes(32):  # look first: an attestation sent before a crash may have landed
                 h, agrees, detail = self.recompute(rid, info)
-                p.attest(self.account, rid, h)
-                self.log(f"round {rid}: attested {'to' if agrees else 'against'} proposal {info.proposals} ({detail})")
+                try:
+                    p.attest(self.account, rid, h)
+                    self.log(f"round {rid}: attested {'to' if agrees else 'against'} proposal {info.proposals} ({detail})")
+                except ContractRevert as exc:
+                    if not decided_elsewhere(exc):
+                        raise
+                    self.log(f"round {rid}: proposal {info.proposals} was decided before this attestation ({exc.error})")
             self.journal.record(rid, attested={**attested, key: True})
             return Step(Action.ATTESTED, rid, f"proposal {info.proposals}")
         m = p.contract.functions.validatorQuorum().call()
         if now > info.challenge_deadline or (m and info.disagree >= m):
-            p.finalize(self.account, rid)
+            try:
+                p.finalize(self.account, rid)
+            except ContractRevert as exc:
+                if not decided_elsewhere(exc):
+                    raise
             return Step(Action.FINALIZED, rid, p.round(rid).state)
         return Step(Action.WAITING, rid, "for the challenge window to close")
 
