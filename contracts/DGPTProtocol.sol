@@ -532,17 +532,7 @@ contract DGPTProtocol is OracleRegistry {
     function challengeEntry(uint64 roundId, EntryLeaf calldata e, bytes32[] calldata proof) external whenNotPaused nonReentrant {
         Round storage r = _challengeable(roundId);
         _proveEntry(roundId, r, e, proof);
-        Submission storage s = _submissions[roundId][e.oracle];
-        Fault fault;
-        if (s.deltaCodec == 0) fault = Fault.EntryNotRevealed;
-        else if (e.delta != s.digest || e.numExamples != s.numExamples) fault = Fault.EntryNotTheRevealedOne;
-        else if (e.index >= r.entryCount) fault = Fault.EntryPastCount;
-        else if (e.weight > s.numExamples) fault = Fault.WeightAboveCount;
-        else if (e.reward != 0 && (e.weight == 0 || e.slashed)) fault = Fault.RewardNotMerged;
-        else if (e.index == 0 && e.rewardBefore != 0) fault = Fault.RewardsBeforeFirst;
-        else if (e.index + 1 == r.entryCount && e.rewardBefore + e.reward != r.rewardsTotal) fault = Fault.TotalMismatch;
-        else revert ChallengeRejected(roundId);
-        _voidByProof(roundId, r, fault);
+        _voidByProof(roundId, r, _entryFault(roundId, r, e));
     }
 
     /// @notice Void the live proposal with two consecutive entries that are out of oracle-address order
@@ -558,11 +548,9 @@ contract DGPTProtocol is OracleRegistry {
         _proveEntry(roundId, r, a, proofA);
         _proveEntry(roundId, r, b, proofB);
         if (b.index != a.index + 1) revert ChallengeRejected(roundId);
-        Fault fault;
-        if (uint160(b.oracle) <= uint160(a.oracle)) fault = Fault.EntriesOutOfOrder;
-        else if (b.rewardBefore != a.rewardBefore + a.reward) fault = Fault.RunningSumMismatch;
+        if (uint160(b.oracle) <= uint160(a.oracle)) _voidByProof(roundId, r, Fault.EntriesOutOfOrder);
+        else if (b.rewardBefore != a.rewardBefore + a.reward) _voidByProof(roundId, r, Fault.RunningSumMismatch);
         else revert ChallengeRejected(roundId);
-        _voidByProof(roundId, r, fault);
     }
 
     /// @notice Void the live proposal with a slash it proposes that no entry supports: the oracle revealed
@@ -578,16 +566,13 @@ contract DGPTProtocol is OracleRegistry {
         Round storage r = _challengeable(roundId);
         bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(oracle, reason))));
         if (!MerkleProof.verifyCalldata(slashProof, r.slashesRoot, leaf)) revert SlashNotInReport(roundId, oracle, reason);
-        Fault fault;
         if (_submissions[roundId][oracle].deltaCodec == 0) {
-            fault = Fault.SlashNotRevealed;
-        } else {
-            _proveEntry(roundId, r, e, entryProof);
-            if (e.oracle != oracle) revert ChallengeRejected(roundId);
-            if (e.slashed && e.reason == reason) revert ChallengeRejected(roundId);
-            fault = Fault.SlashUnsupported;
+            _voidByProof(roundId, r, Fault.SlashNotRevealed);
+            return;
         }
-        _voidByProof(roundId, r, fault);
+        _proveEntry(roundId, r, e, entryProof);
+        if (e.oracle != oracle || (e.slashed && e.reason == reason)) revert ChallengeRejected(roundId);
+        _voidByProof(roundId, r, Fault.SlashUnsupported);
     }
 
     /// @notice Settle the live proposal (anyone). Voided at once when a quorum of validators contradicts
@@ -634,8 +619,8 @@ contract DGPTProtocol is OracleRegistry {
         Bond storage b = bonds[validator];
         b.locked -= uint128(validatorPenalty);
         bool agreed = given == st.resultHash;
-        uint256 paid;
-        uint256 burned;
+        uint256 paid = 0;
+        uint256 burned = 0;
         if (st.outcome == Outcome.Final) {
             if (agreed) paid = st.pay;
             else burned = validatorPenalty;
@@ -892,6 +877,19 @@ contract DGPTProtocol is OracleRegistry {
         if (block.timestamp > deadline) revert ChallengeWindowClosed(roundId, deadline, block.timestamp);
     }
 
+    /// @dev The fault an entry proves, checked against the contract's own records; reverts if none.
+    function _entryFault(uint64 roundId, Round storage r, EntryLeaf calldata e) internal view returns (Fault) {
+        Submission storage s = _submissions[roundId][e.oracle];
+        if (s.deltaCodec == 0) return Fault.EntryNotRevealed;
+        if (e.delta != s.digest || e.numExamples != s.numExamples) return Fault.EntryNotTheRevealedOne;
+        if (e.index >= r.entryCount) return Fault.EntryPastCount;
+        if (e.weight > s.numExamples) return Fault.WeightAboveCount;
+        if (e.reward != 0 && (e.weight == 0 || e.slashed)) return Fault.RewardNotMerged;
+        if (e.index == 0 && e.rewardBefore != 0) return Fault.RewardsBeforeFirst;
+        if (e.index + 1 == r.entryCount && e.rewardBefore + e.reward != r.rewardsTotal) return Fault.TotalMismatch;
+        revert ChallengeRejected(roundId);
+    }
+
     function _proveEntry(uint64 roundId, Round storage r, EntryLeaf calldata e, bytes32[] calldata proof) internal view {
         if (!MerkleProof.verifyCalldata(proof, r.entriesRoot, _entryLeaf(e))) revert InvalidProof(roundId, e.oracle, e.index, e.reward);
     }
@@ -910,17 +908,17 @@ contract DGPTProtocol is OracleRegistry {
         uint256 locked = r.bondLocked;
         Bond storage b = bonds[r.publisher];
         b.locked -= uint128(locked);
-        uint256 slashed;
-        uint256 share;
-        uint256 perDissenter;
+        uint256 slashed = 0;
+        uint256 share = 0;
+        uint256 perDissenter = 0;
         if (outcome != Outcome.Expired) {
             slashed = locked < b.amount ? locked : b.amount;
             b.amount -= uint128(slashed);
             totalBonded -= slashed;
             share = slashed * challengerShareBps / 10_000;
             if (outcome == Outcome.VoidedByQuorum) {
+                share -= share % r.disagree; // kept here in equal parts until each dissenter settles
                 perDissenter = share / r.disagree;
-                share = perDissenter * r.disagree; // kept here until each dissenter settles
             }
         }
         settlements[roundId][proposal] = Settlement(r.resultHash, outcome, uint96(perDissenter));
