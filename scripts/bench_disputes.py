@@ -78,8 +78,11 @@ class DishonestAggregator(AggregatorNode):
         if how == "pays itself":  # its own address, paid, in place of the last entry
             leaves[-1] = replace(leaves[-1], oracle=self.account.address, weight=1, reward=10**18)
             report.entries = relisted(leaves)
-        elif how == "drops a reveal":  # the victim's entry repeated where another's should be
-            keep = [e for e in leaves if e.oracle != leaves[-1].oracle] + [next(e for e in leaves if e.oracle == victim)]
+        elif how == "drops a reveal":  # the victim's entry repeated where the last one should be (the count
+            # still matches the reveals, the total the budget)
+            dropped = leaves[-1]
+            twin = replace(next(e for e in leaves if e.oracle == victim), reward=dropped.reward)
+            keep = [e for e in leaves if e.oracle != dropped.oracle] + [twin]
             report.entries = relisted(sorted(keep, key=lambda e: int(e.oracle, 16)))
         elif how == "inflates a weight":
             report.entries = relisted([replace(e, weight=10**9) if e.oracle == victim else e for e in leaves])
