@@ -9,6 +9,7 @@ node), inner nodes hash their two children in sorted order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
@@ -99,9 +100,12 @@ class EntryLeaf:
     slashed: bool = False
     reason: int = 0  # SlashReason, when slashed
 
+    def __post_init__(self):
+        object.__setattr__(self, "oracle", to_checksum_address(self.oracle))  # once, not at every encoding
+
     def as_tuple(self) -> tuple:
-        return (self.index, to_checksum_address(self.oracle), self.delta, self.num_examples, self.weight, self.reward,
-                self.reward_before, self.slashed, self.reason)
+        return (self.index, self.oracle, self.delta, self.num_examples, self.weight, self.reward, self.reward_before,
+                self.slashed, self.reason)
 
     @property
     def leaf(self) -> bytes:
@@ -114,7 +118,7 @@ class EntryLeaf:
 
     @classmethod
     def from_json(cls, d: dict) -> EntryLeaf:
-        return cls(int(d["index"]), to_checksum_address(d["oracle"]), bytes.fromhex(d["delta"]), int(d["num_examples"]),
+        return cls(int(d["index"]), d["oracle"], bytes.fromhex(d["delta"]), int(d["num_examples"]),
                    int(d["weight"]), int(d["reward"]), int(d["reward_before"]), bool(d["slashed"]), int(d["reason"]))
 
 
@@ -129,7 +133,7 @@ class EntriesTree:
         """From (oracle, delta CID, revealed count, weight, reward, slash reason or None), any order."""
         out, before = [], 0
         for i, (oracle, cid, n, weight, reward, reason) in enumerate(sorted(entries, key=lambda e: int(e[0], 16))):
-            out.append(EntryLeaf(i, to_checksum_address(oracle), cid_digest(cid), n, weight, reward, before,
+            out.append(EntryLeaf(i, oracle, cid_digest(cid), n, weight, reward, before,
                                  reason is not None, int(reason or 0)))
             before += reward
         return cls(tuple(out))
@@ -138,13 +142,14 @@ class EntriesTree:
     def total(self) -> int:
         return sum(e.reward for e in self.leaves)
 
-    def _levels(self) -> list[list[bytes]]:
+    @cached_property
+    def _levels(self) -> list[list[bytes]]:  # hashed once: the root and every proof read it
         return merkle_levels([e.leaf for e in self.leaves])
 
     @property
     def root(self) -> bytes:
         """32 zero bytes when nothing was revealed."""
-        return self._levels()[-1][0] if self.leaves else bytes(32)
+        return self._levels[-1][0] if self.leaves else bytes(32)
 
     def of(self, oracle: str) -> EntryLeaf | None:
         oracle = to_checksum_address(oracle)
@@ -152,7 +157,7 @@ class EntriesTree:
 
     def proof(self, index: int) -> list[bytes]:
         """Sibling hashes from leaf `index` up to the root."""
-        return merkle_proof(self._levels(), index)
+        return merkle_proof(self._levels, index)
 
 
 def cid_digest(cid: str) -> bytes:

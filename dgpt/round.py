@@ -259,7 +259,7 @@ def make_report(ctx: RoundContext, subs: list[Submission], merged: list[Submissi
         s.entry.reward = rewards.get(s.oracle, 0)
     slashes = [Slash(s.oracle, s.entry.reason) for s in subs if s.entry.reason is not None and s.entry.reason.slash_reason is not None]
     slashes += [Slash(o, Reason.NO_REVEAL) for o in non_revealers]
-    return Report(
+    report = Report(
         round=ctx.round_id, phase=ctx.task.phase, base_model_cid=ctx.info.base_model_cid, task_spec_cid=ctx.info.task_spec_cid,
         strategy=ctx.policy.strategy.to_json(), strategy_decisions=decided,
         checks={"max_delta_bytes": ctx.max_bytes, "max_weight_ratio": MAX_WEIGHT_RATIO, "max_update_norm": ctx.task.max_update_norm, "min_gain": ctx.policy.min_gain,
@@ -270,6 +270,8 @@ def make_report(ctx: RoundContext, subs: list[Submission], merged: list[Submissi
                     "before": before, "after": after},
         software={"dgpt": dgpt.__version__, "torch": torch.__version__, "python": platform.python_version()},
     )
+    report.entries = report.derived_entries()  # built once; what the publish commits to
+    return report
 
 
 def aggregate_round(protocol: Protocol, store: Store, ctx: RoundContext, reward_budget: int) -> RoundOutcome:

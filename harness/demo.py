@@ -224,7 +224,8 @@ def drive(chain: Chain, protocol: Protocol, agg: AggregatorNode, oracles: list[O
                 chain.time_travel(info.commit_deadline - now + 1)
             elif waiting and now <= info.reveal_deadline:
                 chain.time_travel(info.reveal_deadline - now + 1)
-            elif waiting and agg_step.idle and info.proposed and now <= info.challenge_deadline:
+            elif waiting and info.proposed and now <= info.challenge_deadline:
+                # every validator has attested (or there are none): nothing is left to do in the window
                 chain.time_travel(info.challenge_deadline - now + 1)
             elif waiting and agg_step.idle and not info.proposed and info.reveal_deadline < now <= info.publish_deadline:
                 chain.time_travel(info.publish_deadline - now + 1)  # a voided round nobody corrects: to its abort

@@ -89,6 +89,7 @@ class DishonestAggregator(AggregatorNode):
         elif how == "marks an honest delta rejected":  # consistent on its face: only a recomputation shows it
             e = report.entry(victim)
             e.accepted, e.reason, e.detail, e.weight, e.reward = False, Reason.HARMFUL, "made up", 0, 0
+            report.entries = report.derived_entries()
         elif how == "publishes a model that is not the merge":
             model_cid = report.base_model_cid
         elif how == "slashes an honest oracle":  # a slash leaf no entry supports

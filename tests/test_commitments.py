@@ -75,6 +75,15 @@ def test_commit_hash_binds_every_field():
         commit_hash(1, ACCOUNTS[0], cid, b"short", 10)
 
 
+def test_the_chain_cid_string_is_what_multiformats_gives():
+    from multiformats import CID
+
+    for data in (b"x", b"delta" * 1000, b""):
+        for cid in (raw_cid(data), "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"):
+            b = cid_to_bytes(cid)
+            assert cid_from_bytes(b) == CID.decode(b).encode("base32")
+
+
 def test_cid_round_trips_through_the_binary_form():
     v0 = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
     b = cid_to_bytes(v0)

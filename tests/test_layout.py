@@ -29,13 +29,25 @@ def imported_packages(package: str) -> dict[str, set[str]]:
 
 
 @pytest.mark.parametrize("package, forbidden", [
-    ("dgpt", {"oracle", "aggregator", "harness", "cli"}),
-    ("oracle", {"aggregator", "harness", "cli"}),
-    ("aggregator", {"oracle", "harness", "cli"}),
+    ("dgpt", {"oracle", "aggregator", "validator", "harness", "cli"}),
+    ("oracle", {"aggregator", "validator", "harness", "cli"}),
+    ("aggregator", {"oracle", "validator", "harness", "cli"}),
+    ("validator", {"oracle", "aggregator", "harness", "cli"}),
 ])
 def test_dependencies_point_one_way(package, forbidden):
     bad = {f: sorted(tops & forbidden) for f, tops in imported_packages(package).items() if tops & forbidden}
     assert not bad, f"{package} must not import {sorted(forbidden)}: {bad}"
+
+
+@pytest.mark.parametrize("enum", ["Fault", "Outcome"])
+def test_dispute_enums_are_the_contracts(enum):
+    from dgpt.chain import protocol
+
+    source = (ROOT / "contracts" / "DGPTProtocol.sol").read_text()
+    body = re.search(rf"enum {enum} \{{(.*?)\}}", source, re.S).group(1)
+    members = [re.sub(r"//.*", "", line).strip().rstrip(",") for line in body.splitlines()]
+    members = [m for m in members if m]
+    assert [re.sub(r"(?<!^)([A-Z])", r"_\1", m).upper() for m in members] == [m.name for m in getattr(protocol, enum)]
 
 
 def test_slash_reasons_are_the_contracts():
