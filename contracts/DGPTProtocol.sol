@@ -483,7 +483,7 @@ contract DGPTProtocol is OracleRegistry {
         uint256 required = publishBond + r.rewardBudget + uint256(result.slashCount) * _maxPenalty;
         Bond storage b = bonds[msg.sender];
         if (b.amount - b.locked < required) revert BondTooSmall(msg.sender, b.amount - b.locked, required);
-        b.locked += uint128(required);
+        b.locked += SafeCast.toUint96(required); // a bond beyond uint96 would exceed any token supply: reverts
         resultHash = keccak256(abi.encode(roundId, result));
         (r.newModelDigest, r.newModelCodec) = CidCodec.decode(result.newModelCid);
         (r.reportDigest, r.reportCodec) = CidCodec.decode(result.reportCid);
@@ -495,7 +495,7 @@ contract DGPTProtocol is OracleRegistry {
         r.entryCount = result.entryCount;
         r.agree = 0;
         r.disagree = 0;
-        r.bondLocked = uint96(required); // publishBond is at most uint96.max / 4, the budget a uint96
+        r.bondLocked = uint96(required); // fits: checked just above
         r.publisher = msg.sender;
         r.proposedAt = uint40(block.timestamp);
         uint8 proposal = ++r.proposals;
