@@ -346,13 +346,6 @@ class Protocol:
         return self._tx(account, self.contract.functions.challengeSlash(
             round_id, Web3.to_checksum_address(oracle), int(reason), slash_proof, entry.as_tuple(), entry_proof))
 
-    def params(self) -> dict:
-        """The deployment's dispute parameters, read from the chain."""
-        f = self.contract.functions
-        return {name: getattr(f, name)().call() for name in (
-            "challengeWindow", "publishBond", "challengerShareBps", "validatorSeats", "validatorQuorum", "validatorBond",
-            "validatorPenalty", "validatorFee", "publishWindow")}
-
     def publish_bond_for(self, reward_budget: int, slash_count: int) -> int:
         """The bond a publish locks, from the deployment's parameters."""
         worst = max(self.penalty(r) for r in (SlashReason.MALFORMED, SlashReason.NON_FINITE, SlashReason.NORM_OUT_OF_BOUND))
