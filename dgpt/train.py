@@ -260,10 +260,14 @@ def main(argv: list[str] | None = None) -> int:
         save_delta(args.out, compute_delta(base, state_dict(bundle.model)), num_examples=len(examples), labels=bundle.labels,
                    base_model_cid=base_model_cid, task_spec_cid=task_spec_cid)
     if distributed:
-        # Leave together: a rank that tears down its gloo pairs while rank 0 is still writing can
-        # make the other side abort on a closed connection.
+        # Leave together, then leave at once: tearing gloo down (destroy_process_group, or the
+        # interpreter's finalisation with gloo's threads still alive) aborts now and then with
+        # "terminate called without an active exception" (SIGABRT) after the work is done. The
+        # delta is written and closed by now, so skip the teardown.
         dist.barrier()
-        dist.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
