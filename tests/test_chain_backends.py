@@ -40,3 +40,17 @@ def test_events_are_fetched_in_pages(monkeypatch):
 def test_unknown_revert_data_is_not_misread():
     assert decode_revert("0xdeadbeef") is None
     assert decode_revert(None) is None
+
+
+@pytest.mark.parametrize("backend", [pytest.param("anvil", marks=pytest.mark.anvil), pytest.param("hardhat", marks=pytest.mark.hardhat)])
+def test_the_clock_moves_on_a_node_that_mines_no_blocks(request, backend):
+    """A plain `anvil` (and Hardhat's node) automines: no block comes between transactions. The
+    roles' clock is the next block's time, which moves with the wall clock; the latest block's
+    stood still, and a daemon waiting for a deadline waited forever (issue 17)."""
+    import time
+
+    chain = Chain.connect(request.getfixturevalue(f"{backend}_url"))
+    block, t0 = chain.w3.eth.block_number, chain.now()
+    time.sleep(2.2)
+    assert chain.w3.eth.block_number == block  # nothing was mined
+    assert chain.now() >= t0 + 2

@@ -290,8 +290,20 @@ class Chain:
     # --- time -----------------------------------------------------------------------------------
 
     def now(self) -> int:
-        """Timestamp of the latest block: the clock the contracts' deadlines use."""
-        return self.w3.eth.get_block("latest")["timestamp"]
+        """The time the next transaction will be mined at: the clock the contracts' deadlines use.
+
+        On a node, the pending block's timestamp. The latest block's is not enough: a plain
+        `anvil` (automine, no block time) mines no block between transactions, so its latest
+        timestamp stands still and a daemon waiting for a deadline would wait forever. The
+        embedded chain's clock moves only when the harness moves it: its latest block."""
+        if self.is_embedded:
+            return self.w3.eth.get_block("latest")["timestamp"]
+        latest = self.w3.eth.get_block("latest")["timestamp"]
+        try:
+            pending = self.w3.eth.get_block("pending")["timestamp"]
+        except Exception:  # a node without a pending block: the latest is the best clock it has
+            return latest
+        return max(latest, pending)
 
     def time_travel(self, seconds: int) -> None:
         """Move the chain's clock forward by `seconds` and mine a block (local backends only)."""
