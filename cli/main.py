@@ -21,7 +21,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     log = (lambda *a, **k: print(*a, file=sys.stderr, flush=True, **k)) if args.json else (lambda *a: print(*a, flush=True))
     plan = DemoPlan(oracles=args.oracles, pretrain_rounds=args.pretrain_rounds, finetune_rounds=args.finetune_rounds,
-                    examples_per_oracle=args.examples_per_oracle, test_examples=args.test_examples)
+                    examples_per_oracle=args.examples_per_oracle, test_examples=args.test_examples,
+                    **({"delta_encoding": args.encoding} if args.encoding else {}))
+    plan.tasks()  # a bad --encoding fails here, before anything is deployed
     cfg = settings(args)
     # With --rpc-url the roles run as separate OS processes that talk only through the chain and the store.
     result = (run_demo_processes if cfg.rpc_url else run_demo)(cfg, plan, log=log)
@@ -159,7 +161,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from dgpt.status import status
 
     cfg = settings(args)
-    print(status(protocol_of(cfg), as_json=args.json))
+    print(status(protocol_of(cfg), store_of(cfg), as_json=args.json))
     return 0
 
 
@@ -237,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--finetune-rounds", type=int, default=3, help="L3 fine-tuning rounds (default 3)")
     demo.add_argument("--examples-per-oracle", type=int, help="cap each oracle's shard (default: all of it)")
     demo.add_argument("--test-examples", type=int, default=1000, help="held-out test snippets to report on (default 1000)")
+    demo.add_argument("--encoding", help="how the oracles pack their deltas: fp32, bf16, int8, int4 or topk "
+                                         "(default: the project's, dgpt.encoding.DEFAULT_ENCODING)")
     demo.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     demo.set_defaults(func=cmd_demo)
 

@@ -2,7 +2,8 @@
 
 A delta holds every tensor that changed, by its model name; a tensor the base lacks (the new
 classifier head) counts as zero in the base, so its delta is the tensor itself. Applying a delta
-adds it (scaled) to a model's tensors, creating the ones it adds.
+adds it (scaled) to a model's tensors, creating the ones it adds. On disk and in the store a delta
+is encoded as the round's task spec says (dgpt/encoding.py); `load_delta` decodes it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from dgpt import tensorfile
 
+from dgpt import tensorfile
+from dgpt.encoding import FP32, Encoding, EncodingError, check_parts, decode, encode
 from dgpt.errors import DGPTError
 
 FORMAT = "dgpt-delta/1"
@@ -34,6 +36,23 @@ def compute_delta(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor])
     return delta
 
 
+def delta_metadata(*, num_examples: int, base_model_cid: str = "", task_spec_cid: str = "", labels: tuple[str, ...] = (),
+                   encoding: Encoding = FP32, shapes: dict[str, tuple] | None = None) -> dict[str, str]:
+    meta = {
+        "format": FORMAT,
+        "base_model_cid": base_model_cid,
+        "task_spec_cid": task_spec_cid,
+        "num_examples": str(num_examples),
+        "dtype": "float32",
+        "labels": json.dumps(list(labels)),
+    }
+    if encoding != FP32:
+        # The tensors' shapes, for a reader without the base model; the aggregator's checks use the base's.
+        meta["encoding"] = encoding.label
+        meta["shapes"] = json.dumps({k: list(v) for k, v in sorted((shapes or {}).items())}, separators=(",", ":"))
+    return meta
+
+
 def save_delta(
     path: str | Path,
     delta: dict[str, torch.Tensor],
@@ -42,29 +61,59 @@ def save_delta(
     base_model_cid: str = "",
     task_spec_cid: str = "",
     labels: tuple[str, ...] = (),
-) -> None:
-    metadata = {
-        "format": FORMAT,
-        "base_model_cid": base_model_cid,
-        "task_spec_cid": task_spec_cid,
-        "num_examples": str(num_examples),
-        "dtype": "float32",
-        "labels": json.dumps(list(labels)),
-    }
-    tensorfile.save(path, delta, metadata)
+    encoding: Encoding = FP32,
+) -> dict[str, torch.Tensor]:
+    """Write `delta` encoded; returns what a reader decodes (equal to `delta` for fp32)."""
+    parts = encode(delta, encoding)
+    shapes = {k: tuple(v.shape) for k, v in delta.items()}
+    tensorfile.save(path, parts, delta_metadata(num_examples=num_examples, base_model_cid=base_model_cid, task_spec_cid=task_spec_cid,
+                                                labels=labels, encoding=encoding, shapes=shapes))
+    if encoding == FP32:
+        return delta
+    return decode(parts, check_parts(_header_of(parts), shapes, encoding), shapes, encoding)
+
+
+def _header_of(parts: dict[str, torch.Tensor]) -> dict:
+    names = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int8: "I8", torch.uint8: "U8", torch.int32: "I32"}
+    return {k: {"dtype": names[v.dtype], "shape": list(v.shape)} for k, v in parts.items()}
+
+
+def encoding_of(meta: dict[str, str]) -> Encoding:
+    """The encoding a delta file's metadata declares (none: fp32, the format before encodings)."""
+    label = meta.get("encoding", "fp32")
+    name, _, param = label.partition(" ")
+    try:
+        if name in ("int8", "int4") and param.startswith("block="):
+            return Encoding(name, block=int(param[6:]))
+        if name == "topk" and param.startswith("fraction="):
+            return Encoding(name, fraction=float(param[9:]))
+        if not param:
+            return Encoding(name)
+    except ValueError:
+        pass
+    raise DGPTError(f"delta encoding {label!r} is not one this version reads")
 
 
 def load_delta(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The decoded float32 tensors of a delta file, and its metadata."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT:
                 raise DGPTError(f"{path} is not a {FORMAT} file (format: {meta.get('format')!r})")
-            return {k: f.get_tensor(k) for k in f.keys()}, meta
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except DGPTError:
         raise
     except Exception as exc:  # safetensors raises its own error types for malformed files
         raise DGPTError(f"{path} is not a readable safetensors file: {exc}") from None
+    enc = encoding_of(meta)
+    if enc == FP32:
+        return tensors, meta
+    try:
+        shapes = {k: tuple(v) for k, v in json.loads(meta.get("shapes", "{}")).items()}
+        return decode(tensors, check_parts(_header_of(tensors), shapes, enc), shapes, enc), meta
+    except (EncodingError, ValueError, TypeError) as exc:
+        raise DGPTError(f"{path}: {exc}") from None
 
 
 def apply_delta(state: dict[str, torch.Tensor], delta: dict[str, torch.Tensor], scale: float = 1.0) -> dict[str, torch.Tensor]:

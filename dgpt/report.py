@@ -65,6 +65,7 @@ class Entry:
     loss_gain: float | None = None
     weight: int = 0  # merge weight: the revealed example count when merged
     reward: int = 0  # token base units
+    delta_bytes: int | None = None  # size of the revealed (encoded) delta file
 
     def reject(self, reason: Reason, detail: str = "") -> None:
         self.accepted, self.reason, self.detail = False, reason, detail

@@ -1,8 +1,8 @@
 """One round's aggregation as a pipeline of stages over the round's submissions:
 
     collect  the revealed submissions (and the committers that did not reveal) from the chain
-    screen   fetch each delta by CID and check it: size, format, base model, shapes, finite, norm,
-             replay, direction (cosine to the round's median)
+    screen   fetch each delta by CID, decode it (the task's encoding) and check it: size, format,
+             base model, shapes, finite, norm, replay, direction (cosine to the round's median)
     score    each survivor alone on the aggregator's validation set; merged only if it lowers the loss
     merge    the accepted deltas into the new model with the round's strategy
     report   rewards, slashes and every verdict, as one `Report`
@@ -32,6 +32,7 @@ from dgpt.crash import crashpoint
 from dgpt.data import Example
 from dgpt.dataset import merkle_root
 from dgpt.delta import apply_delta
+from dgpt.encoding import Encoding
 from dgpt.errors import DGPTError
 from dgpt.model import bundle_from_state, hidden_size, read_state
 from dgpt.report import Entry, Reason, Report, Slash
@@ -186,12 +187,15 @@ def screen(ctx: RoundContext, subs: list[Submission], protocol: Protocol, store:
         except DGPTError as exc:  # unavailable or not matching its CID: nothing provable, no slash
             e.reject(Reason.UNAVAILABLE, str(exc))
             continue
-        verdict = check_delta(path, ctx.expected, ctx.max_bytes, ctx.task.max_update_norm, ctx.info.base_model_cid)
+        e.delta_bytes = path.stat().st_size
+        verdict = check_delta(path, ctx.expected, ctx.max_bytes, ctx.task.max_update_norm, ctx.info.base_model_cid,
+                              Encoding.of(ctx.task), ctx.work / f"{e.delta_cid}.decoded.safetensors")
         e.norm = verdict.norm
         if not verdict.ok:
             e.reject(verdict.reason, verdict.detail)
             ctx.log(f"  {e.oracle}: rejected, {verdict.reason.value}: {verdict.detail}")
             continue
+        path = verdict.path  # the decoded float32 delta: what every later stage reads
         digest = e.data_sha256 = data_digest(path)
         seen = earlier.get(digest) or digests.get(digest)
         if seen:  # a replay of a delta made for an earlier base, or the same tensors twice: never new work
@@ -263,7 +267,8 @@ def make_report(ctx: RoundContext, subs: list[Submission], merged: list[Submissi
         round=ctx.round_id, phase=ctx.task.phase, base_model_cid=ctx.info.base_model_cid, task_spec_cid=ctx.info.task_spec_cid,
         strategy=ctx.policy.strategy.to_json(), strategy_decisions=decided,
         checks={"max_delta_bytes": ctx.max_bytes, "max_weight_ratio": MAX_WEIGHT_RATIO, "max_update_norm": ctx.task.max_update_norm, "min_gain": ctx.policy.min_gain,
-                "min_cosine_ratio": ctx.policy.min_cosine_ratio, "cosine_floor": ctx.cosine_floor},
+                "min_cosine_ratio": ctx.policy.min_cosine_ratio, "cosine_floor": ctx.cosine_floor,
+                "delta_encoding": Encoding.of(ctx.task).label},
         labels=list(ctx.labels), submissions=[s.entry for s in subs], merged=[s.oracle for s in merged],
         non_revealers=non_revealers, slashes=slashes,
         validation={"n": len(ctx.validation), "cid": ctx.validation_cid, "root": "0x" + merkle_root(ctx.validation).hex(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
+from dgpt.encoding import Encoding
 from dgpt.errors import DGPTError
 
 PHASES = ("pretrain", "finetune")
@@ -33,6 +34,11 @@ class TaskSpec:
     # the Merkle root of the round's slice (dgpt/dataset.py) and the root over every round's slice.
     validation_root: str = ""
     validation_plan_root: str = ""
+    # How every oracle packs its delta this round (dgpt/encoding.py): fp32, bf16, int8, int4 or
+    # topk; the block size of int8/int4 and the share of values topk sends.
+    delta_encoding: str = "fp32"
+    encoding_block: int = 64
+    topk_fraction: float = 0.01
 
     def __post_init__(self):
         if self.phase not in PHASES:
@@ -44,6 +50,10 @@ class TaskSpec:
         for name in ("lr", "batch_size", "epochs", "max_len"):
             if getattr(self, name) <= 0:
                 raise DGPTError(f"task spec: {name} must be positive, got {getattr(self, name)}")
+        try:
+            Encoding.of(self)
+        except DGPTError as exc:
+            raise DGPTError(f"task spec: {exc}") from None
         if self.max_len < 3:
             raise DGPTError("task spec: max_len must leave room for the start and extract tokens")
 

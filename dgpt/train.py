@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point for torchrun: train MODEL on DATA as TASK says and write the delta to OUT (rank 0)."""
     from dgpt.data import load_examples
     from dgpt.delta import compute_delta, save_delta
+    from dgpt.encoding import Encoding
     from dgpt.errors import DGPTError
     from dgpt.model import load_model, state_dict
     from dgpt.store.unixfs import file_cid
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.task, "rb") as f:
             task_spec_cid = str(file_cid(f))
         save_delta(args.out, compute_delta(base, state_dict(bundle.model)), num_examples=len(examples), labels=bundle.labels,
-                   base_model_cid=base_model_cid, task_spec_cid=task_spec_cid)
+                   base_model_cid=base_model_cid, task_spec_cid=task_spec_cid, encoding=Encoding.of(task))
     if distributed:
         # Leave together, then leave at once: tearing gloo down (destroy_process_group, or the
         # interpreter's finalisation with gloo's threads still alive) aborts now and then with

@@ -1,10 +1,13 @@
 """Checks on a revealed delta before it may be merged; each failure names its evidence.
 
 Order: size under the cap; a safetensors header that parses, of our delta format, made for this
-round's base model (a stale delta is rejected, not slashed: it may be an honest client's bug); every tensor
-named like one of the model's, with its shape and float32 (or the new head, in the first
-fine-tuning round), nothing extra; all values finite; L2 norm within the task's bound. Only the
-header is read before the structure is accepted; tensors are then read one at a time.
+round's base model (a stale delta is rejected, not slashed: it may be an honest client's bug), in
+the round's encoding; an encoded delta is then decoded (dgpt/encoding.py: every part named, typed
+and shaped as the encoding and the model's tensors say, scales positive and finite, indices in
+range and increasing) into a plain float32 file, and the rest runs on that: every tensor named like
+one of the model's, with its shape and float32 (or the new head, in the first fine-tuning round),
+nothing extra; all values finite; L2 norm within the task's bound. Only the header is read before
+the structure is accepted; tensors are then read one at a time.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from dgpt import exact
+from dgpt import exact, tensorfile
 from dgpt.delta import FORMAT
+from dgpt.encoding import FP32, Encoding, EncodingError, check_parts, decode
 from dgpt.report import Reason
 from dgpt.tensorfile import read_header
 
@@ -32,6 +36,7 @@ class Verdict:
     reason: Reason | None = None  # MALFORMED, NON_FINITE, NORM_OUT_OF_BOUND or STALE
     detail: str = ""
     norm: float | None = None
+    path: Path | None = None  # the float32 delta the later stages read (the decoded file for an encoded one)
 
 
 def _header(path: Path) -> dict:
@@ -39,9 +44,12 @@ def _header(path: Path) -> dict:
         return read_header(f)
 
 
-def check_delta(path: Path, expected: dict[str, tuple[int, ...]], max_bytes: int, max_norm: float, base_model_cid: str | None = None) -> Verdict:
+def check_delta(path: Path, expected: dict[str, tuple[int, ...]], max_bytes: int, max_norm: float, base_model_cid: str | None = None,
+                encoding: Encoding = FP32, decoded_path: Path | None = None) -> Verdict:
     """`expected`: name -> shape of every tensor a delta may hold for this round; `base_model_cid`:
-    the round's base model, which the delta's metadata must name (None: not checked)."""
+    the round's base model, which the delta's metadata must name (None: not checked); `encoding`:
+    the round's, which the file must declare; an encoded file is decoded to `decoded_path`
+    (default: beside it)."""
     size = path.stat().st_size
     if size > max_bytes:
         return Verdict(False, MALFORMED, f"{size} bytes, over the cap of {max_bytes}")
@@ -54,6 +62,23 @@ def check_delta(path: Path, expected: dict[str, tuple[int, ...]], max_bytes: int
         return Verdict(False, MALFORMED, f"metadata format {meta.get('format')!r}, expected {FORMAT}")
     if base_model_cid is not None and meta.get("base_model_cid") != base_model_cid:
         return Verdict(False, STALE, f"made for base model {meta.get('base_model_cid')!r}, not this round's {base_model_cid}")
+    declared = meta.get("encoding", FP32.label)
+    if declared != encoding.label:
+        return Verdict(False, MALFORMED, f"encoded as {declared!r}, the task spec says {encoding.label!r}")
+    if encoding != FP32:
+        decoded_path = decoded_path or path.with_name(path.name + ".decoded")
+        try:
+            by_name = check_parts(header, expected, encoding)
+            with safe_open(str(path), framework="pt") as f:
+                decoded = decode({k: f.get_tensor(k) for k in f.keys()}, by_name, expected, encoding)
+        except EncodingError as exc:
+            return Verdict(False, NON_FINITE if exc.non_finite else MALFORMED, str(exc))
+        except Exception as exc:  # truncated or inconsistent offsets
+            return Verdict(False, MALFORMED, f"unreadable tensor data: {exc}")
+        plain = {k: v for k, v in meta.items() if k not in ("encoding", "shapes")}
+        tensorfile.save(decoded_path, decoded, plain)
+        path = decoded_path
+        header = {k: v for k, v in _header(path).items() if k != "__metadata__"}
     extra = sorted(set(header) - set(expected))
     if extra:
         return Verdict(False, MALFORMED, f"tensors the model does not have: {extra[:3]}")
@@ -77,7 +102,7 @@ def check_delta(path: Path, expected: dict[str, tuple[int, ...]], max_bytes: int
     norm = sq.sqrt()
     if sq.fraction() > Fraction(max_norm) ** 2:
         return Verdict(False, NORM_OUT_OF_BOUND, f"L2 norm {norm:.4g} over the bound {max_norm:.4g}", norm)
-    return Verdict(True, norm=norm)
+    return Verdict(True, norm=norm, path=path)
 
 
 def data_digest(path: Path) -> str:

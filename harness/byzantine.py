@@ -42,7 +42,8 @@ from dgpt.chain.protocol import Protocol, Status, deploy
 from dgpt.cid import cid_from_bytes
 from dgpt.data import RT_LABELS, Example, as_examples, rotten_tomatoes, shards, split_by_movie
 from dgpt.dataset import merkle_root
-from dgpt.delta import FORMAT, load_delta
+from dgpt.delta import FORMAT, encoding_of, load_delta
+from dgpt.encoding import DEFAULT_ENCODING, encode
 from dgpt.model import load_model, save_model, tiny_gpt2
 from dgpt.node import Step
 from dgpt.report import Report
@@ -73,9 +74,11 @@ class SimPlan:
     test_examples: int = 1000
     warmup_examples: int = 6000  # public snippets the genesis model is pre-trained and fine-tuned on
     max_update_norm: float = 20.0  # the task's bound; honest deltas measured 1-4 (BENCHMARKS.md)
+    delta_encoding: str = DEFAULT_ENCODING
 
     def task(self) -> TaskSpec:
-        return TaskSpec(labels=RT_LABELS, lam=0.5, lr=3e-4, epochs=1, max_len=self.max_len, seed=2, max_update_norm=self.max_update_norm)
+        return TaskSpec(labels=RT_LABELS, lam=0.5, lr=3e-4, epochs=1, max_len=self.max_len, seed=2, max_update_norm=self.max_update_norm,
+                        delta_encoding=self.delta_encoding)
 
 
 @dataclass
@@ -130,12 +133,18 @@ class SimOracle(OracleNode):
     def make_delta(self, rid, info):
         key = hashlib.sha256(f"{info.base_model_cid} {info.task_spec_cid} {merkle_root(self.cfg.examples).hex()}".encode()).hexdigest()[:24]
         cached = self.fit_cache / f"delta-{key}.safetensors"
+        # With a lossy encoding the oracle also leaves its residual (error feedback) for the next round.
+        residual = (cached.with_name(cached.stem + "-residual.safetensors"), self.cache / f"residual-round-{rid}.safetensors")
         if not cached.exists():
             path, _ = super().make_delta(rid, info)
+            if residual[1].exists():
+                shutil.copyfile(residual[1], residual[0])
             shutil.copyfile(path, cached.with_suffix(".tmp"))
             cached.with_suffix(".tmp").rename(cached)
         path = self.cache / f"delta-round-{rid}.safetensors"
         shutil.copyfile(cached, path)
+        if residual[0].exists():
+            shutil.copyfile(residual[0], residual[1])
         return path, len(self.cfg.examples)
 
 
@@ -181,19 +190,22 @@ class ByzantineOracle(SimOracle):
         elif a == "wrong_shapes":
             name = max(delta, key=lambda k: delta[k].numel())
             delta[name] = delta[name][:-1].clone()
-        elif a == "wrong_dtypes":
-            delta = {k: v.half() for k, v in delta.items()}
         elif a in ("zero", "copy"):  # copy: a stand-in it will not reveal
             delta = {k: torch.zeros_like(v) for k, v in delta.items()}
         elif a == "replay" and rid > 1:
             first = Path(self.journal.round(1)["delta_path"])
-            delta, _ = load_delta(first)  # the first round's tensors, dressed up for this round
-        elif a == "oversize":
-            delta["padding"] = torch.zeros(3 * self.cap // 4)
+            # the first round's tensors as sent (encoded), dressed up for this round
+            tensorfile.save(out, tensorfile.load(first), {**meta, "format": FORMAT})
+            return out, n
         elif a == "not_safetensors":
             out.write_bytes(b"this is not a weight delta\n" * 100)
             return out, n
-        tensorfile.save(out, delta, {**meta, "format": FORMAT})
+        parts = encode(delta, encoding_of(meta))  # in the round's encoding, as an honest oracle sends
+        if a == "wrong_dtypes":
+            parts = {k: v.half() if v.is_floating_point() else v.to(torch.int16) for k, v in parts.items()}
+        elif a == "oversize":
+            parts["padding"] = torch.zeros(3 * self.cap // 4)  # 3 bytes of float32 for every byte of the cap
+        tensorfile.save(out, parts, {**meta, "format": FORMAT})
         return out, n
 
     def reveal(self, rid, j):

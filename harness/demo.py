@@ -25,6 +25,7 @@ from dgpt.chain.protocol import TOKEN, Protocol, ProtocolParams, deploy
 from dgpt.config import Settings
 from dgpt.data import RT_LABELS, Example, as_examples, rotten_tomatoes, shards, split_by_movie
 from dgpt.dataset import manifest, merkle_root
+from dgpt.encoding import DEFAULT_ENCODING
 from dgpt.model import load_model, save_model, tiny_gpt2
 from dgpt.node import Action
 from dgpt.report import Report
@@ -54,12 +55,13 @@ class DemoPlan:
     validation_examples: int | None = None  # all of the held-out validation movies (955 snippets): one slice per round
     test_examples: int | None = 1000
     validators: int = 2
+    delta_encoding: str = DEFAULT_ENCODING  # how oracles pack their deltas (dgpt/encoding.py)
 
     def tasks(self) -> list[TaskSpec]:
-        pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1)
+        pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1, delta_encoding=self.delta_encoding)
         # A from-scratch tiny model wants a larger lr than GPT-1's 6.25e-5 (tuned for a pre-trained
         # 117M model); more local steps make the oracles' models drift apart and FedAvg undo them.
-        fine = TaskSpec(labels=RT_LABELS, lam=0.5, lr=1e-3, epochs=1, max_len=self.max_len, seed=2)
+        fine = TaskSpec(labels=RT_LABELS, lam=0.5, lr=1e-3, epochs=1, max_len=self.max_len, seed=2, delta_encoding=self.delta_encoding)
         return [pre] * self.pretrain_rounds + [fine] * self.finetune_rounds
 
 

@@ -23,7 +23,9 @@ from dgpt.chain.protocol import Protocol, Status
 from dgpt.commitments import commit_hash
 from dgpt.crash import crashpoint
 from dgpt.data import Example
+from dgpt import tensorfile
 from dgpt.delta import compute_delta, save_delta
+from dgpt.encoding import Encoding, residual, with_residual
 from dgpt.errors import DGPTError
 from dgpt.model import load_model, state_dict
 from dgpt.node import Action, Node, Step
@@ -117,9 +119,23 @@ class OracleNode(Node):
         self.fit(bundle, task, examples)
         crashpoint("oracle:trained")
         delta_path = self.cache / f"delta-round-{rid}.safetensors"
-        save_delta(delta_path, compute_delta(base, state_dict(bundle.model)), num_examples=len(examples),
-                   base_model_cid=info.base_model_cid, task_spec_cid=info.task_spec_cid, labels=bundle.labels)
+        tuned = state_dict(bundle.model)
+        delta = compute_delta(base, tuned)
+        enc = Encoding.of(task)
+        if enc.lossy:  # error feedback: send what the last lossy round left out, keep what this one leaves out
+            delta = with_residual(delta, self._last_residual(rid), {k: tuple(v.shape) for k, v in tuned.items()})
+        sent = save_delta(delta_path, delta, num_examples=len(examples), base_model_cid=info.base_model_cid,
+                          task_spec_cid=info.task_spec_cid, labels=bundle.labels, encoding=enc)
+        if enc.lossy:
+            tensorfile.save(self.cache / f"residual-round-{rid}.safetensors", residual(delta, sent), {})
         return delta_path, len(examples)
+
+    def _last_residual(self, rid: int) -> dict:
+        """The residual of the latest earlier round this oracle prepared (per round, so that a
+        restart preparing round `rid` again reads the same one)."""
+        earlier = sorted((int(p.stem.rsplit("-", 1)[1]), p) for p in self.cache.glob("residual-round-*.safetensors"))
+        earlier = [p for r, p in earlier if r < rid]
+        return tensorfile.load(earlier[-1]) if earlier else {}
 
     def fit(self, bundle, task: TaskSpec, examples: list[Example]) -> None:
         """The worker's training, in place on `bundle`."""

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from dgpt.aggregate import STRATEGIES, Strategy
+from dgpt.encoding import DEFAULT_ENCODING, ENCODINGS
 from harness.byzantine import ATTACKS, SimPlan, Simulator
 from dgpt.store.local import LocalStore
 
@@ -32,6 +33,7 @@ def main() -> int:
     parser.add_argument("--f", type=int, default=2, help="cheaters among them (default 2)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default: all five)")
     parser.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated (default: all)")
+    parser.add_argument("--encoding", default=DEFAULT_ENCODING, help=f"the rounds' delta encoding (default {DEFAULT_ENCODING})")
     parser.add_argument("--cache", default=".bench-byzantine", help="store and memo folder, reused across runs")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
@@ -47,10 +49,12 @@ def main() -> int:
 
     t0 = time.monotonic()
     cache = Path(args.cache)
-    sim = Simulator(SimPlan(n=args.n), LocalStore(cache / "store"), cache / "memo", log=log)
+    if args.encoding not in ENCODINGS:
+        parser.error(f"unknown encoding {args.encoding!r}; one of {', '.join(ENCODINGS)}")
+    sim = Simulator(SimPlan(n=args.n, delta_encoding=args.encoding), LocalStore(cache / "store"), cache / "memo", log=log)
     genesis = sim.genesis_accuracy()
     log(f"genesis model (the rounds' start): held-out accuracy {genesis:.3f}")
-    result = {"n": args.n, "f": args.f, "genesis": genesis, "results": {}, "honest_by_strategy": {}, "cheater_rewards": {}, "slashed": {}}
+    result = {"n": args.n, "f": args.f, "encoding": args.encoding, "genesis": genesis, "results": {}, "honest_by_strategy": {}, "cheater_rewards": {}, "slashed": {}}
     for s in strategies:
         strategy = Strategy(s, PARAMS.get(s, {}))
         honest = sim.run(strategy, f=args.f, honest_only=True).accuracy

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dgpt import crash
 from dgpt.audit import audit_round
 from dgpt.chain.client import Chain, dev_accounts
 from dgpt.chain.protocol import deploy
+from dgpt.encoding import DEFAULT_ENCODING, Encoding
+from dgpt.status import status
 from dgpt.report import Report
 from dgpt.store import LocalStore
 from harness.demo import DEMO_PARAMS, DemoPlan, demo_data, drive, setup_network, setup_validators
@@ -77,6 +81,21 @@ def test_rounds_run_end_to_end_on_embedded_defaults(reference):
     for a in net.oracle_accounts:
         assert p.balance_of(a.address) == stake + earned[a.address]
     assert sum(earned.values()) > 0
+
+
+def test_oracles_send_the_default_encoding_and_status_counts_its_bytes(reference):
+    """The demo's rounds run in the project's default encoding: every revealed file is encoded, the
+    report records its size, and `dgpt status` adds the sizes up per round."""
+    net, p = reference, reference.protocol
+    data = json.loads(status(p, net.store, as_json=True))
+    for r in (1, 2):
+        report = Report.from_bytes(net.store.get_bytes(p.round(r).report_cid))
+        assert report.checks["delta_encoding"] == Encoding(DEFAULT_ENCODING).label
+        sizes = [e.delta_bytes for e in report.submissions]
+        assert all(sizes) and data["rounds"][r - 1]["delta_bytes"] == sum(sizes)
+        for e in report.submissions:
+            assert net.store.get_bytes(e.delta_cid)[:4096].count(b'"encoding":"' + Encoding(DEFAULT_ENCODING).label.encode()) == 1
+    assert status(p, None, as_json=False)  # without a store: no sizes, still a table
 
 
 def test_audit_confirms_honest_rounds(reference):
