@@ -54,3 +54,23 @@ def test_the_clock_moves_on_a_node_that_mines_no_blocks(request, backend):
     time.sleep(2.2)
     assert chain.w3.eth.block_number == block  # nothing was mined
     assert chain.now() >= t0 + 2
+
+
+@pytest.mark.anvil
+def test_a_key_without_gas_money_is_told_what_it_needs_and_sends_nothing(anvil_url):
+    """A new keystore holds no ETH; the node's own message ('Insufficient funds for gas * price +
+    value') named neither the address nor the amount (issue 17)."""
+    from eth_account import Account
+
+    from dgpt.chain.client import dev_accounts
+    from dgpt.chain.protocol import TOKEN
+
+    chain = Chain.connect(anvil_url)
+    w = make_world(chain)
+    poor = Account.create()
+    w.protocol.transfer(dev_accounts(1)[0], poor.address, 10 * TOKEN)  # DGPT, but no ETH for gas
+    with pytest.raises(ChainError) as info:
+        w.protocol.transfer(poor, dev_accounts(1)[0].address, TOKEN)
+    msg = str(info.value)
+    assert msg.startswith(f"{poor.address} has 0.000000 ETH for gas") and f"cast send {poor.address} --value 1ether" in msg
+    assert chain.w3.eth.get_transaction_count(poor.address) == 0

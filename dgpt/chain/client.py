@@ -127,6 +127,10 @@ def dev_accounts(n: int = 10) -> list[LocalAccount]:
     return [Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(n)]
 
 
+def _no_funds(exc: Exception) -> bool:
+    return "insufficient funds" in str(exc).lower()
+
+
 @dataclass
 class Chain:
     """One chain connection. Create it with `Chain.embedded()` or `Chain.connect(url)`."""
@@ -200,6 +204,8 @@ class Chain:
                 # build_transaction estimates gas: a call that would revert raises here, before sending.
                 tx = call.build_transaction({"from": account.address, "nonce": nonce, "chainId": self.chain_id})
             except (*_REVERTS, UnicodeDecodeError) as exc:
+                if _no_funds(exc):
+                    raise self._funds_error(account.address, None, exc) from None
                 if self.is_embedded:
                     # web3 8.0.0's tester provider decodes all revert data as Error(string), which garbles
                     # or fails on custom errors with dynamic arguments: ask eth-tester for the raw data.
@@ -211,6 +217,8 @@ class Chain:
                 tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             except Exception as exc:
                 self._nonces.pop(account.address, None)  # re-read the nonce from the chain next time
+                if _no_funds(exc):
+                    raise self._funds_error(account.address, tx, exc) from None
                 raise ChainError(f"sending the transaction failed: {exc}") from None
             self._nonces[account.address] = nonce + 1
         crashpoint(f"sent:{getattr(call, 'fn_name', 'deploy')}")  # sent, receipt not yet seen
@@ -223,6 +231,19 @@ class Chain:
         if receipt["status"] != 1:
             raise self._replay_failure(tx, receipt)
         return receipt
+
+    def _funds_error(self, address: str, tx: dict | None, exc: Exception) -> ChainError:
+        """Which address lacks how much gas money, and how to give it some on a local chain."""
+        balance = self.w3.eth.get_balance(address)
+        need = ""
+        if tx:
+            price = tx.get("maxFeePerGas") or tx.get("gasPrice") or self.w3.eth.gas_price
+            need = f" and this transaction may cost up to {(tx['gas'] * price + tx.get('value', 0)) / 10**18:.6f}"
+        return ChainError(
+            f"{address} has {balance / 10**18:.6f} ETH for gas{need}: send it some ETH first "
+            f"(on a local Anvil or Hardhat node: cast send {address} --value 1ether --private-key DEV_KEY "
+            f"--rpc-url {self.name}, with DEV_KEY one of the node's funded dev keys)"
+        )
 
     def _next_nonce(self, address: str) -> int:
         if address not in self._nonces:
