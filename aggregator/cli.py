@@ -25,6 +25,7 @@ def load_plan(path: str):
 
 def cmd_run(args) -> int:
     from aggregator.node import AggregatorConfig, AggregatorNode
+    from dgpt.node import timestamped
     from dgpt.round import RoundPolicy
     from dgpt.aggregate import Strategy
     from dgpt.data import load_examples
@@ -53,7 +54,7 @@ def cmd_run(args) -> int:
         protocol, store_of(cfg), me,
         AggregatorConfig(Path(cfg.home) / "aggregator" / me.address, Path(args.genesis), plan, validation, policy,
                          budget, args.commit_duration, args.reveal_duration),
-        log=lambda *a: print(*a, flush=True),
+        log=timestamped("aggregator", me.address),
     )
     node.run(poll=args.poll)
     return 0

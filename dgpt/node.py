@@ -79,9 +79,28 @@ class Node:
         return False
 
     def run(self, poll: float = 2.0) -> None:
+        """Tick until finished. What the node waits for is logged when it changes (not every
+        poll), so a long wait is never silent, and the last step says why the daemon stops."""
+        waiting = None
         while True:
             step = self.tick()
             if self.finished(step):
+                self.log(f"{step}: finished")
                 return
             if step.idle:
+                if str(step) != waiting:
+                    waiting = str(step)
+                    self.log(waiting)
                 time.sleep(poll)
+            else:
+                waiting = None
+
+
+def timestamped(role: str, address: str):
+    """The daemons' log: each line with its UTC time, the role and the key's address."""
+
+    def log(*args) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        print(stamp, f"{role} {address[:10]}:", *args, flush=True)
+
+    return log

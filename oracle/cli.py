@@ -63,16 +63,17 @@ def cmd_withdraw(args) -> int:
     return 0
 
 
-def _node(args, examples=(), rounds=None):
+def _node(args, examples=(), rounds=None, daemon=False):
     from pathlib import Path
 
+    from dgpt.node import timestamped
     from oracle.node import OracleConfig, OracleNode
 
     cfg = settings(args)
     me = account(args)
     home = Path(cfg.home) / "oracle" / me.address
     return OracleNode(protocol_of(cfg), store_of(cfg), me, OracleConfig(home, list(examples), getattr(args, "device", None) or "cpu"),
-                      log=lambda *a: print(*a, flush=True), rounds=rounds)
+                      log=timestamped("oracle", me.address) if daemon else (lambda *a: print(*a, flush=True)), rounds=rounds)
 
 
 def cmd_claim(args) -> int:
@@ -96,7 +97,7 @@ def cmd_status(args) -> int:
 
 def cmd_run(args) -> int:
     examples, _ = _data(args)
-    node = _node(args, examples, args.rounds)
+    node = _node(args, examples, args.rounds, daemon=True)
     node.run(poll=args.poll)
     return 0
 

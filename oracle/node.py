@@ -139,7 +139,8 @@ class OracleNode(Node):
 
     def fit(self, bundle, task: TaskSpec, examples: list[Example]) -> None:
         """The worker's training, in place on `bundle`."""
-        train(bundle, task, examples, TrainOptions(device=self.cfg.device, log_every=10**9), log=self.log)
+        # Progress every 50 steps: training is the longest silence of a round.
+        train(bundle, task, examples, TrainOptions(device=self.cfg.device, log_every=50), log=self.log)
 
     def claim_rewards(self, known: dict | None = None) -> Step | None:
         """Settle every final round in the journal: claim the reward if this oracle revealed

@@ -9,6 +9,7 @@ from dgpt.context import account, protocol_of, settings, store_of
 
 
 def cmd_run(args) -> int:
+    from dgpt.node import timestamped
     from validator.node import ValidatorNode
 
     cfg = settings(args)
@@ -19,7 +20,7 @@ def cmd_run(args) -> int:
 
         raise DGPTError(f"{me.address} holds no validator seat: the admin gives one with `dgpt validator seat {me.address}`")
     node = ValidatorNode(protocol, store_of(cfg), me, Path(cfg.home) / "validator" / me.address,
-                         log=lambda *a: print(*a, flush=True), rounds=args.rounds)
+                         log=timestamped("validator", me.address), rounds=args.rounds)
     node.run(poll=args.poll)
     return 0
 
