@@ -15,6 +15,41 @@ from dgpt.context import account, add_alias, add_common, add_key, chain_of, prot
 from dgpt.errors import DGPTError
 
 
+def cmd_localnet(args: argparse.Namespace) -> int:
+    import contextlib
+    import signal
+
+    from harness.localnet import anvil, ipfs_daemon, port_is_free
+
+    for flag, port in (("--chain-port", args.chain_port), ("--ipfs-port", args.ipfs_port)):
+        if not port_is_free(port):
+            raise DGPTError(f"{flag} {port}: something already listens on 127.0.0.1:{port} (pick another port, or stop it)")
+    home = Path(settings(args).home) / "localnet"
+    home.mkdir(parents=True, exist_ok=True)
+    # SIGTERM stops the services as Ctrl-C does: the context managers stop them by PID and Anvil saves its state.
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    with contextlib.ExitStack() as services:
+        try:
+            rpc = services.enter_context(anvil(port=args.chain_port, state=home / "anvil-state.json"))
+            api = services.enter_context(ipfs_daemon(home / "ipfs", api_port=args.ipfs_port))
+            if args.json:
+                print(json.dumps({"rpc_url": rpc, "ipfs_api": api, "home": str(home)}), flush=True)
+            else:
+                print(f"chain  {rpc}   Anvil, chain id 31337, 10 funded dev accounts (--dev --dev-key N); state in {home}/anvil-state.json\n"
+                      f"ipfs   {api}   js-ipfs, offline, serving the Kubo RPC API; repository {home}/ipfs\n"
+                      f"use them with --rpc-url {rpc} --ipfs-api {api} (or rpc_url/ipfs_api in dgpt.toml); Ctrl-C stops both",
+                      flush=True)
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+    if not args.json:
+        print("stopped")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from harness.demo import DemoPlan, run_demo
     from harness.demo_processes import run_demo_processes
@@ -232,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(common)
     keyed = argparse.ArgumentParser(add_help=False)
     add_key(keyed)
+
+    localnet = sub.add_parser("localnet", parents=[common], help="start a local chain (Anvil) and IPFS daemon (js-ipfs) for development, until Ctrl-C")
+    localnet.add_argument("--chain-port", type=int, default=8545, help="Anvil's JSON-RPC port (default 8545)")
+    localnet.add_argument("--ipfs-port", type=int, default=5001, help="the IPFS RPC API's port (default 5001, as Kubo's)")
+    localnet.add_argument("--json", action="store_true", help="print the two URLs as one JSON line once both answer")
+    localnet.set_defaults(func=cmd_localnet)
 
     demo = sub.add_parser("demo", parents=[common], help="deploy the protocol and run a training round on embedded defaults")
     demo.add_argument("--oracles", type=int, default=4, help="number of oracles (default 4)")

@@ -1,4 +1,5 @@
-"""Start and stop local development services (Anvil, a Hardhat node, a js-ipfs daemon) by PID."""
+"""Start and stop local development services (Anvil, a Hardhat node, a js-ipfs daemon) by PID;
+`dgpt localnet` runs Anvil and js-ipfs together for development."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def wait_until(ready, proc: subprocess.Popen, what: str, timeout: float) -> None:

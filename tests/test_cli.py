@@ -130,3 +130,35 @@ def test_deliberate_padding_prints_no_attention_mask_warning():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "2", out.stderr[-2000:]
     assert "attention_mask" not in out.stderr, out.stderr[-2000:]
+
+
+@pytest.mark.anvil
+@pytest.mark.ipfs
+def test_localnet_starts_a_chain_and_an_ipfs_daemon_and_stops_both(tmp_path):
+    """`dgpt localnet`: both services answer at the printed URLs; SIGTERM stops both, and a port
+    already taken is a one-line error."""
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from harness.localnet import free_port, port_is_free
+
+    chain_port, ipfs_port = free_port(), free_port()
+    cmd = [sys.executable, "-m", "cli", "localnet", "--home", str(tmp_path), "--chain-port", str(chain_port), "--ipfs-port", str(ipfs_port)]
+    proc = subprocess.Popen([*cmd, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        urls = json.loads(proc.stdout.readline())
+        assert urls["rpc_url"] == f"http://127.0.0.1:{chain_port}" and urls["ipfs_api"] == f"http://127.0.0.1:{ipfs_port}"
+        chain_id = httpx.post(urls["rpc_url"], json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).json()["result"]
+        assert int(chain_id, 16) == 31337
+        assert httpx.post(f"{urls['ipfs_api']}/api/v0/version").status_code == 200
+        busy = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert busy.returncode == 1 and busy.stderr.strip() == (
+            f"dgpt: error: --chain-port {chain_port}: something already listens on 127.0.0.1:{chain_port} (pick another port, or stop it)")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert port_is_free(chain_port) and port_is_free(ipfs_port)
+    assert (tmp_path / "localnet" / "anvil-state.json").exists()  # a restart continues the same chain
