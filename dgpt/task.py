@@ -1,7 +1,9 @@
 """The task spec a round fixes (by CID): phase, labels, λ and the training hyper-parameters.
 
-Defaults are GPT-1's fine-tuning settings: lr 6.25e-5, batch 32, 3 epochs, warmup 0.2% of the
-steps then linear decay, dropout 0.1 on the classifier, λ = 0.5.
+Defaults are GPT-1's fine-tuning settings for a pre-trained 117M model: lr 6.25e-5, batch 32,
+3 epochs, warmup 0.2% of the steps then linear decay, dropout 0.1 on the classifier, λ = 0.5.
+The tiny model trained from scratch wants lr 1e-3 and 1 epoch a round (the demo's plan; see
+docs/formats.md). Every field is listed in docs/formats.md.
 """
 
 from __future__ import annotations
@@ -69,8 +71,12 @@ class TaskSpec:
             d = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise DGPTError(f"task spec is not JSON: {exc}") from None
-        if not isinstance(d, dict) or d.pop("format", None) != "dgpt-task/1":
-            raise DGPTError("task spec: not a dgpt-task/1 document")
+        if not isinstance(d, dict):
+            raise DGPTError("task spec: a JSON object of the fields in docs/formats.md is expected")
+        # A plan's items leave the format out (the plan is a list of task specs): the same fields are a task spec.
+        fmt = d.pop("format", "dgpt-task/1")
+        if fmt != "dgpt-task/1":
+            raise DGPTError(f"task spec: format {fmt!r}, this version reads \"dgpt-task/1\" (or no format field)")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

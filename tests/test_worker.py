@@ -137,6 +137,9 @@ def test_task_spec_round_trips_and_rejects_nonsense():
         TaskSpec(phase="rl")
     with pytest.raises(DGPTError, match="unknown field"):
         TaskSpec.from_bytes(json.dumps({"format": "dgpt-task/1", "phase": "pretrain", "lamda": 1}).encode())
+    # a plan's item (no format field) is the same task spec
+    item = {"phase": "finetune", "labels": ["rotten", "fresh"], "lr": 1e-3, "epochs": 1}
+    assert TaskSpec.from_bytes(json.dumps(item).encode()) == TaskSpec(labels=("rotten", "fresh"), lr=1e-3, epochs=1)
 
 
 # --- model file and deltas --------------------------------------------------------------------------
@@ -316,3 +319,15 @@ def test_smollm2_gguf_loads_into_the_same_path():
     with torch.no_grad():
         loss = b.model.lm(input_ids=torch.tensor([text]), labels=torch.tensor([text])).loss
     assert loss.item() < 5
+
+
+def test_the_formats_page_lists_every_task_spec_field_with_its_default():
+    from dataclasses import fields
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "formats.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", page, re.M))
+    assert set(rows) == {f.name for f in fields(TaskSpec)}
+    for f in fields(TaskSpec):
+        default = f.default if not isinstance(f.default, tuple) else list(f.default)
+        assert json.loads(rows[f.name]) == default, f.name
