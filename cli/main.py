@@ -135,6 +135,26 @@ def cmd_model_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_apply(args: argparse.Namespace) -> int:
+    from dgpt.delta import apply_to_model
+
+    apply_to_model(args.model, args.delta, args.out)
+    print(args.out)
+    return 0
+
+
+def cmd_model_export(args: argparse.Namespace) -> int:
+    from dgpt.model import export_hf, load_model
+
+    path = Path(args.model)
+    if not path.exists():  # a CID: fetched from the store and checked against it
+        cfg = settings(args)
+        path = store_of(cfg).cached(args.model, Path(cfg.home) / "cache")
+    arch = export_hf(load_model(path), args.out)
+    print(f"{args.out}: {arch} (load with transformers' from_pretrained)")
+    return 0
+
+
 def cmd_worker_train(args: argparse.Namespace) -> int:
     from dgpt.train import main as train_main
 
@@ -375,6 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--hf-dir", help="a local Hugging Face model directory (GPT-2 or Llama family)")
     init.add_argument("--seed", type=int, default=0)
     init.set_defaults(func=cmd_model_init)
+    apply = model.add_parser("apply", help="MODEL + DELTA -> OUT: a worker's fine-tuned model as a model file")
+    apply.add_argument("--model", required=True, help="the base model file the delta was made for")
+    apply.add_argument("--delta", required=True, help="a delta file (any encoding)")
+    apply.add_argument("--out", required=True, help="output .safetensors")
+    apply.set_defaults(func=cmd_model_apply)
+    export = model.add_parser("export", parents=[common], help="a model file or CID -> a Hugging Face directory transformers loads")
+    export.add_argument("--model", required=True, help="a model file, or a model CID (e.g. `dgpt status`'s latest model), fetched from the store")
+    export.add_argument("--out", required=True, help="output directory (config, safetensors weights, tokenizer)")
+    export.set_defaults(func=cmd_model_export)
 
     worker = sub.add_parser("worker", help="the GPU worker: L3 fine-tuning and evaluation").add_subparsers(dest="action", required=True, metavar="ACTION")
     wtrain = worker.add_parser("train", help="train MODEL on DATA as TASK says; write the weight delta to OUT (several GPUs: torchrun -m dgpt.train)")

@@ -123,3 +123,27 @@ def apply_delta(state: dict[str, torch.Tensor], delta: dict[str, torch.Tensor], 
         base = state.get(name)
         out[name] = (d * scale).to(base.dtype if base is not None else d.dtype) if base is None else base + (d * scale).to(base.dtype)
     return out
+
+
+def apply_to_model(base_path: str | Path, delta_path: str | Path, out_path: str | Path, scale: float = 1.0) -> None:
+    """A model file: the base model file plus the delta file (decoded), e.g. a worker's own result;
+    a delta that adds the head gives a model with the delta's labels."""
+    from dgpt.model import read_state, write_state
+
+    base, meta = read_state(base_path)
+    delta, dmeta = load_delta(delta_path)
+    if dmeta.get("base_model_cid"):
+        from dgpt.store.unixfs import file_cid
+
+        with open(base_path, "rb") as f:
+            cid = str(file_cid(f))
+        if cid != dmeta["base_model_cid"]:
+            raise DGPTError(f"{delta_path} was made for base model {dmeta['base_model_cid']}, not {base_path} ({cid})")
+    extra = sorted(set(delta) - set(base) - {"head.weight"})
+    wrong = [k for k in delta if k in base and tuple(delta[k].shape) != tuple(base[k].shape)]
+    if extra or wrong:
+        raise DGPTError(f"{delta_path} does not fit {base_path}: tensors {extra[:3]} unknown, {wrong[:3]} of another shape")
+    labels = tuple(json.loads(dmeta.get("labels", "[]"))) if "head.weight" in delta or "head.weight" in base else ()
+    if not labels:
+        labels = tuple(json.loads(meta.get("labels", "[]")))
+    write_state(out_path, apply_delta(base, delta, scale), meta, labels)

@@ -15,6 +15,7 @@ executes code: safetensors and JSON only.
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import json
@@ -293,3 +294,39 @@ def bundle_from_state(base_path: str | Path, state: dict[str, torch.Tensor], lab
     bundle.model.lm.tie_weights()
     bundle.labels = labels
     return bundle
+
+
+# --- Hugging Face export --------------------------------------------------------------------------
+
+
+def export_hf(bundle: ModelBundle, out_dir: str | Path) -> str:
+    """Write `bundle` as a Hugging Face directory (`save_pretrained`, safetensors) that plain
+    `transformers` loads without this project: with a head, a `...ForSequenceClassification` whose
+    `score` is W_y and whose labels are the head's (the class is read at the last non-padding
+    token, which is the extract token); without, the causal LM. The tokenizer wraps every text as
+    the worker does (`<|start|> text <|extract|>`). Returns the architecture written."""
+    from tokenizers import processors
+    from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lm = bundle.model.lm
+    config = copy.deepcopy(lm.config)
+    start, extract, pad = bundle.special_ids
+    if bundle.model.head is not None:
+        config.num_labels = len(bundle.labels)
+        config.id2label = dict(enumerate(bundle.labels))
+        config.label2id = {name: i for i, name in enumerate(bundle.labels)}
+        config.pad_token_id = pad
+        with no_init_weights():
+            model = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
+        model.base_model.load_state_dict(lm.base_model.state_dict())
+        model.score.weight.data.copy_(bundle.model.head.weight.data.float())
+    else:
+        model = copy.deepcopy(lm)
+    model.config._attn_implementation = "sdpa"  # ours is registered only in this process
+    model.save_pretrained(out)
+    tok = Tokenizer.from_str(bundle.tokenizer.to_str())
+    tok.post_processor = processors.TemplateProcessing(single=f"{START} $A {EXTRACT}", special_tokens=[(START, start), (EXTRACT, extract)])
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=START, pad_token=PAD, eos_token="<|endoftext|>").save_pretrained(out)
+    return type(model).__name__

@@ -331,3 +331,66 @@ def test_the_formats_page_lists_every_task_spec_field_with_its_default():
     for f in fields(TaskSpec):
         default = f.default if not isinstance(f.default, tuple) else list(f.default)
         assert json.loads(rows[f.name]) == default, f.name
+
+
+HF_LOAD = r"""
+import json, sys, torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+path, kind, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+assert "dgpt" not in sys.modules
+tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+cls = AutoModelForSequenceClassification if kind == "cls" else AutoModelForCausalLM
+model = cls.from_pretrained(path, local_files_only=True).eval()
+out = []
+with torch.no_grad():
+    for t in texts:
+        enc = tok(t, return_tensors="pt")
+        logits = model(**enc).logits
+        out.append({"ids": enc["input_ids"][0].tolist(), "logits": (logits[0] if kind == "cls" else logits[0, -1]).tolist()})
+print(json.dumps({"labels": model.config.id2label, "out": out}))
+"""
+
+
+def test_a_worker_delta_applies_and_the_model_exports_to_plain_transformers(tmp_path, reviews):
+    """`dgpt model apply` makes the worker's fine-tuned model; `dgpt model export` writes a Hugging
+    Face directory that transformers alone loads, with the same tokens and the same outputs."""
+    from cli.main import main as dgpt_main
+    from dgpt.model import export_hf
+
+    save_model(tmp_path / "base.safetensors", tiny_gpt2(seed=3, dropout=0.0))
+    (tmp_path / "task.json").write_bytes(TaskSpec(labels=RT_LABELS, epochs=1, batch_size=8, lr=1e-3, max_len=32, delta_encoding="int8").to_bytes())
+    write_jsonl(tmp_path / "data.jsonl", small_examples(reviews, 16))
+    t = str(tmp_path)
+    assert dgpt_main(["worker", "train", "--model", f"{t}/base.safetensors", "--task", f"{t}/task.json", "--data", f"{t}/data.jsonl", "--out", f"{t}/d.st"]) == 0
+    assert dgpt_main(["model", "apply", "--model", f"{t}/base.safetensors", "--delta", f"{t}/d.st", "--out", f"{t}/tuned.safetensors"]) == 0
+    tuned = load_model(tmp_path / "tuned.safetensors")
+    delta, _ = load_delta(tmp_path / "d.st")
+    assert tuned.labels == RT_LABELS and torch.equal(state_dict(tuned.model)["head.weight"], delta["head.weight"])
+    with pytest.raises(DGPTError, match="was made for base model"):
+        from dgpt.delta import apply_to_model
+        save_model(tmp_path / "other.safetensors", tiny_gpt2(seed=4))
+        apply_to_model(tmp_path / "other.safetensors", tmp_path / "d.st", tmp_path / "x.safetensors")
+
+    assert dgpt_main(["model", "export", "--model", f"{t}/tuned.safetensors", "--out", f"{t}/hf", "--home", t]) == 0
+    texts = [e.text for e in small_examples(reviews, 3)]
+    run = subprocess.run([sys.executable, "-c", HF_LOAD, str(tmp_path / "hf"), "cls", json.dumps(texts)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    hf = json.loads(run.stdout)
+    assert list(hf["labels"].values()) == list(RT_LABELS)
+    data = encode(tuned, [Example(x) for x in texts], (), 10**6)
+    tuned.model.eval()
+    for ids, got in zip(data.ids, hf["out"]):
+        assert got["ids"] == ids  # the exported tokenizer wraps the text as the worker does
+        with torch.no_grad():
+            _, logits = tuned.model(torch.tensor([ids]), torch.tensor([len(ids) - 1]))
+        assert torch.allclose(torch.tensor(got["logits"]), logits[0], atol=1e-5), (got["logits"], logits)
+
+    lm_only = tiny_gpt2(seed=5, dropout=0.0)
+    export_hf(lm_only, tmp_path / "hf-lm")
+    run = subprocess.run([sys.executable, "-c", HF_LOAD, str(tmp_path / "hf-lm"), "lm", json.dumps(texts[:1])], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = json.loads(run.stdout)["out"][0]
+    lm_only.model.eval()
+    with torch.no_grad():
+        ours, _ = lm_only.model(torch.tensor([got["ids"]]))
+    assert torch.allclose(torch.tensor(got["logits"]), ours[0, -1], atol=1e-5)
