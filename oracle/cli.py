@@ -77,9 +77,13 @@ def _node(args, examples=(), rounds=None, daemon=False):
 
 
 def cmd_claim(args) -> int:
+    # From the chain, not the local journal: any machine holding the key can claim.
     node = _node(args)
-    while (step := node.claim_rewards()) is not None:
-        print(step)
+    settled = node.claim_from_chain()
+    for rid, _, note in settled:
+        print(f"round {rid}: {note}")
+    if not settled:
+        print(f"nothing to claim: {node.account.address} revealed in no round of this deployment")
     return 0
 
 
@@ -91,7 +95,11 @@ def cmd_status(args) -> int:
     out = {"address": me, "registered": info.registered, "stake": str(info.stake), "unbonding": str(info.unbonding),
            "unbonding_ready_at": info.unbonding_ready_at, "dataset": info.manifest_cid, "examples": info.num_examples,
            "balance": str(protocol.balance_of(me)), "last_commit_round": info.last_commit_round}
-    print(json.dumps(out) if args.json else "\n".join(f"{k:>20}: {v}" for k, v in out.items()))
+    if args.json:  # amounts in token base units (wei), as strings: unchanged for scripts
+        print(json.dumps(out))
+        return 0
+    shown = {k: f"{format_tokens(int(v))} DGPT" if k in ("stake", "unbonding", "balance") else v for k, v in out.items()}
+    print("\n".join(f"{k:>20}: {v}" for k, v in shown.items()))
     return 0
 
 

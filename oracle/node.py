@@ -142,6 +142,38 @@ class OracleNode(Node):
         # Progress every 50 steps: training is the longest silence of a round.
         train(bundle, task, examples, TrainOptions(device=self.cfg.device, log_every=50), log=self.log)
 
+    def settle(self, rid: int, info) -> tuple[int, str]:
+        """Claim this key's reward of a final round from its report's entries tree, unless already
+        claimed; returns (reward, what happened)."""
+        me = self.account.address
+        report = Report.from_bytes(self.store.get_bytes(info.report_cid, max_bytes=64 << 20))
+        tree = report.entries_tree
+        if tree.root != info.entries_root:
+            return 0, "the report's entries do not give the final entries root; not claiming"
+        entry = tree.of(me)
+        amount = entry.reward if entry else 0
+        if not amount:
+            why = report.entry(me)
+            return 0, "nothing to claim" + (f" ({why.reason.value}: {why.detail})" if why and why.reason else "")
+        if self.protocol.is_claimed(rid, entry.index):
+            return amount, f"{amount / 10**18:g} DGPT already claimed"
+        self.protocol.claim(self.account, rid, entry, tree.proof(entry.index))
+        return amount, f"claimed {amount / 10**18:g} DGPT"
+
+    def claim_from_chain(self) -> list[tuple[int, int, str]]:
+        """Every round this key revealed in, found on the chain (not in a journal, so any machine
+        with the key can claim): claims what final rounds owe it. Returns (round, reward, note)."""
+        out = []
+        for rid in sorted({e["args"]["roundId"] for e in self.protocol.events("Revealed", oracle=self.account.address)}):
+            info = self.protocol.round(rid)
+            if not info.final:
+                out.append((rid, 0, f"not final yet ({info.state})"))
+                continue
+            amount, note = self.settle(rid, info)
+            self.journal.record(rid, claimed=True, reward=str(amount))
+            out.append((rid, amount, note))
+        return out
+
     def claim_rewards(self, known: dict | None = None) -> Step | None:
         """Settle every final round in the journal: claim the reward if this oracle revealed
         (checking the chain, since a reveal sent just before a crash may have landed after the
@@ -159,20 +191,8 @@ class OracleNode(Node):
             if not j.get("revealed"):
                 self.journal.record(rid, claimed=True, reward="0")
                 return Step(Action.CLAIMED, rid, "nothing to claim")
-            report = Report.from_bytes(self.store.get_bytes(info.report_cid, max_bytes=64 << 20))
-            tree = report.entries_tree
-            if tree.root != info.entries_root:
-                self.log(f"round {rid}: the report's entries do not give the final entries root; not claiming")
-                self.journal.record(rid, claimed=True, reward="0")
-                continue
-            entry = tree.of(me)
-            amount = entry.reward if entry else 0
-            if not amount:
-                why = report.entry(me)
-                self.log(f"round {rid}: nothing to claim" + (f" ({why.reason.value}: {why.detail})" if why and why.reason else ""))
-            elif not self.protocol.is_claimed(rid, entry.index):
-                self.protocol.claim(self.account, rid, entry, tree.proof(entry.index))
+            amount, note = self.settle(rid, info)
             self.journal.record(rid, claimed=True, reward=str(amount))
-            self.log(f"round {rid}: claimed {amount / 10**18:g} DGPT")
+            self.log(f"round {rid}: {note}")
             return Step(Action.CLAIMED, rid, str(amount))
         return None

@@ -85,6 +85,10 @@ def test_operator_commands_on_anvil(tmp_path, anvil_url, capsys):
     assert dgpt_main(["oracle", "status", *oracle, "--json"]) == 0
     me = json.loads(capsys.readouterr().out)
     assert (me["stake"], me["unbonding"], me["examples"]) == (str(100 * 10**18), str(50 * 10**18), 20)
+    assert dgpt_main(["oracle", "status", *oracle]) == 0
+    assert "               stake: 100 DGPT" in capsys.readouterr().out  # DGPT in the table, wei in --json
+    assert dgpt_main(["oracle", "claim", *oracle]) == 0
+    assert capsys.readouterr().out.strip() == "nothing to claim: 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC revealed in no round of this deployment"
     assert dgpt_main(["status", *home, "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     assert table["protocol"] == deployment["protocol"] and len(table["oracles"]) == 1

@@ -98,6 +98,30 @@ def test_oracles_send_the_default_encoding_and_status_counts_its_bytes(reference
     assert status(p, None, as_json=False)  # without a store: no sizes, still a table
 
 
+def test_an_oracle_claims_from_the_chain_on_a_machine_without_its_journal(tmp_path, data, monkeypatch):
+    """The rewards are found from the chain's reveals and the final reports, not the local journal:
+    `dgpt oracle claim` from another home pays what is owed, and says so when there is nothing."""
+    from oracle.node import OracleConfig, OracleNode
+
+    monkeypatch.setattr(OracleNode, "claim_rewards", lambda self, known=None: None)  # the daemons never claim
+    net = Net(tmp_path / "net", data)
+    net.run()
+    monkeypatch.undo()
+    p = net.protocol
+    owed = {a.address: sum(e.reward for r in (1, 2) for e in Report.from_bytes(net.store.get_bytes(p.round(r).report_cid)).submissions
+                           if e.oracle == a.address) for a in net.oracle_accounts}
+    assert sum(owed.values()) > 0
+    for a in net.oracle_accounts:
+        before = p.balance_of(a.address)
+        node = OracleNode(p, net.store, a, OracleConfig(tmp_path / "elsewhere" / a.address, []), log=lambda *x: None)
+        settled = node.claim_from_chain()
+        assert [r for r, _, _ in settled] == [1, 2]
+        assert p.balance_of(a.address) - before == owed[a.address] == sum(amount for _, amount, _ in settled)
+        again = node.claim_from_chain()  # claimed once: the second time says so and pays nothing
+        assert p.balance_of(a.address) - before == owed[a.address]
+        assert all(note.endswith("already claimed") or note.startswith("nothing to claim") for _, _, note in again)
+
+
 def test_audit_confirms_honest_rounds(reference):
     for r in (1, 2):
         result = audit_round(reference.protocol, reference.store, r)
