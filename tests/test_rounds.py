@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import pytest
 
@@ -95,7 +97,19 @@ def test_oracles_send_the_default_encoding_and_status_counts_its_bytes(reference
         assert all(sizes) and data["rounds"][r - 1]["delta_bytes"] == sum(sizes)
         for e in report.submissions:
             assert net.store.get_bytes(e.delta_cid)[:4096].count(b'"encoding":"' + Encoding(DEFAULT_ENCODING).label.encode()) == 1
-    assert status(p, None, as_json=False)  # without a store: no sizes, still a table
+    # the tables: per-oracle earnings, each submission's verdict, the deadlines (UTC)
+    table = status(p, net.store)
+    report = Report.from_bytes(net.store.get_bytes(p.round(2).report_cid))
+    for e in report.submissions:
+        verdict = "merged" if e.accepted and e.reward else (e.reason.value if e.reason else "accepted")
+        assert re.search(rf"2 .*{e.oracle} .*revealed .*{verdict}", table), (e.oracle, verdict)
+    earned = {a.address: sum(e.reward for r in (1, 2) for e in Report.from_bytes(net.store.get_bytes(p.round(r).report_cid)).submissions
+                             if e.oracle == a.address) for a in net.oracle_accounts}
+    for a in net.oracle_accounts:
+        assert re.search(rf"{a.address} .*{earned[a.address] / 10**18:,.2f}\s*$", table, re.M)
+    assert time.strftime("%m-%d %H:%M:%S", time.gmtime(p.round(2).reveal_deadline)) in table
+    assert p.round(2).new_model_cid in table  # whole, never cut
+    assert "revealed" in status(p, None)  # without a store: no verdicts, still the tables
 
 
 def test_an_oracle_claims_from_the_chain_on_a_machine_without_its_journal(tmp_path, data, monkeypatch):
