@@ -37,6 +37,7 @@ class TrainOptions:
     compile: bool = False
     log_every: int = 50
     pad_to: int | None = None  # pad every batch to this length (benchmarks); None: to the batch's longest
+    progress: bool = False  # a progress bar with ETA on stderr (the CLI turns it on for a terminal)
 
 
 @dataclass
@@ -159,6 +160,16 @@ def train(bundle: ModelBundle, task: TaskSpec, examples: list[Example], opts: Tr
     step = Step(model, task, opts, total)
     result = TrainResult(0, 0.0, 0)
     sums = torch.zeros(4, device=device)  # running l1, l2, l3, batches since the last log: no host sync per step
+    bar = None
+    if opts.progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="step", desc=task.phase, file=sys.stderr, dynamic_ncols=True)
+        plain_log = log
+
+        def log(message: str) -> None:  # the bar steps aside for a log line
+            with tqdm.external_write_mode(file=sys.stderr):
+                plain_log(message)
     t0 = time.perf_counter()
     for epoch in range(task.epochs):
         order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(task.seed * 1000 + epoch)).tolist()
@@ -171,6 +182,8 @@ def train(bundle: ModelBundle, task: TaskSpec, examples: list[Example], opts: Tr
             loss1, loss2, loss = step(ids, lengths, labels, n_tokens, len(global_idx))
             result.steps += 1
             result.tokens += n_tokens + len(global_idx)
+            if bar is not None:
+                bar.update(1)
             sums += torch.stack([loss1 * world, loss2 * world, loss * world, torch.ones((), device=device)])
             if result.steps % opts.log_every == 0 or result.steps == total:
                 if world > 1:
@@ -181,8 +194,11 @@ def train(bundle: ModelBundle, task: TaskSpec, examples: list[Example], opts: Tr
                 result.history.append(entry)
                 if rank == 0:
                     shown = f"L1 {l1v:.4f}" + (f"  L2 {l2v:.4f}  L3 {l3v:.4f}" if finetune else "")
-                    log(f"step {result.steps}/{total}  epoch {epoch + 1}  {shown}  lr {entry['lr']:.2e}")
+                    eta = (time.perf_counter() - t0) / result.steps * (total - result.steps)
+                    log(f"step {result.steps}/{total}  epoch {epoch + 1}  {shown}  lr {entry['lr']:.2e}  ETA {eta:.0f} s")
                 sums.zero_()
+    if bar is not None:
+        bar.close()
     if cuda:
         torch.cuda.synchronize()
     result.seconds = time.perf_counter() - t0
@@ -250,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
             torch.cuda.set_device(device)
     base = {k: v.clone() for k, v in state_dict(bundle.model).items()}
-    train(bundle, task, examples, TrainOptions(device=device, compile=args.compile))
+    train(bundle, task, examples, TrainOptions(device=device, compile=args.compile, progress=sys.stderr.isatty()))
     if _world()[0] == 0:
         # The delta names the content addresses of the model and task it was made from, as the
         # aggregator checks (a delta for another base model is stale).

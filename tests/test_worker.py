@@ -394,3 +394,16 @@ def test_a_worker_delta_applies_and_the_model_exports_to_plain_transformers(tmp_
     with torch.no_grad():
         ours, _ = lm_only.model(torch.tensor([got["ids"]]))
     assert torch.allclose(torch.tensor(got["logits"]), ours[0, -1], atol=1e-5)
+
+
+def test_training_shows_a_progress_bar_only_when_asked_and_logs_an_eta(reviews, capsys):
+    b = tiny_gpt2(seed=2)
+    task = TaskSpec(labels=RT_LABELS, epochs=1, batch_size=8, lr=1e-3, max_len=16)
+    lines = []
+    train(b, task, small_examples(reviews, 24), TrainOptions(device="cpu", log_every=2, progress=True), log=lines.append)
+    err = capsys.readouterr().err
+    assert "3/3" in err and "step" in err  # tqdm's bar, on stderr
+    assert "ETA" in lines[0]  # log lines still reach the log, the bar stepping aside
+    lines.clear()
+    train(tiny_gpt2(seed=2), task, small_examples(reviews, 24), TrainOptions(device="cpu", log_every=2), log=lines.append)
+    assert capsys.readouterr().err == "" and re.fullmatch(r"step 2/3 .* ETA \d+ s", lines[0])
