@@ -151,7 +151,7 @@ def test_chain_writes_that_would_revert_send_nothing(tmp_path, anvil_url, capsys
     oracle, stranger = dev_accounts(4)[2], dev_accounts(4)[3]
     before = {a.address: chain.w3.eth.get_transaction_count(a.address) for a in (oracle, stranger)}
     cases = [
-        (["oracle", "register", *common, "--dev-key", "2", "--data", f"{home}/data.jsonl", "--labels", LABELS, "--stake", "1"], "StakeBelowMinimum"),
+        (["oracle", "register", *common, "--dev-key", "2", "--data", f"{home}/data.jsonl", "--labels", LABELS, "--stake", "1"], "StakeBelowMinimum(oracle=0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC, stake=1 DGPT, minimum=100 DGPT)"),
         (["transfer", *common, "--dev-key", "3", stranger.address, "100000000"], "ERC20InsufficientBalance"),
         (["aggregator", "run", *common, "--dev-key", "1", "--genesis", f"{home}/data.jsonl", "--plan", f"{home}/plan.json",
           "--validation", f"{home}/data.jsonl", "--reward-budget", "1000000000"], "over this deployment's ceiling"),
@@ -163,7 +163,7 @@ def test_chain_writes_that_would_revert_send_nothing(tmp_path, anvil_url, capsys
         (["validator", "run", *common, "--dev-key", "3"], "holds no validator seat"),
         (["validator", "seat", stranger.address, *common, "--dev-key", "3"], "AccessControlUnauthorizedAccount"),
         (["bond", "deposit", "5", *common, "--dev-key", "3"], "ERC20InsufficientBalance"),
-        (["bond", "withdraw", "5", *common, "--dev-key", "3"], "BondTooSmall"),
+        (["bond", "withdraw", "5", *common, "--dev-key", "3"], "free=0 DGPT, required=5 DGPT)"),  # amounts in DGPT, not wei
         (["deploy", *common, "--dev-key", "3", "--validator-quorum", "1"], "must be 0 or a majority of the 3 seats"),
     ]
     for argv, says in cases:

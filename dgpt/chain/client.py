@@ -58,8 +58,30 @@ class ContractRevert(ChainError):
     def __init__(self, error: str, args: dict[str, Any]):
         self.error = error
         self.args_ = args
-        shown = ", ".join(f"{k}={_show(v)}" for k, v in args.items())
+        amounts = TOKEN_AMOUNTS.get(error, ())
+        shown = ", ".join(f"{k}={_tokens(v) if k in amounts else _show(v)}" for k, v in args.items())
         super().__init__(f"reverted with {error}({shown})")
+
+
+# The arguments of the contracts' errors that are DGPT amounts: shown in DGPT, not base units (wei).
+TOKEN_AMOUNTS = {
+    "StakeBelowMinimum": ("stake", "minimum"),
+    "InsufficientStake": ("requested", "available"),
+    "BudgetOverRoundCeiling": ("rewardBudget", "maxRewardPerRound"),
+    "BudgetOverPeriodCeiling": ("reserved", "maxRewardPerPeriod"),
+    "RewardsExceedBudget": ("rewardsTotal", "available"),
+    "InvalidProof": ("amount",),
+    "RewardsExhausted": ("requested", "remaining"),
+    "BondTooSmall": ("free", "required"),
+    "ERC20InsufficientBalance": ("balance", "needed"),
+    "ERC20InsufficientAllowance": ("allowance", "needed"),
+}
+
+
+def _tokens(wei: int) -> str:
+    from dgpt.units import format_tokens
+
+    return f"{format_tokens(wei)} DGPT"
 
 
 def _tester_revert_data(exc: Exception) -> bytes | None:
