@@ -50,6 +50,19 @@ def cmd_localnet(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from dashboard.app import serve
+
+    cfg = settings(args)
+    server = serve(protocol_of(cfg), store_of(cfg), args.host, args.port)
+    print(f"round explorer on http://{args.host}:{server.server_port}/ (read-only; Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from harness.demo import DemoPlan, run_demo
     from harness.demo_processes import run_demo_processes
@@ -293,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     localnet.add_argument("--ipfs-port", type=int, default=5001, help="the IPFS RPC API's port (default 5001, as Kubo's)")
     localnet.add_argument("--json", action="store_true", help="print the two URLs as one JSON line once both answer")
     localnet.set_defaults(func=cmd_localnet)
+
+    dash = sub.add_parser("dashboard", parents=[common], help="serve the round explorer: a read-only web page over the chain and the store")
+    dash.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    dash.add_argument("--port", type=int, default=8050, help="port (default 8050; 0: any free port)")
+    dash.set_defaults(func=cmd_dashboard)
 
     demo = sub.add_parser("demo", parents=[common], help="deploy the protocol and run a training round on embedded defaults")
     demo.add_argument("--oracles", type=int, default=4, help="number of oracles (default 4)")

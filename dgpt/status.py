@@ -48,6 +48,7 @@ def status_data(protocol: Protocol, store=None) -> dict:
             "rewards_total": str(r.rewards_total), "rewards_claimed": str(r.rewards_claimed),
             "submissions": {o: (s.status.name.lower() if s.committed else None) for o, s in subs.items()},
             "delta_bytes": delta_bytes(report),
+            "validation": {k: report.validation.get(k) for k in ("n", "before", "after")} if report else None,
             "verdicts": {e.oracle: {"accepted": e.accepted, "reason": e.reason.value if e.reason else None, "weight": e.weight,
                                     "reward": str(e.reward), "loss_gain": e.loss_gain} for e in report.submissions} if report else None,
         })
