@@ -70,10 +70,11 @@ def save_delta(
                                                 labels=labels, encoding=encoding, shapes=shapes))
     if encoding == FP32:
         return delta
-    return decode(parts, check_parts(_header_of(parts), shapes, encoding), shapes, encoding)
+    return decode(parts, check_parts(parts_header(parts), shapes, encoding), shapes, encoding)
 
 
-def _header_of(parts: dict[str, torch.Tensor]) -> dict:
+def parts_header(parts: dict[str, torch.Tensor]) -> dict:
+    """The safetensors header entries (dtype, shape) that `parts` would get, without writing them."""
     names = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int8: "I8", torch.uint8: "U8", torch.int32: "I32"}
     return {k: {"dtype": names[v.dtype], "shape": list(v.shape)} for k, v in parts.items()}
 
@@ -111,7 +112,7 @@ def load_delta(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         return tensors, meta
     try:
         shapes = {k: tuple(v) for k, v in json.loads(meta.get("shapes", "{}")).items()}
-        return decode(tensors, check_parts(_header_of(tensors), shapes, enc), shapes, enc), meta
+        return decode(tensors, check_parts(parts_header(tensors), shapes, enc), shapes, enc), meta
     except (EncodingError, ValueError, TypeError) as exc:
         raise DGPTError(f"{path}: {exc}") from None
 

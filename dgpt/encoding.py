@@ -35,7 +35,7 @@ from dgpt.errors import DGPTError
 
 ENCODINGS = ("fp32", "bf16", "int8", "int4", "topk")
 # The project's recommended encoding (the demo's and `dgpt plan`'s): see BENCHMARKS.md, compact deltas.
-DEFAULT_ENCODING = "int8"
+DEFAULT_ENCODING = "int4"
 
 # The parts of one tensor in each encoding's file: suffix -> safetensors dtype.
 PARTS = {

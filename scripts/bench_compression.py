@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from dgpt.aggregate import Strategy, build_model
-from dgpt.delta import compute_delta, save_delta
+from dgpt.delta import compute_delta, parts_header, save_delta
 from dgpt.encoding import DEFAULT_ENCODING, ENCODINGS, Encoding, check_parts, decode, encode, residual, with_residual
 from dgpt.data import Example
 from dgpt.model import load_model, save_model, state_dict, tiny_gpt2
@@ -96,8 +96,7 @@ def throughput(delta: dict, enc: Encoding, repeat: int) -> tuple[float, float]:
     for _ in range(repeat):
         parts = encode(delta, enc)
     t1 = time.perf_counter()
-    header = {k: {"dtype": {torch.float32: "F32", torch.bfloat16: "BF16", torch.int8: "I8", torch.uint8: "U8", torch.int32: "I32"}[v.dtype],
-                  "shape": list(v.shape)} for k, v in parts.items()}
+    header = parts_header(parts)
     t2 = time.perf_counter()
     for _ in range(repeat):
         decode(parts, check_parts(header, shapes, enc), shapes, enc)
