@@ -25,7 +25,7 @@ from dgpt.data import Example
 from dgpt.dataset import examples_bytes, merkle_root, slices_root, validation_slices
 from dgpt.errors import DGPTError
 from dgpt.chain.client import ContractRevert
-from dgpt.node import Action, Node, Step, decided_elsewhere
+from dgpt.node import Action, Node, Step, at, decided_elsewhere
 from dgpt.report import Reason, Report, Slash
 from dgpt.store import Store
 from dgpt.task import TaskSpec
@@ -61,10 +61,10 @@ class AggregatorNode(Node):
         if info and not info.final and not info.aborted:
             now = p.chain.now()
             if now <= info.reveal_deadline:
-                return Step(Action.WAITING, rid, "for the reveal deadline")
+                return Step(Action.WAITING, rid, f"for the reveal deadline, {at(info.reveal_deadline)}")
             if info.proposed:
                 if now <= info.challenge_deadline and info.disagree < self.quorum:
-                    return Step(Action.WAITING, rid, "for the challenge window to close")
+                    return Step(Action.WAITING, rid, f"for the challenge window to close at {at(info.challenge_deadline)}")
                 try:
                     p.finalize(self.account, rid)
                 except ContractRevert as exc:  # a validator or anyone finalized it first

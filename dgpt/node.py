@@ -96,6 +96,11 @@ class Node:
                 waiting = None
 
 
+def at(timestamp: int) -> str:
+    """A chain deadline as a UTC time, for waiting messages (stable, so a wait is logged once)."""
+    return time.strftime("%H:%M:%S UTC", time.gmtime(timestamp))
+
+
 def timestamped(role: str, address: str):
     """The daemons' log: each line with its UTC time, the role and the key's address."""
 

@@ -28,7 +28,7 @@ from dgpt.delta import compute_delta, save_delta
 from dgpt.encoding import Encoding, residual, with_residual
 from dgpt.errors import DGPTError
 from dgpt.model import load_model, state_dict
-from dgpt.node import Action, Node, Step
+from dgpt.node import Action, Node, Step, at
 from dgpt.report import Report
 from dgpt.store import Store
 from dgpt.store.unixfs import file_cid
@@ -74,14 +74,14 @@ class OracleNode(Node):
                 self.journal.record(rid, committed=True)
                 self.log(f"round {rid}: committed to {j['delta_cid']}")
                 return Step(Action.COMMITTED, rid, j["delta_cid"])
-            return Step(Action.WAITING, rid, "for the reveal window")
+            return Step(Action.WAITING, rid, f"for the reveal window, opening after {at(info.commit_deadline)}")
         if now <= info.reveal_deadline and j.get("committed") and not j.get("revealed"):
             if p.submission(rid, me).status == Status.COMMITTED:
                 self.reveal(rid, j)
             self.journal.record(rid, revealed=True)
             self.log(f"round {rid}: revealed {j['delta_cid']}")
             return Step(Action.REVEALED, rid, j["delta_cid"])
-        return Step(Action.WAITING, rid, "for the aggregator")
+        return Step(Action.WAITING, rid, f"for the aggregator (reveals close at {at(info.reveal_deadline)})")
 
     def settled(self) -> int:
         """Rounds whose reward is claimed (or that had nothing to claim)."""
