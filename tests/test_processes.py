@@ -40,3 +40,15 @@ def test_separate_processes_on_anvil_and_js_ipfs_with_kills(tmp_path, anvil_url)
         settled = json.loads(journal.read_text())["rounds"]
         assert settled["1"]["revealed"] and settled["1"]["claimed"]
         assert len(protocol.events("Revealed", roundId=1)) == 2
+        # `dgpt oracle claim` as its own process from another home (no journal): it finds both rounds
+        # on the chain and says what each paid (the daemon claimed them already)
+        import subprocess
+        import sys
+
+        out = subprocess.run([sys.executable, "-m", "cli", "oracle", "claim", "--rpc-url", anvil_url, "--ipfs-api", api,
+                              "--home", str(tmp_path / "elsewhere"), "--deployment", str(tmp_path / "home" / "deployment.json"),
+                              "--dev", "--dev-key", "2"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        lines = out.stdout.strip().splitlines()
+        assert [l.split(":")[0] for l in lines] == ["round 1", "round 2"], lines
+        assert all(l.endswith("already claimed") or "nothing to claim" in l for l in lines), lines
