@@ -26,7 +26,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
 
 from dgpt.aggregate import Strategy, build_model
 from dgpt.delta import compute_delta, parts_header, save_delta
@@ -121,7 +120,6 @@ def main() -> int:
     if unknown or not names or names[0] != "fp32":
         print(f"error: --encodings: fp32 first, then any of {', '.join(ENCODINGS)} (got {args.encodings})", file=sys.stderr)
         return 2
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     t_start = time.monotonic()
     plan = DemoPlan(oracles=args.oracles, examples_per_oracle=args.examples_per_oracle, test_examples=args.test_examples)
     data = demo_data(plan)

@@ -10,7 +10,7 @@ import torch
 
 from dgpt import tensorfile
 from dgpt.aggregate import Strategy, merge, median, trimmed_mean
-from dgpt.delta import FORMAT, delta_metadata, load_delta, save_delta
+from dgpt.delta import delta_metadata, load_delta, save_delta
 from dgpt.encoding import ENCODINGS, TOPK_WHOLE, Encoding, encode, residual, with_residual
 from dgpt.errors import DGPTError
 from dgpt.report import Reason
