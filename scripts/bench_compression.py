@@ -26,7 +26,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-
 from dgpt.aggregate import Strategy, build_model
 from dgpt.delta import compute_delta, parts_header, save_delta
 from dgpt.encoding import DEFAULT_ENCODING, ENCODINGS, Encoding, check_parts, decode, encode, residual, with_residual
