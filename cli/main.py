@@ -73,8 +73,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     **({"delta_encoding": args.encoding} if args.encoding else {}))
     plan.tasks()  # a bad --encoding fails here, before anything is deployed
     cfg = settings(args)
-    # With --rpc-url the roles run as separate OS processes that talk only through the chain and the store.
-    result = (run_demo_processes if cfg.rpc_url else run_demo)(cfg, plan, log=log)
+    if cfg.rpc_url:
+        if args.dashboard is not None:
+            raise DGPTError("--dashboard serves the embedded demo; against --rpc-url run `dgpt dashboard` beside it")
+        # The roles run as separate OS processes that talk only through the chain and the store.
+        result = run_demo_processes(cfg, plan, log=log)
+    else:
+        def linger(server):  # the page stays up until Ctrl-C
+            log(f"the rounds are done; the round explorer stays on http://127.0.0.1:{server.server_port}/ until Ctrl-C")
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                pass
+
+        result = run_demo(cfg, plan, log=log, dashboard_port=args.dashboard, after=linger)
     if args.json:
         print(json.dumps(result.to_json()))
     return 0
@@ -320,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--test-examples", type=int, default=1000, help="held-out test snippets to report on (default 1000)")
     demo.add_argument("--encoding", help="how the oracles pack their deltas: fp32, bf16, int8, int4 or topk "
                                          "(default: the project's, dgpt.encoding.DEFAULT_ENCODING)")
+    demo.add_argument("--dashboard", type=int, nargs="?", const=8050, metavar="PORT",
+                      help="serve the round explorer while the demo runs, and after it until Ctrl-C (default port 8050)")
     demo.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     demo.set_defaults(func=cmd_demo)
 

@@ -80,3 +80,12 @@ def serve(protocol: Protocol, store: Store, host: str = "127.0.0.1", port: int =
     from werkzeug.serving import make_server
 
     return make_server(host, port, create_app(protocol, store), threaded=False)
+
+
+def pump_requests(server) -> None:
+    """Answer every request waiting on `server`, without blocking: for a caller that owns the chain
+    client on its own thread (the embedded demo)."""
+    import select
+
+    while select.select([server.socket], [], [], 0)[0]:
+        server.handle_request()

@@ -132,7 +132,11 @@ def show(summary: dict, log) -> None:
         log(f"   {oracle} earned {int(amount) / TOKEN:.4f} DGPT")
 
 
-def run_demo(settings: Settings = Settings(), plan: DemoPlan = DemoPlan(), log=print) -> DemoResult:
+def run_demo(settings: Settings = Settings(), plan: DemoPlan = DemoPlan(), log=print, dashboard_port: int | None = None,
+             after=None) -> DemoResult:
+    """`dashboard_port`: serve the round explorer while the demo runs (on this thread, between the
+    roles' turns: the embedded chain is not shared across threads); `after(server)` is called once
+    the rounds are done, before the server closes (the CLI keeps serving until Ctrl-C)."""
     t0 = time.monotonic()
     home = Path(settings.home)
     # The embedded chain starts afresh each run (at the same addresses): the roles' journals of an
@@ -154,10 +158,23 @@ def run_demo(settings: Settings = Settings(), plan: DemoPlan = DemoPlan(), log=p
     validators = setup_validators(protocol, store, admin, validator_accounts, home, log)
     stake = protocol.min_stake()
     result = DemoResult(chain=chain.name, store=repr(store), majority=majority)
-    drive(chain, protocol, agg, oracles, lambda rid: _after_publish(protocol, store, rid, data.test, home, result, log), validators)
-    for o in oracles:
-        result.rewards[o.account.address] = str(protocol.balance_of(o.account.address) - stake)
-    log(f"demo finished in {time.monotonic() - t0:.0f} s")
+    server = pump = None
+    if dashboard_port is not None:
+        from dashboard.app import pump_requests, serve
+
+        server = serve(protocol, store, port=dashboard_port)
+        pump = lambda: pump_requests(server)  # noqa: E731
+        log(f"round explorer on http://127.0.0.1:{server.server_port}/")
+    try:
+        drive(chain, protocol, agg, oracles, lambda rid: _after_publish(protocol, store, rid, data.test, home, result, log), validators, pump)
+        for o in oracles:
+            result.rewards[o.account.address] = str(protocol.balance_of(o.account.address) - stake)
+        log(f"demo finished in {time.monotonic() - t0:.0f} s")
+        if server is not None and after is not None:
+            after(server)
+    finally:
+        if server is not None:
+            server.server_close()
     return result
 
 
@@ -205,10 +222,13 @@ def _after_publish(protocol, store, rid, test, home, result, log) -> None:
     result.rounds.append({k: summary[k] for k in ("round", "phase", "accuracy", "l1", "l2", "l3", "model_cid", "report_cid", "state", "attestations")})
 
 
-def drive(chain: Chain, protocol: Protocol, agg: AggregatorNode, oracles: list[OracleNode], on_final, validators=()) -> None:
-    """Let the roles take turns; move the clock past a deadline once nobody has anything left before it."""
+def drive(chain: Chain, protocol: Protocol, agg: AggregatorNode, oracles: list[OracleNode], on_final, validators=(), on_tick=None) -> None:
+    """Let the roles take turns; move the clock past a deadline once nobody has anything left before it.
+    `on_tick()` runs between turns (the dashboard answers its requests there)."""
     final = set()
     while True:
+        if on_tick:
+            on_tick()
         agg_step = agg.tick()
         steps = [o.tick() for o in oracles]
         checks = [v.tick() for v in validators]

@@ -67,6 +67,7 @@ def files(tmp_path):
 CASES = [
     ("cid: missing file", ["cid", "{t}/absent.bin"], "cannot read"),
     ("cid: a directory", ["cid", "{t}/a_directory"], "cannot read"),
+    ("demo: --dashboard with --rpc-url", ["demo", "--rpc-url", "http://127.0.0.1:9", "--home", "{t}", "--dashboard"], "run `dgpt dashboard` beside it"),
     ("config: missing file", ["status", "--config", "{t}/absent.toml"], "does not exist"),
     ("config: TOML syntax", ["status", "--config", "{t}/config_syntax.toml"], "config_syntax.toml"),
     ("config: unknown key", ["status", "--config", "{t}/config_unknown.toml"], "unknown key"),

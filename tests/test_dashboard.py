@@ -98,3 +98,50 @@ def test_an_unreachable_chain_is_one_message_not_a_stack_trace():
     r = client.get("/api/status")
     assert r.status_code == 503 and r.get_json() == {"error": "the chain at http://127.0.0.1:9 does not answer: ConnectionError"}
     assert client.get("/").status_code == 200  # the page itself loads and shows the message
+
+
+def test_the_embedded_demo_serves_the_explorer_live(tmp_path):
+    """`dgpt demo --dashboard`: the page answers while the rounds run (between the roles' turns,
+    on the demo's own thread) and shows every final round once they are done."""
+    import time
+
+    import httpx
+
+    from dgpt.config import Settings
+    from harness.demo import run_demo
+
+    seen, stop = [], threading.Event()
+
+    def poll(port_box):
+        while not stop.is_set():
+            if port_box:
+                try:
+                    data = httpx.get(f"http://127.0.0.1:{port_box[0]}/api/status", timeout=120).json()
+                    seen.append(tuple(r["state"] for r in data["rounds"]))
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.5)
+
+    port_box: list[int] = []
+    poller = threading.Thread(target=poll, args=(port_box,), daemon=True)
+    browsed = {}
+
+    def after(server):
+        proc = subprocess.Popen(["node", str(ROOT / "tests" / "browser" / "page.js"), f"http://127.0.0.1:{server.server_port}/",
+                                 "#rounds tbody tr", "#rounds tbody tr .state"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        from dashboard.app import pump_requests
+
+        while proc.poll() is None:
+            pump_requests(server)
+            time.sleep(0.05)
+        browsed.update(json.loads(proc.stdout.read().strip().splitlines()[-1]))
+
+    def log(line):
+        if line.startswith("round explorer on http://127.0.0.1:") and not port_box:
+            port_box.append(int(line.rsplit(":", 1)[1].strip("/")))
+            poller.start()
+
+    run_demo(Settings(home=str(tmp_path)), PLAN, log=log, dashboard_port=0, after=after)
+    stop.set()
+    assert browsed["errors"] == [] and browsed["texts"]["#rounds tbody tr .state"] == ["final", "final"]
+    assert len(set(seen)) >= 2, seen  # the page's data changed while the rounds ran
