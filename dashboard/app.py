@@ -24,10 +24,11 @@ PAGE = (Path(__file__).parent / "page.html").read_text()
 
 def create_app(protocol: Protocol, store: Store) -> Flask:
     app = Flask(__name__)
+    reports: dict = {}  # by CID: the page polls every few seconds, a report never changes
 
     def snapshot() -> dict:
         try:
-            return status_data(protocol, store)
+            return status_data(protocol, store, reports)
         except DGPTError as exc:
             raise _Unavailable(str(exc)) from None
         except Exception as exc:  # web3 / requests errors: the chain stopped answering

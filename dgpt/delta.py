@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 
 from dgpt import tensorfile
-from dgpt.encoding import FP32, Encoding, EncodingError, check_parts, decode, encode
+from dgpt.encoding import FP32, Encoding, EncodingError, check_parts, decode, encode, residual, with_residual
 from dgpt.errors import DGPTError
 
 FORMAT = "dgpt-delta/1"
@@ -71,6 +71,17 @@ def save_delta(
     if encoding == FP32:
         return delta
     return decode(parts, check_parts(parts_header(parts), shapes, encoding), shapes, encoding)
+
+
+def save_with_feedback(path: str | Path, delta: dict[str, torch.Tensor], carried: dict[str, torch.Tensor], shapes: dict[str, tuple],
+                       encoding: Encoding, **metadata) -> dict[str, torch.Tensor]:
+    """Write `delta` plus the residual carried from the last round, encoded (error feedback);
+    returns the new residual: what this encoding left out, for the next round (empty for fp32)."""
+    if not encoding.lossy:
+        save_delta(path, delta, encoding=encoding, **metadata)
+        return {}
+    full = with_residual(delta, carried, shapes)
+    return residual(full, save_delta(path, full, encoding=encoding, **metadata))
 
 
 def parts_header(parts: dict[str, torch.Tensor]) -> dict:

@@ -17,15 +17,22 @@ def _tokens(wei: int) -> str:
     return f"{wei / TOKEN:,.2f}"
 
 
-def _report(store, report_cid: str | None):
+def _report(store, report_cid: str | None, cache: dict | None):
+    """The report under `report_cid`; `cache` (CID -> report) spares a poller refetching it: a
+    CID's content never changes."""
     from dgpt.report import Report
 
     if store is None or not report_cid:
         return None
+    if cache is not None and report_cid in cache:
+        return cache[report_cid]
     try:
-        return Report.from_bytes(store.get_bytes(report_cid, max_bytes=64 << 20))
+        report = Report.from_bytes(store.get_bytes(report_cid, max_bytes=64 << 20))
     except DGPTError:
         return None
+    if cache is not None:
+        cache[report_cid] = report
+    return report
 
 
 def delta_bytes(report) -> int | None:
@@ -34,13 +41,13 @@ def delta_bytes(report) -> int | None:
     return sum(sizes) if sizes else None
 
 
-def status_data(protocol: Protocol, store=None) -> dict:
+def status_data(protocol: Protocol, store=None, reports: dict | None = None) -> dict:
     oracles = sorted({e["args"]["oracle"] for e in protocol.events("OracleRegistered")})
     rounds = []
     for rid in range(1, protocol.current_round() + 1):
         r = protocol.round(rid)
         subs = {o: protocol.submission(rid, o) for o in oracles}
-        report = _report(store, r.report_cid)
+        report = _report(store, r.report_cid, reports)
         rounds.append({
             "round": rid, "state": r.state, "proposals": r.proposals, "attestations": {"agree": r.agree, "disagree": r.disagree},
             "challenge_deadline": r.challenge_deadline, "commit_deadline": r.commit_deadline, "reveal_deadline": r.reveal_deadline,

@@ -24,8 +24,8 @@ from dgpt.commitments import commit_hash
 from dgpt.crash import crashpoint
 from dgpt.data import Example
 from dgpt import tensorfile
-from dgpt.delta import compute_delta, save_delta
-from dgpt.encoding import Encoding, residual, with_residual
+from dgpt.delta import compute_delta, save_with_feedback
+from dgpt.encoding import Encoding
 from dgpt.errors import DGPTError
 from dgpt.model import load_model, state_dict
 from dgpt.node import Action, Node, Step, at
@@ -120,14 +120,13 @@ class OracleNode(Node):
         crashpoint("oracle:trained")
         delta_path = self.cache / f"delta-round-{rid}.safetensors"
         tuned = state_dict(bundle.model)
-        delta = compute_delta(base, tuned)
         enc = Encoding.of(task)
-        if enc.lossy:  # error feedback: send what the last lossy round left out, keep what this one leaves out
-            delta = with_residual(delta, self._last_residual(rid), {k: tuple(v.shape) for k, v in tuned.items()})
-        sent = save_delta(delta_path, delta, num_examples=len(examples), base_model_cid=info.base_model_cid,
-                          task_spec_cid=info.task_spec_cid, labels=bundle.labels, encoding=enc)
+        # error feedback: send what the last lossy round left out, keep what this one leaves out
+        left_out = save_with_feedback(delta_path, compute_delta(base, tuned), self._last_residual(rid) if enc.lossy else {},
+                                      {k: tuple(v.shape) for k, v in tuned.items()}, enc, num_examples=len(examples),
+                                      base_model_cid=info.base_model_cid, task_spec_cid=info.task_spec_cid, labels=bundle.labels)
         if enc.lossy:
-            tensorfile.save(self.cache / f"residual-round-{rid}.safetensors", residual(delta, sent), {})
+            tensorfile.save(self.cache / f"residual-round-{rid}.safetensors", left_out, {})
         return delta_path, len(examples)
 
     def _last_residual(self, rid: int) -> dict:

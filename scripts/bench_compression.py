@@ -27,8 +27,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from dgpt.aggregate import Strategy, build_model
-from dgpt.delta import compute_delta, parts_header, save_delta
-from dgpt.encoding import DEFAULT_ENCODING, ENCODINGS, Encoding, check_parts, decode, encode, residual, with_residual
+from dgpt.delta import compute_delta, parts_header, save_with_feedback
+from dgpt.encoding import DEFAULT_ENCODING, ENCODINGS, Encoding, check_parts, decode, encode
 from dgpt.data import Example
 from dgpt.model import load_model, save_model, state_dict, tiny_gpt2
 from dgpt.train import TrainOptions, evaluate, train
@@ -68,12 +68,8 @@ def run(enc: Encoding, model0: Path, shards, task, rounds: int, test, work: Path
             shapes = {k: tuple(v.shape) for k, v in state_dict(base.model).items()}
             if "head.weight" not in shapes:
                 shapes["head.weight"] = tuple(delta["head.weight"].shape)
-            if enc.lossy:
-                delta = with_residual(delta, carried[i], shapes)
             path = work / f"{enc.name}-r{r}-o{i}.safetensors"
-            sent = save_delta(path, delta, num_examples=len(examples), labels=task.labels, encoding=enc)
-            if enc.lossy:
-                carried[i] = residual(delta, sent)
+            carried[i] = save_with_feedback(path, delta, carried[i], shapes, enc, num_examples=len(examples), labels=task.labels)
             sizes.append(path.stat().st_size)
             verdict = check_delta(path, shapes, 1 << 40, task.max_update_norm, None, enc)
             if not verdict.ok:
