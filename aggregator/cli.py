@@ -38,7 +38,7 @@ def cmd_run(args) -> int:
     for kv in args.strategy_param or []:
         k, _, v = kv.partition("=")
         params[k] = float(v)
-    policy = RoundPolicy(Strategy(args.strategy, params), min_gain=args.min_gain, min_cosine_ratio=args.min_cosine_ratio)
+    policy = RoundPolicy(Strategy(args.strategy, params), min_cosine_ratio=args.min_cosine_ratio)
     budget = parse_tokens(args.reward_budget, "--reward-budget")
     me = account(args)
     protocol = protocol_of(cfg)
@@ -69,7 +69,6 @@ def add_commands(sub, common: argparse.ArgumentParser, keyed: argparse.ArgumentP
     p.add_argument("--validation", required=True, help="the aggregator's own labelled validation set (JSONL or CSV)")
     p.add_argument("--strategy", default="fedavg", choices=("fedavg", "median", "trimmed_mean", "clipped_mean", "krum"))
     p.add_argument("--strategy-param", action="append", metavar="K=V", help="e.g. trim=0.1, clip=5, f=1, m=2")
-    p.add_argument("--min-gain", type=float, default=0.0, help="merge a delta only if, applied alone, it lowers the validation loss by more than this (default 0)")
     p.add_argument("--min-cosine-ratio", type=float, default=0.5,
                    help="with 3 or more valid deltas, reject one whose cosine to their coordinate-wise median is below this fraction of the round's median cosine (default 0.5)")
     p.add_argument("--reward-budget", default="100", help="DGPT per round (decimal; at most the deployment's per-round ceiling)")

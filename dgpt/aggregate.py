@@ -153,32 +153,76 @@ def pairwise_sq_distances(files: DeltaFiles, shapes: dict[str, tuple]) -> torch.
     return d
 
 
-def cosine_to_median(delta_paths: list[Path], shapes: dict[str, tuple]) -> list[float]:
-    """Each delta's cosine similarity to the coordinate-wise median of all of them, slice by slice.
-    With an honest majority the median points the honest way: a sign-flipped delta scores near -1."""
+PARTS = ("backbone", "head")  # the groups of parameters checked apart: the classifier head W_y and the rest
+
+
+def part_of(name: str) -> str:
+    return "head" if name.startswith("head.") else "backbone"
+
+
+@dataclass
+class Geometry:
+    """How a round's deltas lie relative to each other, all from exact sums rounded once."""
+
+    cosine: list[float]  # each delta's cosine to the coordinate-wise median of all of them
+    part_cosine: dict[str, list[float]]  # the same, per part (only parts some delta changes)
+    part_norm: dict[str, list[float]]  # each delta's L2 norm per part
+    part_along: dict[str, list[float]]  # each delta's part . the median's part / |median|: its length along the round's direction
+    pair_cosine: list[list[float]]  # cosine between every two deltas
+
+
+def _cos(dot: exact.Exact, a: exact.Exact, b: exact.Exact) -> float:
+    denom = math.sqrt(float(a.fraction() * b.fraction()))
+    return float(dot) / denom if denom > 0 else 0.0
+
+
+def geometry(delta_paths: list[Path], shapes: dict[str, tuple]) -> Geometry:
+    """One pass over the deltas, slice by slice: each delta's cosine to the coordinate-wise median
+    (whole and per part), its norm per part, and the cosine between every pair. With an honest
+    majority the median points the honest way: a sign-flipped delta scores near -1, and a copy of
+    another delta scores a pairwise cosine of ~1."""
     files = DeltaFiles(delta_paths)
     try:
         n = len(delta_paths)
-        dots, sqs = [exact.ZERO] * n, [exact.ZERO] * n
-        med_sq = exact.ZERO
+        Z = exact.ZERO
+        dots = {p: [Z] * n for p in PARTS}  # delta . median, per part
+        sqs = {p: [Z] * n for p in PARTS}  # |delta|^2, per part
+        med_sq = {p: Z for p in PARTS}  # |median|^2, per part
+        pair = [[Z] * n for _ in range(n)]  # delta_i . delta_j, whole
+        parts = set()
         for name in sorted(set(files.all_names()) & set(shapes)):
+            part = part_of(name)
+            parts.add(part)
             numel = torch.Size(shapes[name]).numel()
             for a in range(0, numel, CHUNK):
                 s = files.stack(name, a, min(a + CHUNK, numel))
                 m = median(s)  # a sort and one halving: exact and order-free
                 for i in range(n):
-                    dots[i] = dots[i] + exact.dot(s[i], m)
-                    sqs[i] = sqs[i] + exact.sq_norm(s[i])
-                med_sq = med_sq + exact.sq_norm(m)
+                    dots[part][i] = dots[part][i] + exact.dot(s[i], m)
+                    for j in range(i, n):
+                        d = exact.dot(s[i], s[j])
+                        pair[i][j] = pair[i][j] + d
+                        if j == i:
+                            sqs[part][i] = sqs[part][i] + d
+                med_sq[part] = med_sq[part] + exact.sq_norm(m)
                 files.release()
-        # Exact sums, each rounded once, then IEEE sqrt and division: the same on every machine.
-        out = []
-        for d, q in zip(dots, sqs):
-            denom = math.sqrt(float(q.fraction() * med_sq.fraction()))
-            out.append(float(d) / denom if denom > 0 else 0.0)
-        return out
+        parts = [p for p in PARTS if p in parts]
+        whole_dot = [sum((dots[p][i] for p in parts), Z) for i in range(n)]
+        whole_med = sum((med_sq[p] for p in parts), Z)
+        return Geometry(
+            cosine=[_cos(whole_dot[i], pair[i][i], whole_med) for i in range(n)],
+            part_cosine={p: [_cos(dots[p][i], sqs[p][i], med_sq[p]) for i in range(n)] for p in parts},
+            part_norm={p: [sqs[p][i].sqrt() for i in range(n)] for p in parts},
+            part_along={p: [float(dots[p][i]) / whole_med.sqrt() if whole_med.num else 0.0 for i in range(n)] for p in parts},
+            pair_cosine=[[_cos(pair[min(i, j)][max(i, j)], pair[i][i], pair[j][j]) for j in range(n)] for i in range(n)],
+        )
     finally:
         files.close()
+
+
+def cosine_to_median(delta_paths: list[Path], shapes: dict[str, tuple]) -> list[float]:
+    """Each delta's cosine similarity to the coordinate-wise median of all of them."""
+    return geometry(delta_paths, shapes).cosine
 
 
 def merge(
@@ -189,10 +233,12 @@ def merge(
     norms: list[float] | None = None,
     new_shapes: dict[str, tuple] | None = None,
     inplace: bool = False,
+    part_scale: list[dict[str, float]] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """base + merged delta, slice by slice of each tensor. Returns the new state and what the
     strategy decided (for the report: which deltas Krum kept, clip factors). `inplace` adds into
-    `base`'s float32 tensors instead of copying them: one model in memory, not two."""
+    `base`'s float32 tensors instead of copying them: one model in memory, not two. `part_scale`:
+    per delta, a factor per part (the round's per-part clipping), applied before the strategy."""
     files = DeltaFiles(delta_paths)
     try:
         n = len(delta_paths)
@@ -224,7 +270,8 @@ def merge(
                 flat = target.view(-1)
                 for a in range(0, flat.numel(), CHUNK):
                     b = min(a + CHUNK, flat.numel())
-                    flat[a:b] += _merge_slice(files, name, a, b, strategy, weights, rows, scale)
+                    parts = [ps.get(part_of(name), 1.0) for ps in part_scale] if part_scale else None
+                    flat[a:b] += _merge_slice(files, name, a, b, strategy, weights, rows, scale, parts)
                     files.release()
             out[name] = target if target.dtype == like.dtype else target.to(like.dtype)
         return out, decided
@@ -233,7 +280,7 @@ def merge(
 
 
 def _merge_slice(files: DeltaFiles, name: str, a: int, b: int, strategy: Strategy, weights: list[float], rows: list[int],
-                 scale: list[float] | None) -> torch.Tensor:
+                 scale: list[float] | None, parts: list[float] | None = None) -> torch.Tensor:
     """One slice of the merged delta. Bit-exact on any machine: each step is one elementwise IEEE
     operation, delta by delta in address order: a product by the delta's factor (w_i / total,
     computed once in Python), then a plain add. No fused multiply-add (which `add_(x, alpha=w)`
@@ -244,11 +291,13 @@ def _merge_slice(files: DeltaFiles, name: str, a: int, b: int, strategy: Strateg
         total = float(sum(weights)) if scale is not None else float(sum(weights[i] for i in rows))
         acc = None
         for i in rows:
-            factor = weights[i] / total * (scale[i] if scale is not None else 1.0)
+            factor = weights[i] / total * (scale[i] if scale is not None else 1.0) * (parts[i] if parts else 1.0)
             t = files.read(i, name, a, b) * factor
             acc = t if acc is None else acc.add_(t)  # alpha 1: an fma with 1 rounds as the add does
         return acc
     stack = files.stack(name, a, b)
+    if parts and any(f != 1.0 for f in parts):
+        stack = stack * torch.tensor(parts, dtype=stack.dtype).view(-1, *[1] * (stack.dim() - 1))  # one product per value
     if strategy.name == "median":
         return median(stack)
     return trimmed_mean(stack, float(strategy.params.get("trim", 0.1)))
@@ -278,6 +327,7 @@ def build_model(
     norms: list[float],
     labels: tuple[str, ...],
     out_path: Path,
+    part_scale: list[dict[str, float]] | None = None,
 ) -> dict:
     """Write base + merged deltas as a model file; the same inputs give the same bytes (and CID).
     Shared by the aggregator and `dgpt audit`."""
@@ -286,7 +336,7 @@ def build_model(
     base, meta = read_state(base_path)
     new_shapes = {"head.weight": (len(labels), hidden_size(meta))} if labels and "head.weight" not in base else {}
     if delta_paths:
-        state, decided = merge(base, delta_paths, weights, strategy, norms, new_shapes, inplace=True)
+        state, decided = merge(base, delta_paths, weights, strategy, norms, new_shapes, inplace=True, part_scale=part_scale)
     else:
         state, decided = base, {}
     model_labels = labels if "head.weight" in state else tuple(json.loads(meta.get("labels", "[]")))

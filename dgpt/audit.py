@@ -115,7 +115,7 @@ def audit_round(protocol: Protocol, store: Store, round_id: int, work: Path | No
     checks = published.checks
     policy = RoundPolicy(
         strategy=Strategy(published.strategy["name"], {k: v for k, v in published.strategy.items() if k != "name"}),
-        max_delta_bytes=checks.get("max_delta_bytes"), min_gain=checks.get("min_gain", 0.0),
+        max_delta_bytes=checks.get("max_delta_bytes"),
         min_cosine_ratio=checks.get("min_cosine_ratio", 0.5), fetch_seconds=None,
     )
     with tempfile.TemporaryDirectory(dir=work) as tmp:

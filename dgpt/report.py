@@ -16,7 +16,7 @@ from dgpt.chain.protocol import SlashReason
 from dgpt.commitments import EntriesTree, EntryLeaf, Result, SlashesTree
 from dgpt.errors import DGPTError
 
-FORMAT = "dgpt-report/3"
+FORMAT = "dgpt-report/4"
 
 
 class Reason(str, Enum):
@@ -30,8 +30,8 @@ class Reason(str, Enum):
     UNAVAILABLE = "unavailable"  # not fetchable, or bytes not matching the CID: nothing provable
     STALE = "stale"  # made for another base model (may be an honest client's bug)
     REPLAYED = "replayed"  # the same tensors as an earlier delta, or as another in this round
-    DIVERGENT = "divergent"  # points away from where the round's deltas point
-    HARMFUL = "harmful"  # raises the validation loss when applied alone
+    DIVERGENT = "divergent"  # points away from where the round's deltas point (whole, or one part)
+    HARMFUL = "harmful"  # raises the validation loss when applied alone, by the paired test
     FREE_RIDING = "free_riding"  # changes nothing (a zero delta)
 
     @property
@@ -61,9 +61,16 @@ class Entry:
     norm: float | None = None
     data_sha256: str | None = None  # sha256 of the tensor bytes (replay detection)
     cosine_to_median: float | None = None
+    part_cosine: dict | None = None  # cosine to the round's median per part ("backbone", "head")
+    part_norm: dict | None = None  # L2 norm per part
+    part_along: dict | None = None  # per part, its length along the round's median delta
     alone: dict | None = None  # validation metrics of the base plus this delta alone
-    loss_gain: float | None = None
-    weight: int = 0  # merge weight: the revealed example count when merged
+    loss_gain: float | None = None  # mean fall of the per-example validation loss, this delta applied alone
+    gain_se: float | None = None  # its standard error (the paired test: rules.significantly_harmful)
+    weight: int = 0  # merge weight: the revealed example count when merged, at most the round's median
+    duplicate_of: str | None = None  # the first oracle of its group of near-duplicates (they share one weight)
+    clip: dict | None = None  # per part, the factor the merge scaled this delta by (1: unclipped)
+    contribution: float | None = None  # its share of the merge's work (round.value): rewards follow it
     reward: int = 0  # token base units
     delta_bytes: int | None = None  # size of the revealed (encoded) delta file
 

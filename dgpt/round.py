@@ -2,10 +2,16 @@
 
     collect  the revealed submissions (and the committers that did not reveal) from the chain
     screen   fetch each delta by CID, decode it (the task's encoding) and check it: size, format,
-             base model, shapes, finite, norm, replay, direction (cosine to the round's median)
-    score    each survivor alone on the aggregator's validation set; merged only if it lowers the loss
-    merge    the accepted deltas into the new model with the round's strategy
-    report   rewards, slashes and every verdict, as one `Report`
+             base model, shapes, finite, norm, replay, direction (cosine to the round's median,
+             whole and per part: the head apart from the backbone)
+    score    each survivor alone on the validation set, per example; rejected as harmful only when
+             a paired test says it raises the loss (rules.significantly_harmful)
+    merge    the accepted deltas into the new model with the round's strategy: weights at most the
+             median count, near-duplicates sharing one weight, each part clipped to a multiple of
+             the round's median norm of that part
+    value    each merged delta's contribution: its share of the merge, times its work along the
+             round's direction relative to a typical delta's (at most one)
+    report   rewards by contribution, slashes and every verdict, as one `Report`
 
 The aggregator runs it, and `dgpt audit` runs it again from public inputs (the chain, the store
 and the round's published validation slice) and compares. Bit-exact on any machine (README,
@@ -25,7 +31,7 @@ import torch
 from safetensors.torch import load_file
 
 import dgpt
-from dgpt.aggregate import Strategy, build_model, cosine_to_median
+from dgpt.aggregate import PARTS, Strategy, build_model, geometry, part_of
 from dgpt.chain.protocol import Protocol, RoundInfo
 from dgpt.cid import cid_from_bytes
 from dgpt.crash import crashpoint
@@ -36,21 +42,27 @@ from dgpt.encoding import Encoding
 from dgpt.errors import DGPTError
 from dgpt.model import bundle_from_state, hidden_size, read_state
 from dgpt.report import Entry, Reason, Report, Slash
-from dgpt.rules import MAX_WEIGHT_RATIO, cosine_floor, max_delta_bytes, merge_weights, reward_shares
+from dgpt.rules import (CLIP_RATIO, DUPLICATE_COSINE, HARMFUL_Z, MAX_REWARD_SHARE, MAX_WEIGHT_RATIO, clip_factors, cosine_floor,
+                        duplicate_groups, max_delta_bytes, merge_weights, micro_units, paired_gain, reward_shares,
+                        significantly_harmful)
 from dgpt.store import ContentTooLarge, MalformedContent, Store
 from dgpt.task import TaskSpec
 from dgpt.train import evaluate
 from dgpt.verify import check_delta, data_digest
 
-# (base model file, weights, labels, task, validation set, device) -> evaluate()'s metrics.
+# (base model file, weights, labels, task, validation set, device) -> evaluate()'s metrics, with "per_example".
 Scorer = Callable[[Path, dict, tuple, TaskSpec, list[Example], str], dict]
 
 
 METRIC_DECIMALS = 6  # every score is rounded to 1e-6 before it decides anything or is recorded
+CONTRIBUTION_DECIMALS = 9  # contributions are shares (< 1) of IEEE-exact inputs: rounded to 1e-9 for the record
 
 
 def quantise(metrics: dict) -> dict:
-    return {k: round(v, METRIC_DECIMALS) if isinstance(v, float) else v for k, v in metrics.items()}
+    out = {k: round(v, METRIC_DECIMALS) if isinstance(v, float) else v for k, v in metrics.items()}
+    if "per_example" in metrics:
+        out["per_example"] = micro_units(metrics["per_example"])  # integers: the paired test sums them exactly
+    return out
 
 
 class StateScorer:
@@ -77,7 +89,7 @@ class StateScorer:
             if unexpected or set(missing) - {"lm.lm_head.weight"}:
                 raise DGPTError(f"tensors do not fit {base_path}: missing {missing[:3]}, extra {unexpected[:3]}")
             bundle.model.lm.tie_weights()
-        return quantise(evaluate(bundle, validation, task, "cpu"))
+        return quantise(evaluate(bundle, validation, task, "cpu", per_example=True))
 
 
 @dataclass
@@ -86,9 +98,6 @@ class RoundPolicy:
 
     strategy: Strategy = field(default_factory=Strategy)
     max_delta_bytes: int | None = None  # None: rules.max_delta_bytes of the base model's file size
-    # A delta is merged only if, applied alone, it lowers the validation loss by more than this:
-    # a harmful or a free-riding (zero) update is rejected and unpaid, but not slashed.
-    min_gain: float = 0.0
     # With at least 3 valid deltas, one whose cosine to their coordinate-wise median is below this
     # fraction of the round's median cosine (rules.cosine_floor) is divergent: unpaid, not slashed.
     min_cosine_ratio: float = 0.5
@@ -125,6 +134,7 @@ class RoundContext:
     log: Callable = print
     validation_cid: str | None = None  # where the round's validation slice is published
     cosine_floor: float = 0.0  # set by screen()
+    pair_cosine: dict = field(default_factory=dict)  # (oracle, oracle) -> cosine of their deltas, set by screen()
 
     def loss(self, metrics: dict) -> float:
         """The score a delta must improve: L2 when fine-tuning (L1 is only the auxiliary objective,
@@ -206,73 +216,134 @@ def screen(ctx: RoundContext, subs: list[Submission], protocol: Protocol, store:
         sub.path = path
         valid.append(sub)
 
-    cosines = cosine_to_median([s.path for s in valid], ctx.expected) if len(valid) >= 3 else [1.0] * len(valid)
+    geo = geometry([s.path for s in valid], ctx.expected) if valid else None
+    few = len(valid) < 3  # no majority to point anywhere: no direction check
+    cosines = [1.0] * len(valid) if few else geo.cosine
     floor, typical = cosine_floor(cosines, ctx.policy.min_cosine_ratio)
     ctx.cosine_floor = floor
+    if geo:
+        ctx.pair_cosine = {(a.oracle, b.oracle): geo.pair_cosine[i][j] for i, a in enumerate(valid) for j, b in enumerate(valid)}
     kept = []
-    for sub, cos in zip(valid, cosines):
+    for i, sub in enumerate(valid):
         e = sub.entry
-        e.cosine_to_median = cos
-        if e.norm > 0 and cos < floor:  # a zero delta has no direction: the gain check rejects it
-            e.reject(Reason.DIVERGENT, f"cosine {cos:.3f} to the median of the round's deltas, below {floor:.3f} "
+        e.cosine_to_median = cosines[i]
+        e.part_norm = {p: norms[i] for p, norms in geo.part_norm.items()}
+        e.part_along = {p: x[i] for p, x in geo.part_along.items()}
+        e.part_cosine = None if few else {p: c[i] for p, c in geo.part_cosine.items()}
+        if e.norm > 0 and cosines[i] < floor:  # a zero delta has no direction: the gain check rejects it
+            e.reject(Reason.DIVERGENT, f"cosine {cosines[i]:.3f} to the median of the round's deltas, below {floor:.3f} "
                                        f"({ctx.policy.min_cosine_ratio:g} x the round's median cosine, {typical:.3f})")
-            ctx.log(f"  {e.oracle}: rejected, divergent (cosine {cos:.3f}, floor {floor:.3f})")
+            ctx.log(f"  {e.oracle}: rejected, divergent (cosine {cosines[i]:.3f}, floor {floor:.3f})")
             continue
         kept.append(sub)
     return kept
 
 
 def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submission]:
-    """Each delta applied alone to the base; returns those that lower the validation loss by more than min_gain."""
+    """Each delta applied alone to the base, scored per validation example; rejected as harmful only
+    when the paired test says it raises the loss, as free riding when it changes nothing."""
     accepted = []
     for sub in subs:
         e = sub.entry
         alone = ctx.metrics(apply_delta(ctx.base, load_file(str(sub.path))))
-        gain = round(ctx.loss(before) - ctx.loss(alone), METRIC_DECIMALS)
-        e.alone, e.loss_gain = alone, gain
-        if gain <= ctx.policy.min_gain:
-            reason = Reason.HARMFUL if gain < 0 else Reason.FREE_RIDING
-            e.reject(reason, f"validation loss changes by {-gain:+.4f} when applied alone (must fall by more than {ctx.policy.min_gain:g})")
-            ctx.log(f"  {e.oracle}: rejected, {reason.value} (validation loss {-gain:+.4f})")
+        gain, se = paired_gain(before["per_example"], alone["per_example"])
+        e.alone = {k: v for k, v in alone.items() if k != "per_example"}
+        e.loss_gain, e.gain_se = round(gain, METRIC_DECIMALS), round(se, METRIC_DECIMALS)
+        if e.norm == 0 or alone["per_example"] == before["per_example"]:
+            e.reject(Reason.FREE_RIDING, "the delta changes nothing")
+            ctx.log(f"  {e.oracle}: rejected, free riding")
+            continue
+        if significantly_harmful(e.loss_gain, e.gain_se):
+            e.reject(Reason.HARMFUL, f"validation loss rises by {-e.loss_gain:.4f} +- {e.gain_se:.4f} when applied alone: "
+                                     f"above zero at the one-sided 1% level (z {HARMFUL_Z})")
+            ctx.log(f"  {e.oracle}: rejected, harmful (validation loss {-e.loss_gain:+.4f} +- {e.gain_se:.4f})")
             continue
         e.accepted = True
         accepted.append(sub)
-        ctx.log(f"  {e.oracle}: accepted, {e.num_examples} examples, norm {e.norm:.3f}, validation loss -{gain:.4f} alone")
+        ctx.log(f"  {e.oracle}: accepted, {e.num_examples} examples, norm {e.norm:.3f}, "
+                f"validation loss {-e.loss_gain:+.4f} +- {e.gain_se:.4f} alone")
     return accepted
 
 
-def merge(ctx: RoundContext, accepted: list[Submission]) -> tuple[Path, dict, list[Submission], dict]:
-    """The new model file, the strategy's decisions, the submissions it merged, and its validation metrics."""
-    new_path = ctx.work / f"model-round-{ctx.round_id}.safetensors"
+def merge_factors(ctx: RoundContext, accepted: list[Submission]) -> list[float]:
+    """Sets each accepted entry's weight, near-duplicate group and per-part clip factors; returns
+    the merge weights as the strategy takes them (a group of k near-duplicates shares one weight)."""
     for s, w in zip(accepted, merge_weights([s.entry.num_examples for s in accepted])):
         s.entry.weight = w
-    decided = build_model(ctx.base_path, [s.path for s in accepted], [float(s.entry.weight) for s in accepted],
-                          ctx.policy.strategy, [s.entry.norm for s in accepted], ctx.labels, new_path)
+    n = len(accepted)
+    groups = duplicate_groups([[ctx.pair_cosine.get((a.oracle, b.oracle), 0.0) for b in accepted] for a in accepted])
+    for i, s in enumerate(accepted):
+        s.entry.duplicate_of = accepted[groups[i]].oracle if groups[i] != i else None
+        s.entry.clip = {}
+    for p in PARTS:
+        norms = [s.entry.part_norm.get(p) for s in accepted]
+        if any(x is None for x in norms):
+            continue
+        for s, f in zip(accepted, clip_factors(norms, CLIP_RATIO)):
+            s.entry.clip[p] = f
+    size = [groups.count(groups[i]) for i in range(n)]
+    return [s.entry.weight / size[i] for i, s in enumerate(accepted)]
+
+
+def merge(ctx: RoundContext, accepted: list[Submission]) -> tuple[Path, dict, list[Submission], dict, list[float]]:
+    """The new model file, the strategy's decisions, the submissions it merged, its validation
+    metrics, and the merge weights of the merged submissions."""
+    new_path = ctx.work / f"model-round-{ctx.round_id}.safetensors"
+    weights = merge_factors(ctx, accepted)
+    decided = build_model(ctx.base_path, [s.path for s in accepted], weights, ctx.policy.strategy,
+                          [s.entry.norm for s in accepted], ctx.labels, new_path, [s.entry.clip for s in accepted])
     new_state, _ = read_state(new_path)
     if ctx.labels and "head.weight" not in new_state:  # nothing merged into a head-less base
         new_state["head.weight"] = ctx.base["head.weight"]
     selected = decided.get("krum_selected", range(len(accepted)))
     merged = [s for i, s in enumerate(accepted) if i in selected]
-    return new_path, decided, merged, ctx.metrics(new_state)
+    return new_path, decided, merged, ctx.metrics(new_state), [w for i, w in enumerate(weights) if i in selected]
+
+
+def value(ctx: RoundContext, merged: list[Submission], weights: list[float]) -> None:
+    """Each merged delta's contribution: its share of the merge times how much of a typical delta's
+    work it carries along the round's direction,
+
+        contribution_i = (w_i / W) * min(1, along_i / median(along)),
+
+    with along_i the length of the clipped delta along the round's coordinate-wise median delta.
+    To first order the merge's loss fall is the sum over deltas of (w_i / W) * (-g . delta_i); this
+    reads g . delta_i along the round's direction instead of along the gradient g of a few hundred
+    validation examples, whose noise made honest contributions range from -0.003 to +0.009 in one
+    round (BENCHMARKS.md). Work below the typical length (e.g. a tenth of the data trained) earns
+    in proportion; nothing earns beyond one typical delta, so a scaled-up delta is paid as the
+    honest work in it; near-duplicates share their group's weight, hence one contribution."""
+    if not merged:
+        return
+    along = []
+    for s in merged:
+        e = s.entry
+        along.append(max(0.0, sum(e.clip.get(p, 1.0) * x for p, x in (e.part_along or {}).items())))
+    typical = sorted(along)[(len(along) - 1) // 2]
+    total = sum(weights)
+    for s, w, a in zip(merged, weights, along):
+        s.entry.contribution = round(w / total * (min(1.0, a / typical) if typical > 0 else 0.0), CONTRIBUTION_DECIMALS)
 
 
 def make_report(ctx: RoundContext, subs: list[Submission], merged: list[Submission], non_revealers: list[str],
                 decided: dict, before: dict, after: dict, reward_budget: int) -> Report:
-    rewards = reward_shares([(s.oracle, s.entry.weight, s.entry.loss_gain) for s in merged], reward_budget)
+    rewards = reward_shares([(s.oracle, s.entry.contribution) for s in merged], reward_budget, MAX_REWARD_SHARE)
     for s in subs:
         s.entry.reward = rewards.get(s.oracle, 0)
     slashes = [Slash(s.oracle, s.entry.reason) for s in subs if s.entry.reason is not None and s.entry.reason.slash_reason is not None]
     slashes += [Slash(o, Reason.NO_REVEAL) for o in non_revealers]
+    strip = lambda m: {k: v for k, v in m.items() if k != "per_example"}  # noqa: E731
     report = Report(
         round=ctx.round_id, phase=ctx.task.phase, base_model_cid=ctx.info.base_model_cid, task_spec_cid=ctx.info.task_spec_cid,
         strategy=ctx.policy.strategy.to_json(), strategy_decisions=decided,
-        checks={"max_delta_bytes": ctx.max_bytes, "max_weight_ratio": MAX_WEIGHT_RATIO, "max_update_norm": ctx.task.max_update_norm, "min_gain": ctx.policy.min_gain,
-                "min_cosine_ratio": ctx.policy.min_cosine_ratio, "cosine_floor": ctx.cosine_floor,
-                "delta_encoding": Encoding.of(ctx.task).label},
+        checks={"max_delta_bytes": ctx.max_bytes, "max_weight_ratio": MAX_WEIGHT_RATIO, "max_update_norm": ctx.task.max_update_norm,
+                "harmful_z": HARMFUL_Z, "min_cosine_ratio": ctx.policy.min_cosine_ratio, "cosine_floor": ctx.cosine_floor,
+                "clip_ratio": CLIP_RATIO, "duplicate_cosine": DUPLICATE_COSINE,
+                "max_reward_share": str(MAX_REWARD_SHARE), "delta_encoding": Encoding.of(ctx.task).label},
         labels=list(ctx.labels), submissions=[s.entry for s in subs], merged=[s.oracle for s in merged],
         non_revealers=non_revealers, slashes=slashes,
         validation={"n": len(ctx.validation), "cid": ctx.validation_cid, "root": "0x" + merkle_root(ctx.validation).hex(),
-                    "before": before, "after": after},
+                    "before": strip(before), "after": strip(after)},
         software={"dgpt": dgpt.__version__, "torch": torch.__version__, "python": platform.python_version()},
     )
     report.entries = report.derived_entries()  # built once; what the publish commits to
@@ -286,7 +357,8 @@ def aggregate_round(protocol: Protocol, store: Store, ctx: RoundContext, reward_
     valid = screen(ctx, subs, protocol, store)
     accepted = score(ctx, valid, before)
     crashpoint("aggregator:downloaded")
-    new_path, decided, merged, after = merge(ctx, accepted)
+    new_path, decided, merged, after, weights = merge(ctx, accepted)
+    value(ctx, merged, weights)
     report = make_report(ctx, subs, merged, non_revealers, decided, before, after, reward_budget)
     ctx.log(f"round {ctx.round_id}: merged {len(merged)} with {ctx.policy.strategy.name}; "
             f"validation loss {ctx.loss(before):.4f} -> {ctx.loss(after):.4f}")

@@ -1,11 +1,14 @@
 """The aggregation rules as pure functions: the size cap on a delta, the cosine floor below which a
-delta is divergent, and the reward shares. The aggregator applies them and the audit recomputes
+delta is divergent, the merge weights, the paired test behind "harmful", the per-part clipping,
+near-duplicate groups and the reward shares. The aggregator applies them and the audit recomputes
 them; nothing here touches the chain, the store or a model.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
+from fractions import Fraction
 
 
 def max_delta_bytes(base_model_bytes: int) -> int:
@@ -23,9 +26,11 @@ def cosine_floor(cosines: list[float], ratio: float) -> tuple[float, float]:
     return max(0.0, ratio * typical), typical
 
 
-# A merge weight is the revealed example count, but at most this multiple of the round's median
-# count: a self-declared count cannot buy the merge (the registry also bounds every count).
-MAX_WEIGHT_RATIO = 4
+# A merge weight is the revealed example count, but at most the round's median count: a declared
+# count can lower an oracle's say in the merge, never raise it above the typical oracle's. (At 4x
+# the median, an oracle that trained on a tenth of its data but declared all of it weighed the
+# most; the registry's commitment bounds a count but cannot show the oracle trained on it.)
+MAX_WEIGHT_RATIO = 1
 
 
 def merge_weights(counts: list[int], ratio: int = MAX_WEIGHT_RATIO) -> list[int]:
@@ -37,17 +42,94 @@ def merge_weights(counts: list[int], ratio: int = MAX_WEIGHT_RATIO) -> list[int]
     return [min(int(n), cap) for n in counts]
 
 
-def reward_shares(contributions: list[tuple[str, int, float]], budget: int) -> dict[str, int]:
-    """(oracle, examples, gain) of each merged delta -> token base units: the budget in proportion
-    to the validation-loss gains (by example count when no delta improved the loss alone).
-    Integer division; the remainder is not minted."""
+# --- the paired test behind "harmful" ---------------------------------------------------------------
+
+MICRO = 10**6  # per-example losses are compared in integer micro-units: exact sums on any machine
+HARMFUL_Z = 2.326  # one-sided 1% level of the normal distribution
+
+
+def micro_units(losses: list[float]) -> list[int]:
+    return [round(x * MICRO) for x in losses]
+
+
+def paired_gain(before: list[int], after: list[int]) -> tuple[float, float]:
+    """(mean gain, its standard error) of a model change from per-example losses in micro-units,
+    gain_j = before_j - after_j. Integer sums, one rounding each: the same on any machine."""
+    n = len(before)
+    if n != len(after) or n < 1:
+        raise ValueError(f"paired test needs two equal, non-empty lists of losses, got {n} and {len(after)}")
+    d = [b - a for b, a in zip(before, after)]
+    s, sq = sum(d), sum(x * x for x in d)
+    var = Fraction(n * sq - s * s, n * (n - 1)) if n > 1 else Fraction(0)  # sample variance, exact
+    return float(Fraction(s, n * MICRO)), math.sqrt(float(var / n)) / MICRO
+
+
+def significantly_harmful(gain: float, se: float, z: float = HARMFUL_Z) -> bool:
+    """A delta is harmful only when the evidence says so: the one-sided upper confidence bound of
+    its mean validation gain is below zero (mean + z * se < 0). An honest delta whose true effect
+    is zero or better is rejected with probability at most ~1% (z = 2.326); a delta that raises
+    the loss by d is caught once d > z * se, i.e. once the validation set is large enough."""
+    return gain + z * se < 0
+
+
+# --- per-part magnitude --------------------------------------------------------------------------
+
+# A delta's part (the head, the backbone) longer than this multiple of the round's median length
+# of that part is scaled down to it before the merge: no part of one delta moves the model out of
+# proportion. Honest parts measured within 1.25x of the median (BENCHMARKS.md, Byzantine oracles).
+CLIP_RATIO = 1.5
+
+
+def clip_factors(norms: list[float], ratio: float = CLIP_RATIO) -> list[float]:
+    """Per delta, the factor (<= 1) that brings its norm to at most `ratio` x the median norm (the
+    lower median, so the bound is one of the round's own norms times the ratio)."""
+    if not norms:
+        return []
+    bound = ratio * sorted(norms)[(len(norms) - 1) // 2]
+    return [min(1.0, bound / x) if x > bound else 1.0 for x in norms]
+
+
+# --- one contribution per piece of work ------------------------------------------------------------
+
+# Two deltas closer than this cosine are one piece of work sent twice (honest deltas from disjoint
+# data measured 0.77-0.83 pairwise; a copy with 1e-7 relative noise, 1 - 1e-14).
+DUPLICATE_COSINE = 0.99
+
+
+def duplicate_groups(cosines: list[list[float]], threshold: float = DUPLICATE_COSINE) -> list[int]:
+    """Per delta, the index of the first delta of its group of near-duplicates (itself when alone);
+    groups are the connected components of "cosine >= threshold", so a chain of copies is one group."""
+    n = len(cosines)
+    group = list(range(n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            if cosines[i][j] >= threshold:
+                a, b = _root(group, i), _root(group, j)
+                group[max(a, b)] = min(a, b)
+    return [_root(group, i) for i in range(n)]
+
+
+def _root(group: list[int], i: int) -> int:
+    while group[i] != i:
+        i = group[i]
+    return i
+
+
+# --- rewards by contribution -------------------------------------------------------------------------
+
+# No oracle takes more than this share of a round's budget, whatever the others did.
+MAX_REWARD_SHARE = Fraction(1, 3)
+
+
+def reward_shares(contributions: list[tuple[str, float]], budget: int, max_share: Fraction = MAX_REWARD_SHARE) -> dict[str, int]:
+    """(oracle, contribution) of each merged delta -> token base units: the budget in proportion to
+    the positive contributions, each at most `max_share` of the budget. Integer arithmetic on
+    scaled contributions; what the cap or the integer division leaves is not minted."""
     if not contributions or budget <= 0:
         return {}
-    scores = [max(0.0, gain) for _, _, gain in contributions]
-    if sum(scores) <= 0:
-        scores = [float(n) for _, n, _ in contributions]
-    total = sum(scores)
-    # Integer arithmetic on scaled scores keeps the amounts exact and machine-independent.
-    scaled = [round(s / total * 10**9) for s in scores]
-    denom = sum(scaled) or 1
-    return {o: budget * s // denom for (o, _, _), s in zip(contributions, scaled) if s > 0}
+    scaled = [max(0, round(c * 10**9)) for _, c in contributions]
+    denom = sum(scaled)
+    if denom == 0:
+        return {}
+    cap = budget * max_share.numerator // max_share.denominator
+    return {o: min(cap, budget * s // denom) for (o, _), s in zip(contributions, scaled) if s > 0}

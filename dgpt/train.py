@@ -207,31 +207,50 @@ def train(bundle: ModelBundle, task: TaskSpec, examples: list[Example], opts: Tr
 
 
 @torch.no_grad()
-def evaluate(bundle: ModelBundle, examples: list[Example], task: TaskSpec, device: str = "cpu", batch_size: int = 64) -> dict:
-    """Accuracy (if the model has a head), L1 per token, L2 per example and L3 on labelled examples."""
+def evaluate(bundle: ModelBundle, examples: list[Example], task: TaskSpec, device: str = "cpu", batch_size: int = 64,
+             per_example: bool = False) -> dict:
+    """Accuracy (if the model has a head), L1 per token, L2 per example and L3 on labelled examples.
+    per_example: also "per_example", each example's own score (its L2 with a head, else its mean
+    L1 per token): what the aggregator's paired test compares."""
     model = bundle.model.to(device).eval()
     labels = bundle.labels if model.head is not None else ()
     data = encode(bundle, examples, labels, task.max_len)
     _, _, pad_id = bundle.special_ids
     s1 = s2 = 0.0
     n_tok = correct = 0
+    rows: list[float] = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
     for b in range(0, len(examples), batch_size):
         idx = list(range(b, min(b + batch_size, len(examples))))
         ids, lengths, y = data.batch(idx, pad_id, None, device)
         with autocast:
             lm_logits, cls_logits = model(ids, lengths - 1)
-        a, n = l1_sum(lm_logits, lm_targets(ids, lengths))
+        targets = lm_targets(ids, lengths)
+        a, n = l1_sum(lm_logits, targets)
         s1 += a.item()
         n_tok += n.item()
         if cls_logits is not None:
             s2 += l2_sum(cls_logits, y)[0].item()
             correct += (cls_logits.argmax(-1) == y).sum().item()
+        if per_example:
+            rows.extend(per_example_scores(lm_logits, targets, cls_logits, y).tolist())
     l1v = s1 / n_tok
     out = {"n": len(examples), "l1": l1v, "l2": None, "l3": None, "accuracy": None}
+    if per_example:
+        out["per_example"] = rows
     if model.head is not None:
         out.update(l2=s2 / len(examples), accuracy=correct / len(examples), l3=s2 / len(examples) + task.lam * l1v)
     return out
+
+
+def per_example_scores(lm_logits, targets, cls_logits, y) -> torch.Tensor:
+    """Each example's L2 (with a head) or its mean L1 per predicted token (without)."""
+    if cls_logits is not None:
+        return torch.nn.functional.cross_entropy(cls_logits if cls_logits.dtype == torch.float64 else cls_logits.float(), y, reduction="none")
+    logits = lm_logits[:, :-1]
+    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).double(), targets.reshape(-1), ignore_index=-100,
+                                            reduction="none").view(targets.shape)
+    return nll.sum(1) / (targets != -100).sum(1).clamp(min=1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -248,22 +248,26 @@ class RunResult:
                 if getattr(e, key) is not None and (e.oracle in self.cheaters) == cheaters and (e.accepted or not accepted_only)]
 
 
-def memoised_scorer(memo: dict[str, dict], scorer: Scorer | None = None) -> Scorer:
+class MemoisedScorer:
     """`scorer`, memoised in `memo` by the digest of the evaluated weights (and the task and
     validation set): evaluation is deterministic on the CPU, so a memoised result is the same."""
-    scorer = scorer or StateScorer()
 
-    def score(base_path, state, labels, task, validation, device):
-        h = hashlib.sha256(json.dumps([list(labels), task.to_bytes().hex(), merkle_root(validation).hex()]).encode())
+    def __init__(self, memo: dict[str, dict], scorer: Scorer | None = None):
+        self.memo, self.scorer = memo, scorer or StateScorer()
+
+    @staticmethod
+    def key(kind: str, state, labels, task, validation) -> str:
+        h = hashlib.sha256(json.dumps([kind, list(labels), task.to_bytes().hex(), merkle_root(validation).hex()]).encode())
         for name in sorted(state):
             h.update(name.encode())
             h.update(state[name].float().contiguous().numpy().tobytes())
-        key = h.hexdigest()
-        if key not in memo:
-            memo[key] = scorer(base_path, state, labels, task, validation, device)
-        return dict(memo[key])
+        return h.hexdigest()
 
-    return score
+    def __call__(self, base_path, state, labels, task, validation, device):
+        key = self.key("metrics", state, labels, task, validation)
+        if key not in self.memo:
+            self.memo[key] = self.scorer(base_path, state, labels, task, validation, device)
+        return dict(self.memo[key])
 
 
 class Simulator:
@@ -312,7 +316,7 @@ class Simulator:
             agg = AggregatorNode(
                 protocol, self.store, agg_account,
                 AggregatorConfig(home / "aggregator", self.genesis, [plan.task()] * plan.rounds, self.data.validation, policy,
-                                 scorer=memoised_scorer(self.metrics_memo)),
+                                 scorer=MemoisedScorer(self.metrics_memo)),
                 log=lambda *a: None,
             )
             drive(chain, protocol, agg, oracles, lambda rid: None)

@@ -2,24 +2,60 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 
 from dgpt.cid import raw_cid
 from dgpt.errors import DGPTError
 from dgpt.report import Entry, Reason, Report, Slash
-from dgpt.rules import cosine_floor, max_delta_bytes, reward_shares
+from dgpt.rules import (clip_factors, cosine_floor, duplicate_groups, max_delta_bytes, paired_gain, reward_shares,
+                        significantly_harmful)
 
 A, B, C = "0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20
 
 
-def test_reward_shares_follow_gains_and_never_exceed_the_budget():
-    shares = reward_shares([(A, 10, 0.3), (B, 10, 0.1), (C, 10, -0.2)], 1000)
+def test_reward_shares_follow_contributions_and_cap_any_one_oracle():
+    shares = reward_shares([(A, 0.3), (B, 0.1), (C, -0.2)], 1000, Fraction(1))
     assert shares == {A: 750, B: 250}
-    odd = reward_shares([(A, 1, 1.0), (B, 1, 1.0), (C, 1, 1.0)], 100)
+    odd = reward_shares([(A, 1.0), (B, 1.0), (C, 1.0)], 100)
     assert sum(odd.values()) <= 100 and len(set(odd.values())) == 1
-    # no delta improved alone: by example count
-    assert reward_shares([(A, 30, 0.0), (B, 10, 0.0)], 400) == {A: 300, B: 100}
-    assert reward_shares([], 100) == {} and reward_shares([(A, 1, 1.0)], 0) == {}
+    assert reward_shares([(A, 0.0), (B, 0.0)], 400) == {}  # nothing contributed: nothing paid
+    assert reward_shares([], 100) == {} and reward_shares([(A, 1.0)], 0) == {}
+    # Attack: the only surviving oracle would take the whole budget; it takes at most a third.
+    assert reward_shares([(A, 0.5)], 900) == {A: 300}
+    assert reward_shares([(A, 0.9), (B, 0.1)], 900) == {A: 300, B: 90}
+
+
+def test_the_paired_test_needs_evidence_to_call_a_delta_harmful():
+    import random
+    import statistics
+
+    rng = random.Random(0)
+    before = [rng.randrange(0, 2_000_000) for _ in range(400)]
+    # a delta that moves every example's loss by noise of mean zero: not harmful
+    noisy = [b + rng.randrange(-50_000, 50_001) for b in before]
+    gain, se = paired_gain(before, noisy)
+    d = [b - a for b, a in zip(before, noisy)]
+    assert gain == pytest.approx(statistics.mean(d) / 1e6) and se == pytest.approx(statistics.stdev(d) / 20 / 1e6)
+    assert not significantly_harmful(gain, se)
+    # one that raises every loss by 0.01 on top of the same noise: harmful
+    worse = [a + 10_000 for a in noisy]
+    assert significantly_harmful(*paired_gain(before, worse))
+    assert paired_gain([5], [3]) == (2e-06, 0.0)
+    with pytest.raises(ValueError):
+        paired_gain([1, 2], [1])
+
+
+def test_clipping_bounds_each_part_by_the_round_median():
+    assert clip_factors([2.4, 2.5, 7.5, 2.3]) == [1.0, 1.0, pytest.approx(1.5 * 2.4 / 7.5), 1.0]
+    assert clip_factors([1.0, 1.0]) == [1.0, 1.0] and clip_factors([]) == []
+
+
+def test_near_duplicates_form_one_group_whoever_sends_them():
+    cos = [[1.0, 0.8, 0.999, 0.7], [0.8, 1.0, 0.8, 0.995], [0.999, 0.8, 1.0, 0.7], [0.7, 0.995, 0.7, 1.0]]
+    assert duplicate_groups(cos) == [0, 1, 0, 1]
+    assert duplicate_groups([[1.0, 0.9], [0.9, 1.0]]) == [0, 1]
 
 
 def test_cosine_floor_is_relative_to_the_round():
@@ -54,19 +90,18 @@ def test_a_report_round_trips_through_its_bytes():
     result = back.result(raw_cid(b"model"), raw_cid(b"report"))
     assert (result.entries_root, result.entry_count, result.rewards_total, result.slash_count) == (tree.root, 2, 70, 1)
     assert result.validation_root == b"\x44" * 32
-    with pytest.raises(DGPTError, match="not a dgpt-report/3 document"):
+    with pytest.raises(DGPTError, match="not a dgpt-report/4 document"):
         Report.from_bytes(b'{"format": "dgpt-report/1"}')
     with pytest.raises(DGPTError, match="unreadable report"):
         Report.from_bytes(b"[1, 2")
 
 
 def test_a_declared_count_cannot_buy_the_merge():
-    """Attack: one oracle declares 2**64-1 examples; its weight is capped at a small multiple of the
-    round's median count, so the honest deltas keep most of the merge."""
+    """Attack: one oracle declares 2**64-1 examples; its weight is capped at the round's median
+    count, so it weighs no more than a typical oracle."""
     from dgpt.rules import MAX_WEIGHT_RATIO, merge_weights
 
     weights = merge_weights([600, 2**64 - 1, 580, 610, 590])
-    assert weights == [600, MAX_WEIGHT_RATIO * 600, 580, 610, 590]
-    # uncapped it would hold all but 1e-16 of the merge; capped, about half with four honest peers
-    assert weights[1] / sum(weights) < 0.51
-    assert merge_weights([10, 20]) == [10, 20] and merge_weights([]) == []
+    assert MAX_WEIGHT_RATIO == 1 and weights == [600, 600, 580, 600, 590]
+    assert merge_weights([10, 20]) == [10, 10] and merge_weights([]) == []
+    assert max(weights) / sum(weights) < 0.21
