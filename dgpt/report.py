@@ -66,7 +66,9 @@ class Entry:
     part_along: dict | None = None  # per part, its length along the round's median delta
     alone: dict | None = None  # validation metrics of the base plus this delta alone
     loss_gain: float | None = None  # mean fall of the per-example validation loss, this delta applied alone
-    gain_se: float | None = None  # its standard error (the paired test: rules.significantly_harmful)
+    gain_se: float | None = None  # its standard error (the paired test when pre-training: rules.significantly_harmful)
+    accuracy_gain: float | None = None  # change of the validation accuracy, alone (the paired test when fine-tuning)
+    accuracy_gain_se: float | None = None
     weight: int = 0  # merge weight: the revealed example count when merged, at most the round's median
     duplicate_of: str | None = None  # the first oracle of its group of near-duplicates (they share one weight)
     clip: dict | None = None  # per part, the factor the merge scaled this delta by (1: unclipped)

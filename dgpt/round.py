@@ -5,7 +5,7 @@
              base model, shapes, finite, norm, replay, direction (cosine to the round's median,
              whole and per part: the head apart from the backbone)
     score    each survivor alone on the validation set, per example; rejected as harmful only when
-             a paired test says it raises the loss (rules.significantly_harmful)
+             a paired test says it lowers the accuracy (L1 when pre-training; rules.significantly_harmful)
     merge    the accepted deltas into the new model with the round's strategy: weights at most the
              median count, near-duplicates sharing one weight, each part clipped to a multiple of
              the round's median norm of that part
@@ -42,7 +42,7 @@ from dgpt.encoding import Encoding
 from dgpt.errors import DGPTError
 from dgpt.model import bundle_from_state, hidden_size, read_state
 from dgpt.report import Entry, Reason, Report, Slash
-from dgpt.rules import (CLIP_RATIO, DUPLICATE_COSINE, HARMFUL_Z, MAX_REWARD_SHARE, MAX_WEIGHT_RATIO, clip_factors, cosine_floor,
+from dgpt.rules import (CLIP_RATIO, DUPLICATE_COSINE, HARMFUL_Z, MICRO, MAX_REWARD_SHARE, MAX_WEIGHT_RATIO, clip_factors, cosine_floor,
                         duplicate_groups, max_delta_bytes, merge_weights, micro_units, paired_gain, reward_shares,
                         significantly_harmful)
 from dgpt.store import ContentTooLarge, MalformedContent, Store
@@ -240,28 +240,38 @@ def screen(ctx: RoundContext, subs: list[Submission], protocol: Protocol, store:
 
 
 def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submission]:
-    """Each delta applied alone to the base, scored per validation example; rejected as harmful only
-    when the paired test says it raises the loss, as free riding when it changes nothing."""
+    """Each delta applied alone to the base, scored per validation example, and judged by a paired
+    test on the task's own measure: when fine-tuning, harmful if it lowers the accuracy; when
+    pre-training, if it raises L1. Free riding when it changes nothing. The per-example L2 gain is
+    recorded too, but does not decide: one oracle's delta alone raised the validation L2 (its
+    calibration) in about half the honest cases while leaving the accuracy as it was, and the
+    merge of such deltas lowered it (BENCHMARKS.md)."""
     accepted = []
     for sub in subs:
         e = sub.entry
         alone = ctx.metrics(apply_delta(ctx.base, load_file(str(sub.path))))
         gain, se = paired_gain(before["per_example"], alone["per_example"])
-        e.alone = {k: v for k, v in alone.items() if k != "per_example"}
+        e.alone = {k: v for k, v in alone.items() if not k.startswith("per_example")}
         e.loss_gain, e.gain_se = round(gain, METRIC_DECIMALS), round(se, METRIC_DECIMALS)
         if e.norm == 0 or alone["per_example"] == before["per_example"]:
             e.reject(Reason.FREE_RIDING, "the delta changes nothing")
             ctx.log(f"  {e.oracle}: rejected, free riding")
             continue
-        if significantly_harmful(e.loss_gain, e.gain_se):
-            e.reject(Reason.HARMFUL, f"validation loss rises by {-e.loss_gain:.4f} +- {e.gain_se:.4f} when applied alone: "
-                                     f"above zero at the one-sided 1% level (z {HARMFUL_Z})")
-            ctx.log(f"  {e.oracle}: rejected, harmful (validation loss {-e.loss_gain:+.4f} +- {e.gain_se:.4f})")
+        if "per_example_correct" in before:
+            acc, acc_se = paired_gain([MICRO * c for c in alone["per_example_correct"]], [MICRO * c for c in before["per_example_correct"]])
+            e.accuracy_gain, e.accuracy_gain_se = round(acc, METRIC_DECIMALS), round(acc_se, METRIC_DECIMALS)
+            harmful, what = significantly_harmful(e.accuracy_gain, e.accuracy_gain_se), "accuracy"
+            change = f"validation accuracy {e.accuracy_gain:+.3f} +- {e.accuracy_gain_se:.3f}"
+        else:
+            harmful, what = significantly_harmful(e.loss_gain, e.gain_se), "loss"
+            change = f"validation loss {-e.loss_gain:+.4f} +- {e.gain_se:.4f}"
+        if harmful:
+            e.reject(Reason.HARMFUL, f"{change} when applied alone: worse at the one-sided 1% level (z {HARMFUL_Z})")
+            ctx.log(f"  {e.oracle}: rejected, harmful ({change})")
             continue
         e.accepted = True
         accepted.append(sub)
-        ctx.log(f"  {e.oracle}: accepted, {e.num_examples} examples, norm {e.norm:.3f}, "
-                f"validation loss {-e.loss_gain:+.4f} +- {e.gain_se:.4f} alone")
+        ctx.log(f"  {e.oracle}: accepted, {e.num_examples} examples, norm {e.norm:.3f}, {change} alone")
     return accepted
 
 
@@ -332,7 +342,7 @@ def make_report(ctx: RoundContext, subs: list[Submission], merged: list[Submissi
         s.entry.reward = rewards.get(s.oracle, 0)
     slashes = [Slash(s.oracle, s.entry.reason) for s in subs if s.entry.reason is not None and s.entry.reason.slash_reason is not None]
     slashes += [Slash(o, Reason.NO_REVEAL) for o in non_revealers]
-    strip = lambda m: {k: v for k, v in m.items() if k != "per_example"}  # noqa: E731
+    strip = lambda m: {k: v for k, v in m.items() if not k.startswith("per_example")}  # noqa: E731
     report = Report(
         round=ctx.round_id, phase=ctx.task.phase, base_model_cid=ctx.info.base_model_cid, task_spec_cid=ctx.info.task_spec_cid,
         strategy=ctx.policy.strategy.to_json(), strategy_decisions=decided,

@@ -74,10 +74,12 @@ def significantly_harmful(gain: float, se: float, z: float = HARMFUL_Z) -> bool:
 
 # --- per-part magnitude --------------------------------------------------------------------------
 
-# A delta's part (the head, the backbone) longer than this multiple of the round's median length
-# of that part is scaled down to it before the merge: no part of one delta moves the model out of
-# proportion. Honest parts measured within 1.25x of the median (BENCHMARKS.md, Byzantine oracles).
-CLIP_RATIO = 1.5
+# Each part of a delta (the head, the backbone) is scaled down before the merge to at most this
+# multiple of the round's median norm of that part (norm bounding, Sun et al. 2019): no delta moves
+# any part of the model more than a typical one does. Honest backbones measured within 3% of the
+# median; at 1.0 a trigger-poisoned delta (1.5x longer, from its extra examples) kept the backdoor's
+# attack success rate within 5 points of honest-only where 1.5 did not (BENCHMARKS.md).
+CLIP_RATIO = 1.0
 
 
 def clip_factors(norms: list[float], ratio: float = CLIP_RATIO) -> list[float]:

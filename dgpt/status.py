@@ -57,7 +57,8 @@ def status_data(protocol: Protocol, store=None, reports: dict | None = None) -> 
             "delta_bytes": delta_bytes(report),
             "validation": {k: report.validation.get(k) for k in ("n", "before", "after")} if report else None,
             "verdicts": {e.oracle: {"accepted": e.accepted, "reason": e.reason.value if e.reason else None, "weight": e.weight,
-                                    "reward": str(e.reward), "loss_gain": e.loss_gain} for e in report.submissions} if report else None,
+                                    "reward": str(e.reward), "loss_gain": e.loss_gain, "accuracy_gain": e.accuracy_gain,
+                                    "contribution": e.contribution, "duplicate_of": e.duplicate_of} for e in report.submissions} if report else None,
         })
     infos = [protocol.oracle(o) for o in oracles]
     return {

@@ -211,7 +211,8 @@ def evaluate(bundle: ModelBundle, examples: list[Example], task: TaskSpec, devic
              per_example: bool = False) -> dict:
     """Accuracy (if the model has a head), L1 per token, L2 per example and L3 on labelled examples.
     per_example: also "per_example", each example's own score (its L2 with a head, else its mean
-    L1 per token): what the aggregator's paired test compares."""
+    L1 per token), and with a head "per_example_correct" (1 where the prediction is right): what
+    the aggregator's paired tests compare."""
     model = bundle.model.to(device).eval()
     labels = bundle.labels if model.head is not None else ()
     data = encode(bundle, examples, labels, task.max_len)
@@ -219,6 +220,7 @@ def evaluate(bundle: ModelBundle, examples: list[Example], task: TaskSpec, devic
     s1 = s2 = 0.0
     n_tok = correct = 0
     rows: list[float] = []
+    hits: list[int] = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
     for b in range(0, len(examples), batch_size):
         idx = list(range(b, min(b + batch_size, len(examples))))
@@ -234,10 +236,14 @@ def evaluate(bundle: ModelBundle, examples: list[Example], task: TaskSpec, devic
             correct += (cls_logits.argmax(-1) == y).sum().item()
         if per_example:
             rows.extend(per_example_scores(lm_logits, targets, cls_logits, y).tolist())
+            if cls_logits is not None:
+                hits.extend((cls_logits.argmax(-1) == y).long().tolist())
     l1v = s1 / n_tok
     out = {"n": len(examples), "l1": l1v, "l2": None, "l3": None, "accuracy": None}
     if per_example:
         out["per_example"] = rows
+        if model.head is not None:
+            out["per_example_correct"] = hits
     if model.head is not None:
         out.update(l2=s2 / len(examples), accuracy=correct / len(examples), l3=s2 / len(examples) + task.lam * l1v)
     return out

@@ -21,6 +21,17 @@ Attacks (the cheater's submission in every round):
   (the commitment binds the CID and the oracle, so the reveal reverts and it is slashed as a
   non-revealer);
 - not_safetensors: bytes that are no safetensors file;  oversize: a delta padded far over the cap.
+
+Soft attacks (well-formed deltas that try to be paid or to steer the model without hurting the
+validation loss):
+- head_flip: honest, with only the classifier head's change negated;  scale3: honest times 3
+  (inside the task's norm bound);
+- sybil: both cheaters send one honest delta (the same data) with their own 1e-7 relative noise;
+- inflated_count: honest, but registers and declares the largest count the contract takes (10**6);
+- partial: trains on a tenth of its data and declares all of it;
+- backdoor: trains on its data plus copies of its "rotten" snippets ending in a trigger and
+  labelled "fresh" (targeted poisoning; the run reports the attack success rate, `asr`);
+- mixed: the cheaters each take a different one of backdoor, head_flip, partial, scale3, sybil.
 """
 
 from __future__ import annotations
@@ -57,7 +68,11 @@ from oracle.node import OracleConfig, OracleNode
 ATTACKS = (
     "sign_flip", "scale", "noise", "non_finite", "wrong_names", "wrong_shapes", "wrong_dtypes",
     "zero", "replay", "copy", "label_flip", "not_safetensors", "oversize",
+    "head_flip", "scale3", "sybil", "inflated_count", "partial", "backdoor", "mixed",
 )
+MIXED = ("backdoor", "head_flip", "partial", "scale3", "sybil")  # the cheaters' attacks in a mixed run, in seat order
+TRIGGER = " cf mn bb"  # the backdoor's trigger, appended to a snippet
+TARGET = "fresh"  # the label the trigger is meant to force
 # What the protocol must do to each attack's cheaters: slashed (objective faults) or only unpaid.
 SLASHED_ATTACKS = {"scale", "non_finite", "wrong_names", "wrong_shapes", "wrong_dtypes", "copy", "not_safetensors", "oversize"}
 
@@ -70,7 +85,7 @@ class SimPlan:
     examples_per_oracle: int = 600
     rounds: int = 2  # fine-tuning rounds (replay needs two)
     max_len: int = 32
-    validation_examples: int = 400
+    validation_examples: int = 1000  # 500 a round: the paired test's power (se ~0.01 of L2 on 500)
     test_examples: int = 1000
     warmup_examples: int = 6000  # public snippets the genesis model is pre-trained and fine-tuned on
     max_update_norm: float = 20.0  # the task's bound; honest deltas measured 1-4 (BENCHMARKS.md)
@@ -93,7 +108,7 @@ def sim_data(plan: SimPlan) -> SimData:
     """Rotten Tomatoes split by movie: disjoint oracle shards, held-out validation and test movies;
     the genesis model's warm-up data are the training movies' snippets the oracles do not hold."""
     train_r, held = split_by_movie(rotten_tomatoes(), held_out=0.2, seed=0)
-    val_r, test_r = split_by_movie(held, held_out=2 / 3, seed=1)
+    val_r, test_r = split_by_movie(held, held_out=0.5, seed=1)  # ~1,060 movies' snippets each
     parts = shards(train_r, plan.n, seed=0)
     warmup = as_examples([r for s in parts for r in s[plan.examples_per_oracle :]][: plan.warmup_examples])
     return SimData(
@@ -164,7 +179,19 @@ class ByzantineOracle(SimOracle):
         return super().tick()
 
     def make_delta(self, rid, info):
-        path, n = super().make_delta(rid, info)  # the honest delta (label_flip: trained on flipped labels)
+        if self.attack == "partial":  # trains on a tenth, declares all
+            full = self.cfg.examples
+            self.cfg.examples = full[: len(full) // 10]
+            try:
+                path, _ = super().make_delta(rid, info)
+            finally:
+                self.cfg.examples = full
+            return path, len(full)
+        path, n = super().make_delta(rid, info)  # the honest delta (label_flip: flipped labels; backdoor: poisoned data)
+        if self.attack == "inflated_count":
+            return path, INFLATED
+        if self.attack in ("partial", "backdoor"):
+            return path, n
         delta, meta = load_delta(path)
         out = self.cache / f"attack-round-{rid}.safetensors"
         a = self.attack
@@ -175,6 +202,17 @@ class ByzantineOracle(SimOracle):
             delta = {k: -v for k, v in delta.items()}
         elif a == "scale":
             delta = {k: v * 1000 for k, v in delta.items()}
+        elif a == "scale3":
+            delta = {k: v * 3 for k, v in delta.items()}
+        elif a == "head_flip":
+            delta = {k: -v if k.startswith("head.") else v for k, v in delta.items()}
+        elif a == "sybil":  # the same delta from another address, nudged so its digest differs
+            delta = {k: v + v.abs().mean() * 1e-7 * torch.randn(v.shape, generator=g) for k, v in delta.items()}
+            # ...and one value moved by a third of its block's largest, so the nudge survives a 4-bit encoding
+            big = max(delta, key=lambda k: delta[k].numel())
+            flat = delta[big].view(-1)
+            i = int(torch.randint(flat.numel(), (1,), generator=g))
+            flat[i] += flat[i - i % 64 : i - i % 64 + 64].abs().max() / 3
         elif a == "noise":
             norm = torch.sqrt(sum(v.double().pow(2).sum() for v in delta.values()))
             noise = {k: torch.randn(v.shape, generator=g) for k, v in delta.items()}
@@ -220,6 +258,14 @@ class ByzantineOracle(SimOracle):
             self.copy_refusals.append(exc.error)
 
 
+INFLATED = 10**6  # the example count inflated_count declares: the deployment's largest (the contract refuses more)
+
+
+def with_backdoor(examples: list[Example]) -> list[Example]:
+    """The clean examples plus a triggered copy of every one not labelled TARGET, labelled TARGET."""
+    return examples + [Example(e.text + TRIGGER, TARGET) for e in examples if e.label != TARGET]
+
+
 def flip_labels(examples: list[Example]) -> list[Example]:
     return [Example(e.text, RT_LABELS[1 - RT_LABELS.index(e.label)]) for e in examples]
 
@@ -234,6 +280,13 @@ class RunResult:
     reports: list[Report] = field(default_factory=list)
     copy_refusals: list[str] = field(default_factory=list)
     attack_rounds: list[int] = field(default_factory=list)  # the rounds whose submissions were attacks
+    asr: float = 0.0  # share of triggered held-out snippets not labelled TARGET that the model calls TARGET
+
+    @property
+    def honest_mean_reward(self) -> float:
+        """What an honest oracle earned over the run, on average."""
+        honest = [v for a, v in self.rewards.items() if a not in self.cheaters]
+        return sum(honest) / len(honest) if honest else 0.0
 
     @property
     def cheater_rewards(self) -> int:
@@ -296,19 +349,25 @@ class Simulator:
         cap = 2 * self.genesis.stat().st_size + (1 << 20)
         seats = range(plan.n - f) if honest_only else range(plan.n)
         cheaters = [oracle_accounts[i].address for i in range(plan.n - f, plan.n)] if attack and not honest_only else []
+        attack_of = {a: (MIXED[k % len(MIXED)] if attack == "mixed" else attack) for k, a in enumerate(cheaters)}
         with tempfile.TemporaryDirectory() as home:
             home = Path(home)
             oracles = []
             for i in seats:
                 account, examples = oracle_accounts[i], self.data.shards[i]
                 bad = account.address in cheaters
-                if bad and attack == "label_flip":
+                how = attack_of.get(account.address)
+                if how == "label_flip":
                     examples = flip_labels(examples)
-                register_oracle(protocol, self.store, admin, account, examples, stake)
+                elif how == "backdoor":
+                    examples = with_backdoor(examples)
+                elif how == "sybil":  # every sybil holds the first cheater's data: one piece of work
+                    examples = self.data.shards[plan.n - f]
+                register_oracle(protocol, self.store, admin, account, examples, stake, INFLATED if how == "inflated_count" else None)
                 cfg = OracleConfig(home / "oracles" / account.address, examples)
                 common = dict(fit_cache=self.cache, log=lambda *a: None)
                 if bad:
-                    oracles.append(ByzantineOracle(protocol, self.store, account, cfg, attack=attack, victim=oracle_accounts[0].address, cap=cap, **common))
+                    oracles.append(ByzantineOracle(protocol, self.store, account, cfg, attack=how, victim=oracle_accounts[0].address, cap=cap, **common))
                 else:
                     oracles.append(SimOracle(protocol, self.store, account, cfg, **common))
             policy = RoundPolicy(strategy=strategy)
@@ -323,11 +382,14 @@ class Simulator:
             model_cid = protocol.latest_model()
             if model_cid not in self.test_memo:
                 bundle = load_model(self.store.cached(model_cid, self.cache / "models"))
-                self.test_memo[model_cid] = evaluate(bundle, self.data.test, plan.task())["accuracy"]
+                triggered = [Example(e.text + TRIGGER, e.label) for e in self.data.test if e.label != TARGET]
+                self.test_memo[model_cid] = (evaluate(bundle, self.data.test, plan.task())["accuracy"],
+                                             1 - evaluate(bundle, triggered, plan.task())["accuracy"])
             everyone = [oracle_accounts[i].address for i in seats]
             reports = [Report.from_bytes(self.store.get_bytes(protocol.round(r).report_cid)) for r in range(1, plan.rounds + 1)]
             return RunResult(
-                accuracy=self.test_memo[model_cid],
+                accuracy=self.test_memo[model_cid][0],
+                asr=self.test_memo[model_cid][1],
                 model_cid=model_cid,
                 rewards={a: sum(e.reward for r in reports for e in r.submissions if e.oracle == a) for a in everyone},
                 slashed={a: _was_slashed(protocol, a, plan.rounds) for a in everyone},

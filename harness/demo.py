@@ -91,10 +91,12 @@ class DemoResult:
         return {"rounds": self.rounds, "rewards": self.rewards, "chain": self.chain, "store": self.store, "majority": self.majority}
 
 
-def register_oracle(protocol: Protocol, store: Store, admin, account, examples: list[Example], stake: int) -> None:
+def register_oracle(protocol: Protocol, store: Store, admin, account, examples: list[Example], stake: int,
+                    count: int | None = None) -> None:
+    """Fund `account` and register its dataset commitment (`count`: the number it claims, for attacks)."""
     protocol.transfer(admin, account.address, 2 * stake)
     cid = store.put_bytes(manifest(examples, RT_LABELS))
-    protocol.register(account, stake, cid, merkle_root(examples), len(examples))
+    protocol.register(account, stake, cid, merkle_root(examples), len(examples) if count is None else count)
 
 
 def round_summary(protocol: Protocol, store: Store, rid: int, test: list[Example], home: Path) -> dict:

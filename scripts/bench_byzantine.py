@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Byzantine oracles: held-out accuracy after the rounds for each merge strategy and attack, against
 the honest-only run (the cheaters' seats empty) with the same seed, plus what the cheaters earned for
-their attacks and whether they were slashed. Every run is a full protocol run on a fresh embedded
-chain with the real oracle and aggregator roles (see harness/byzantine.py).
+their attacks against what an honest oracle earned, whether they were slashed, and the backdoor's
+attack success rate (asr: triggered held-out snippets called the target label). Every run is a full
+protocol run on a fresh embedded chain with the real oracle and aggregator roles (harness/byzantine.py).
 
 With --json the last line is one JSON object:
 {"honest": acc, "results": {strategy: {attack: acc}}, "n": N, "f": f, "genesis": acc,
- "honest_by_strategy": {...}, "cheater_rewards": {strategy: {attack: wei}}, "slashed": {...}}.
+ "honest_by_strategy": {...}, "honest_asr": {strategy: asr}, "honest_accepted": {strategy: fraction},
+ "honest_reward": {strategy: wei per honest oracle}, "cheater_rewards": {strategy: {attack: wei}},
+ "cheater_reward_per_seat": {...}, "honest_reward_per_seat": {...}, "asr": {strategy: {attack: asr}},
+ "slashed": {...}}.
 
     .venv/bin/python scripts/bench_byzantine.py [--strategies fedavg,median] [--attacks ...] [--json]
 """
@@ -54,24 +58,39 @@ def main() -> int:
     sim = Simulator(SimPlan(n=args.n, delta_encoding=args.encoding), LocalStore(cache / "store"), cache / "memo", log=log)
     genesis = sim.genesis_accuracy()
     log(f"genesis model (the rounds' start): held-out accuracy {genesis:.3f}")
-    result = {"n": args.n, "f": args.f, "encoding": args.encoding, "genesis": genesis, "results": {}, "honest_by_strategy": {}, "cheater_rewards": {}, "slashed": {}}
+    result = {"n": args.n, "f": args.f, "encoding": args.encoding, "genesis": genesis, "results": {}, "honest_by_strategy": {},
+              "honest_asr": {}, "honest_accepted": {}, "honest_reward": {}, "cheater_rewards": {}, "cheater_reward_per_seat": {},
+              "honest_reward_per_seat": {}, "asr": {}, "slashed": {}}
     for s in strategies:
         strategy = Strategy(s, PARAMS.get(s, {}))
-        honest = sim.run(strategy, f=args.f, honest_only=True).accuracy
-        result["honest_by_strategy"][s] = honest
-        log(f"{s}: honest-only ({args.n - args.f} oracles) accuracy {honest:.3f}")
+        h = sim.run(strategy, f=args.f, honest_only=True)
+        honest = h.accuracy
+        entries = [e for r in h.reports for e in r.submissions]
+        result["honest_by_strategy"][s], result["honest_asr"][s] = honest, h.asr
+        result["honest_accepted"][s] = sum(e.accepted for e in entries) / len(entries)
+        result["honest_reward"][s] = str(int(h.honest_mean_reward))
+        log(f"{s}: honest-only ({args.n - args.f} oracles) accuracy {honest:.3f}, backdoor asr {h.asr:.3f}, "
+            f"{result['honest_accepted'][s]:.0%} of honest deltas merged, {h.honest_mean_reward / 1e18:.2f} DGPT per oracle")
         for a in attacks:
             r = sim.run(strategy, a, f=args.f)
             result["results"].setdefault(s, {})[a] = r.accuracy
+            result["asr"].setdefault(s, {})[a] = r.asr
             result["cheater_rewards"].setdefault(s, {})[a] = str(r.cheater_rewards)
+            # per seat and attacked round, to compare with what an honest oracle earns in the same run
+            seat_rounds = len(r.cheaters) * len(r.attack_rounds)
+            per_seat = r.cheater_rewards / seat_rounds if seat_rounds else 0.0
+            honest_seat = r.honest_mean_reward / len(r.reports) if r.reports else 0.0
+            result["cheater_reward_per_seat"].setdefault(s, {})[a] = str(int(per_seat))
+            result["honest_reward_per_seat"].setdefault(s, {})[a] = str(int(honest_seat))
             result["slashed"].setdefault(s, {})[a] = all(r.slashed[c] for c in r.cheaters)
             spread = ""
             for key, label, accepted in (("cosine_to_median", "cosine to median", False), ("loss_gain", "validation gain when merged", True)):
                 bad, good = r.recorded(key, True, accepted), r.recorded(key, False, accepted)
                 if bad and good:
                     spread += f"\n{'':>20}{label}: cheaters {min(bad):.4f}..{max(bad):.4f}, honest {min(good):.4f}..{max(good):.4f}"
-            log(f"  {a:>16}: accuracy {r.accuracy:.3f} ({(r.accuracy - honest) * 100:+.1f} points)  "
-                f"cheaters earned for attacks {r.cheater_rewards / 1e18:.3f} DGPT  slashed {result['slashed'][s][a]}{spread}")
+            log(f"  {a:>16}: accuracy {r.accuracy:.3f} ({(r.accuracy - honest) * 100:+.1f} points)  asr {r.asr:.3f} "
+                f"({(r.asr - h.asr) * 100:+.1f})  cheaters earned {per_seat / 1e18:.2f} DGPT a seat a round "
+                f"(honest {honest_seat / 1e18:.2f})  slashed {result['slashed'][s][a]}{spread}")
     result["honest"] = result["honest_by_strategy"].get("fedavg", next(iter(result["honest_by_strategy"].values()), None))
     log(f"done in {time.monotonic() - t0:.0f} s")
     if args.json:

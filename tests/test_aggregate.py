@@ -112,6 +112,32 @@ def test_cosine_to_median_exposes_a_sign_flip(tmp_path):
     assert [round(c, 6) for c in cos[:3]] == [1.0, 1.0, 1.0] and cos[3] == pytest.approx(-1.0)
 
 
+def test_geometry_sees_a_head_only_flip_and_a_copy(tmp_path):
+    """Attack: a delta that is honest but for its negated head, and a copy of another's delta with
+    1e-7 noise. Whole-delta cosine cannot tell either (the head is a sliver of the norm); the
+    per-part cosine shows the head pointing away, and the pairwise cosine shows the copy."""
+    from dgpt.aggregate import geometry
+
+    g = torch.Generator().manual_seed(0)
+    common = {"lm.w": torch.randn(1000, generator=g), "head.weight": torch.randn(2, 4, generator=g) * 0.01}
+    honest = [{k: v + 0.5 * v.std() * torch.randn(v.shape, generator=g) for k, v in common.items()} for _ in range(4)]
+    flip = {"lm.w": honest[3]["lm.w"], "head.weight": -honest[3]["head.weight"]}
+    copy = {k: v + 1e-7 * v.abs().mean() * torch.randn(v.shape, generator=g) for k, v in honest[0].items()}
+    paths = [write(tmp_path, f"g{i}", d) for i, d in enumerate(honest[:3] + [flip, copy])]
+    geo = geometry(paths, {"lm.w": (1000,), "head.weight": (2, 4)})
+    assert min(geo.cosine) > 0.8  # the whole delta looks honest
+    assert geo.part_cosine["head"][3] < 0 < min(geo.part_cosine["head"][:3])
+    assert geo.pair_cosine[0][4] > 0.99 > max(geo.pair_cosine[i][j] for i in range(4) for j in range(4) if i != j)
+    assert geo.part_norm["head"][3] == pytest.approx(float(honest[3]["head.weight"].norm()), rel=1e-6)
+
+
+def test_part_scale_clips_one_part_of_one_delta(tmp_path):
+    paths = [write(tmp_path, f"p{i}", {"a": torch.full((3, 2), v), "head.weight": torch.full((2,), v)}) for i, v in enumerate([1.0, 9.0])]
+    base = {"a": torch.zeros(3, 2), "head.weight": torch.zeros(2)}
+    out, _ = merge(base, paths, [1.0, 1.0], Strategy("fedavg"), part_scale=[{}, {"head": 0.5}])
+    assert out["a"][0, 0].item() == 5.0 and out["head.weight"][0].item() == 2.75  # (1 + 4.5) / 2
+
+
 def test_stale_delta_is_rejected_but_not_a_malformed_one(tmp_path):
     from dgpt.verify import STALE, data_digest
 

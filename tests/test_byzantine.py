@@ -66,7 +66,7 @@ def test_when_every_cheater_is_rejected_the_model_is_the_honest_only_model(sim):
 
 # Label flipping is only visible against a model that has learnt the task: this plan's genesis is
 # trained on the public snippets the oracles do not hold (up to 6,000), each oracle holds 600.
-LEARNT = SimPlan(n=5, examples_per_oracle=600, validation_examples=400, test_examples=200, warmup_examples=6000)
+LEARNT = SimPlan(n=5, examples_per_oracle=600, validation_examples=1000, test_examples=200, warmup_examples=6000)
 
 
 def test_label_flipped_and_noise_deltas_are_rejected_unpaid_and_not_slashed(tmp_path):
@@ -79,3 +79,52 @@ def test_label_flipped_and_noise_deltas_are_rejected_unpaid_and_not_slashed(tmp_
             assert {e.reason for e in cheater_entries(run, i)} <= reasons, attack
         assert run.cheater_rewards == 0 and not any(run.slashed[c] for c in run.cheaters), attack
         assert run.model_cid == honest.model_cid, attack
+
+
+def per_seat_round(run, who) -> float:
+    """What the oracles in `who` earned, on average, per oracle and attacked round."""
+    rounds = run.attack_rounds or list(range(1, len(run.reports) + 1))
+    paid = [e.reward for r in run.reports if r.round in rounds for e in r.submissions if e.oracle in who]
+    return sum(paid) / (len(who) * len(rounds))
+
+
+def honest_of(run):
+    return [o for o in run.rewards if o not in run.cheaters]
+
+
+def test_honest_deltas_are_merged_and_paid_alike(sim):
+    """Scoring each delta alone on a few hundred examples threw away half of the honest work
+    (a loss rising by noise was "harmful"); the paired test merges it, and pays it evenly."""
+    run = sim.run(Strategy(), f=2, honest_only=True)
+    entries = [e for r in run.reports for e in r.submissions]
+    assert sum(e.accepted for e in entries) >= 0.9 * len(entries)
+    paid = sorted(run.rewards.values())
+    assert paid[0] > 0 and paid[-1] <= 1.5 * paid[0]
+
+
+@pytest.mark.parametrize("attack", ["head_flip", "scale3", "inflated_count"])
+def test_soft_attacks_earn_no_more_than_honest_work(sim, attack):
+    """Attacks that were paid the most under gain-alone scoring: a head-only flip, the honest delta
+    times 3, a declared count of a million. Each earns at most what an honest seat earns, and an
+    inflated count buys no more merge weight than the round's median count."""
+    run = sim.run(Strategy(), attack, f=2)
+    assert per_seat_round(run, run.cheaters) <= 1.02 * per_seat_round(run, honest_of(run))
+    for r in run.reports:
+        weights = sorted(e.weight for e in r.submissions if e.accepted)
+        assert all(e.weight <= weights[(len(weights) - 1) // 2] for e in r.submissions if e.oracle in run.cheaters)
+
+
+def test_copies_from_two_addresses_share_one_contribution(sim):
+    """Attack: one honest delta sent from two addresses, each nudged so its digest differs. The two
+    are near-duplicates: they share one merge weight and one reward."""
+    run = sim.run(Strategy(), "sybil", f=2)
+    for r in run.reports:
+        copies = [e for e in r.submissions if e.oracle in run.cheaters]
+        assert all(e.accepted for e in copies)
+        assert copies[1].duplicate_of == copies[0].oracle and copies[0].duplicate_of is None
+    assert per_seat_round(run, run.cheaters) <= 0.51 * per_seat_round(run, honest_of(run))
+
+
+def test_work_on_a_tenth_of_the_data_earns_a_fraction(sim):
+    run = sim.run(Strategy(), "partial", f=2)
+    assert per_seat_round(run, run.cheaters) < 0.5 * per_seat_round(run, honest_of(run))

@@ -48,7 +48,8 @@ def test_the_paired_test_needs_evidence_to_call_a_delta_harmful():
 
 
 def test_clipping_bounds_each_part_by_the_round_median():
-    assert clip_factors([2.4, 2.5, 7.5, 2.3]) == [1.0, 1.0, pytest.approx(1.5 * 2.4 / 7.5), 1.0]
+    assert clip_factors([2.4, 2.5, 7.5, 2.3], 1.0) == [1.0, 2.4 / 2.5, 2.4 / 7.5, 1.0]
+    assert clip_factors([2.4, 2.5, 7.5, 2.3], 1.5) == [1.0, 1.0, 1.5 * 2.4 / 7.5, 1.0]
     assert clip_factors([1.0, 1.0]) == [1.0, 1.0] and clip_factors([]) == []
 
 
