@@ -5,7 +5,7 @@
              base model, shapes, finite, norm, replay, direction (cosine to the round's median,
              whole and per part: the head apart from the backbone)
     score    each survivor alone on the validation set, per example; rejected as harmful only when
-             a paired test says it lowers the accuracy (L1 when pre-training; rules.significantly_harmful)
+             a paired test says it raises the loss or lowers the accuracy (rules.significantly_harmful)
     merge    the accepted deltas into the new model with the round's strategy: weights at most the
              median count, near-duplicates sharing one weight, each part clipped to a multiple of
              the round's median norm of that part
@@ -42,7 +42,7 @@ from dgpt.encoding import Encoding
 from dgpt.errors import DGPTError
 from dgpt.model import bundle_from_state, hidden_size, read_state
 from dgpt.report import Entry, Reason, Report, Slash
-from dgpt.rules import (CLIP_RATIO, DUPLICATE_COSINE, HARMFUL_Z, MICRO, MAX_REWARD_SHARE, MAX_WEIGHT_RATIO, clip_factors, cosine_floor,
+from dgpt.rules import (CLIP_RATIO, DUPLICATE_COSINE, HARMFUL_LEVEL, HARMFUL_Z, MICRO, MAX_REWARD_SHARE, MAX_WEIGHT_RATIO, clip_factors, cosine_floor,
                         duplicate_groups, max_delta_bytes, merge_weights, micro_units, paired_gain, reward_shares,
                         significantly_harmful)
 from dgpt.store import ContentTooLarge, MalformedContent, Store
@@ -240,12 +240,12 @@ def screen(ctx: RoundContext, subs: list[Submission], protocol: Protocol, store:
 
 
 def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submission]:
-    """Each delta applied alone to the base, scored per validation example, and judged by a paired
-    test on the task's own measure: when fine-tuning, harmful if it lowers the accuracy; when
-    pre-training, if it raises L1. Free riding when it changes nothing. The per-example L2 gain is
-    recorded too, but does not decide: one oracle's delta alone raised the validation L2 (its
-    calibration) in about half the honest cases while leaving the accuracy as it was, and the
-    merge of such deltas lowered it (BENCHMARKS.md)."""
+    """Each delta applied alone to the base, scored per validation example, and judged by paired
+    tests: harmful when the evidence says it raises the loss (L2 when fine-tuning, L1 when
+    pre-training) or, when fine-tuning, lowers the accuracy, each at the one-sided 0.5% level, so
+    an honest delta with no true effect is rejected with probability at most ~1%. Label flips were
+    caught by one test or the other, never always by the same one (BENCHMARKS.md). Free riding when
+    it changes nothing."""
     accepted = []
     for sub in subs:
         e = sub.entry
@@ -257,16 +257,15 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
             e.reject(Reason.FREE_RIDING, "the delta changes nothing")
             ctx.log(f"  {e.oracle}: rejected, free riding")
             continue
+        change = f"validation loss {-e.loss_gain:+.4f} +- {e.gain_se:.4f}"
+        harmful = significantly_harmful(e.loss_gain, e.gain_se)
         if "per_example_correct" in before:
             acc, acc_se = paired_gain([MICRO * c for c in alone["per_example_correct"]], [MICRO * c for c in before["per_example_correct"]])
             e.accuracy_gain, e.accuracy_gain_se = round(acc, METRIC_DECIMALS), round(acc_se, METRIC_DECIMALS)
-            harmful, what = significantly_harmful(e.accuracy_gain, e.accuracy_gain_se), "accuracy"
-            change = f"validation accuracy {e.accuracy_gain:+.3f} +- {e.accuracy_gain_se:.3f}"
-        else:
-            harmful, what = significantly_harmful(e.loss_gain, e.gain_se), "loss"
-            change = f"validation loss {-e.loss_gain:+.4f} +- {e.gain_se:.4f}"
+            change += f", accuracy {e.accuracy_gain:+.3f} +- {e.accuracy_gain_se:.3f}"
+            harmful = harmful or significantly_harmful(e.accuracy_gain, e.accuracy_gain_se)
         if harmful:
-            e.reject(Reason.HARMFUL, f"{change} when applied alone: worse at the one-sided 1% level (z {HARMFUL_Z})")
+            e.reject(Reason.HARMFUL, f"{change} when applied alone: worse at the one-sided {HARMFUL_LEVEL} level (z {HARMFUL_Z})")
             ctx.log(f"  {e.oracle}: rejected, harmful ({change})")
             continue
         e.accepted = True

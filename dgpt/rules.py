@@ -45,7 +45,10 @@ def merge_weights(counts: list[int], ratio: int = MAX_WEIGHT_RATIO) -> list[int]
 # --- the paired test behind "harmful" ---------------------------------------------------------------
 
 MICRO = 10**6  # per-example losses are compared in integer micro-units: exact sums on any machine
-HARMFUL_Z = 2.326  # one-sided 1% level of the normal distribution
+# One-sided 0.5% level of the normal distribution: a fine-tuning delta faces two tests (loss and
+# accuracy), so an honest delta with no true effect is rejected with probability at most ~1%.
+HARMFUL_Z = 2.576
+HARMFUL_LEVEL = "0.5%"
 
 
 def micro_units(losses: list[float]) -> list[int]:
@@ -67,7 +70,7 @@ def paired_gain(before: list[int], after: list[int]) -> tuple[float, float]:
 def significantly_harmful(gain: float, se: float, z: float = HARMFUL_Z) -> bool:
     """A delta is harmful only when the evidence says so: the one-sided upper confidence bound of
     its mean validation gain is below zero (mean + z * se < 0). An honest delta whose true effect
-    is zero or better is rejected with probability at most ~1% (z = 2.326); a delta that raises
+    is zero or better is rejected with probability at most 0.5% (z = 2.576); a delta that raises
     the loss by d is caught once d > z * se, i.e. once the validation set is large enough."""
     return gain + z * se < 0
 

@@ -105,10 +105,12 @@ def test_honest_deltas_are_merged_and_paid_alike(sim):
 @pytest.mark.parametrize("attack", ["head_flip", "scale3", "inflated_count"])
 def test_soft_attacks_earn_no_more_than_honest_work(sim, attack):
     """Attacks that were paid the most under gain-alone scoring: a head-only flip, the honest delta
-    times 3, a declared count of a million. Each earns at most what an honest seat earns, and an
-    inflated count buys no more merge weight than the round's median count."""
+    times 3, a declared count of a million. Each earns at most what a merged honest delta earns,
+    and an inflated count buys no more merge weight than the round's median count."""
     run = sim.run(Strategy(), attack, f=2)
-    assert per_seat_round(run, run.cheaters) <= 1.02 * per_seat_round(run, honest_of(run))
+    for r in run.reports:  # no cheater is paid more than the best-paid honest delta of its round
+        best_honest = max(e.reward for e in r.submissions if e.oracle not in run.cheaters)
+        assert max(e.reward for e in r.submissions if e.oracle in run.cheaters) <= 1.02 * best_honest
     for r in run.reports:
         weights = sorted(e.weight for e in r.submissions if e.accepted)
         assert all(e.weight <= weights[(len(weights) - 1) // 2] for e in r.submissions if e.oracle in run.cheaters)
