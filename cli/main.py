@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from dgpt import __version__
-from dgpt.context import account, add_alias, add_common, add_key, chain_of, protocol_of, settings, store_of
+from dgpt.context import account, add_alias, address_arg, add_common, add_key, chain_of, protocol_of, settings, store_of
 from dgpt.errors import DGPTError
 
 
@@ -146,6 +146,22 @@ def cmd_dataset_commitment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_rotten_tomatoes(args: argparse.Namespace) -> int:
+    from dgpt.data import rt_splits, write_jsonl
+
+    if args.shards < 1:
+        raise DGPTError(f"--shards {args.shards}: need at least one")
+    splits = rt_splits(args.shards, args.per_shard, args.validation, args.test)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {f"shard-{i}.jsonl": shard for i, shard in enumerate(splits.shards)}
+    files.update({"validation.jsonl": splits.validation, "test.jsonl": splits.test})
+    for name, examples in files.items():
+        write_jsonl(out / name, examples)
+        print(f"{out / name}: {len(examples)} snippets")
+    return 0
+
+
 def cmd_model_init(args: argparse.Namespace) -> int:
     from dgpt.model import import_pretrained, save_model, tiny_gpt2
 
@@ -172,9 +188,14 @@ def cmd_model_export(args: argparse.Namespace) -> int:
     from dgpt.model import export_hf, load_model
 
     path = Path(args.model)
-    if not path.exists():  # a CID: fetched from the store and checked against it
+    if not path.exists():  # a CID (or `latest`): fetched from the store and checked against it
         cfg = settings(args)
-        path = store_of(cfg).cached(args.model, Path(cfg.home) / "cache")
+        cid = args.model
+        if cid == "latest":
+            cid = protocol_of(cfg).latest_model()
+            if not cid:
+                raise DGPTError("--model latest: no round is final yet, so the network has no model of its own")
+        path = store_of(cfg).cached(cid, Path(cfg.home) / "cache")
     arch = export_hf(load_model(path), args.out)
     print(f"{args.out}: {arch} (load with transformers' from_pretrained)")
     return 0
@@ -217,8 +238,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     quorum = seats // 2 + 1 if args.validator_quorum is None else args.validator_quorum
     if quorum and not seats // 2 < quorum <= seats:
         raise DGPTError(f"--validator-quorum {quorum} must be 0 or a majority of the {seats} seats ({seats // 2 + 1}..{seats})")
+    if args.unbonding_period < 1:
+        raise DGPTError(f"--unbonding-period {args.unbonding_period}: must be at least 1 second")
+    # The report's slashes must land while the stake is still there: the slash window (a day by
+    # default) never outlasts the unbonding period.
+    slash_window = min(default.slash_window, args.unbonding_period)
     params = ProtocolParams(min_stake=min_stake, unbonding_period=args.unbonding_period, challenge_window=args.challenge_window,
-                            validator_seats=seats, validator_quorum=quorum, **penalties)
+                            slash_window=slash_window, validator_seats=seats, validator_quorum=quorum, **penalties)
     protocol = deploy(chain_of(cfg), admin, args.aggregator or admin.address, params, tuple(args.validator or ()))
     cfg.deployment_file.parent.mkdir(parents=True, exist_ok=True)
     cfg.deployment_file.write_text(json.dumps(protocol.deployment.to_json()))
@@ -230,10 +256,23 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from dgpt.units import format_tokens, parse_tokens
 
     amount = parse_tokens(args.amount, "amount")
+    to = address_arg(args.to, "recipient")
     cfg = settings(args)
     sender = account(args)  # key problems first: they need no network
-    protocol_of(cfg).transfer(sender, args.to, amount)
-    print(f"sent {format_tokens(amount)} DGPT to {args.to}")
+    protocol_of(cfg).transfer(sender, to, amount)
+    print(f"sent {format_tokens(amount)} DGPT to {to}")
+    return 0
+
+
+def cmd_fund(args: argparse.Namespace) -> int:
+    from dgpt.units import parse_tokens
+
+    wei = parse_tokens(args.amount, "amount")  # ETH has 18 decimals, as DGPT
+    to = address_arg(args.to, "address")
+    sender = account(args)
+    chain = chain_of(settings(args))
+    chain.send_eth(sender, to, wei)
+    print(f"sent {args.amount} ETH to {to}; it now has {chain.eth_balance(to) / 10**18:g} ETH for gas")
     return 0
 
 
@@ -376,6 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     # Nobody mints after deployment any more: the old `mint` sends from the genesis supply.
     add_alias(sub, "mint", tr, "dgpt transfer")
 
+    fund = sub.add_parser("fund", parents=[common, keyed], help="send ETH for gas to ADDRESS (e.g. a new key, from a dev account on a local chain)")
+    fund.add_argument("to", metavar="ADDRESS")
+    fund.add_argument("amount", metavar="ETH", help="in ETH (decimal, up to 18 decimals)")
+    fund.set_defaults(func=cmd_fund)
+
     st = sub.add_parser("status", parents=[common], help="rounds, oracles, stakes, submissions and rewards, as a table")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
@@ -418,6 +462,13 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--json", action="store_true")
     dc.set_defaults(func=cmd_dataset_commitment)
     add_alias(dataset, "commit", dc, "dgpt dataset commitment")
+    rt = dataset.add_parser("rotten-tomatoes", help="write the Rotten Tomatoes snippets (shipped offline) as oracle shards, a validation and a test set, split by movie")
+    rt.add_argument("--out", required=True, help="output directory: shard-0.jsonl .. shard-N-1.jsonl, validation.jsonl, test.jsonl")
+    rt.add_argument("--shards", type=int, default=4, help="one per oracle, disjoint (default 4)")
+    rt.add_argument("--per-shard", type=int, help="cap each shard at this many snippets (default: all)")
+    rt.add_argument("--validation", type=int, help="cap the validation set (default: all, about 950)")
+    rt.add_argument("--test", type=int, help="cap the test set (default: all, about 1,900)")
+    rt.set_defaults(func=cmd_dataset_rotten_tomatoes)
 
     model = sub.add_parser("model", help="model files").add_subparsers(dest="action", required=True, metavar="ACTION")
     init = model.add_parser("init", help="write a genesis model file: the tiny GPT-2 (default), a GGUF or a Hugging Face directory")
@@ -433,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--out", required=True, help="output .safetensors")
     apply.set_defaults(func=cmd_model_apply)
     export = model.add_parser("export", parents=[common], help="a model file or CID -> a Hugging Face directory transformers loads")
-    export.add_argument("--model", required=True, help="a model file, or a model CID (e.g. `dgpt status`'s latest model), fetched from the store")
+    export.add_argument("--model", required=True, help="a model file, a model CID fetched from the store, or `latest`: the network's latest final model")
     export.add_argument("--out", required=True, help="output directory (config, safetensors weights, tokenizer)")
     export.set_defaults(func=cmd_model_export)
 

@@ -34,6 +34,15 @@ def add_key(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dev-key", type=int, help="use development account N (with --dev)")
 
 
+def address_arg(text: str, what: str) -> str:
+    """An address from the command line, checksummed; one line saying what is wrong otherwise."""
+    from eth_utils import is_address, to_checksum_address
+
+    if not is_address(text):
+        raise DGPTError(f"{what}: {text!r} is not an Ethereum address (0x and 40 hex digits, or a valid checksum)")
+    return to_checksum_address(text)
+
+
 def settings(args: argparse.Namespace) -> Settings:
     return load_settings(
         args.config, rpc_url=args.rpc_url, ipfs_api=args.ipfs_api, home=args.home, deployment=getattr(args, "deployment", None)

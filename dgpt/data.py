@@ -135,3 +135,21 @@ def shards(reviews: list[Review], k: int, seed: int = 0) -> list[list[Review]]:
 
 def as_examples(reviews: list[Review], labelled: bool = True) -> list[Example]:
     return [Example(r.text, r.label if labelled else None) for r in reviews]
+
+
+@dataclass
+class Splits:
+    """The Rotten Tomatoes snippets as a network uses them: one shard per oracle, the aggregator's
+    validation set and a test set, every movie on one side only."""
+
+    shards: list[list[Example]]
+    validation: list[Example]
+    test: list[Example]
+
+
+def rt_splits(oracles: int, per_shard: int | None = None, validation: int | None = None, test: int | None = None) -> Splits:
+    """80% of the movies for the oracles' shards, the rest split 1:2 into validation and test (the
+    demo's split); each part capped at the given size (None: all of it)."""
+    train_r, held = split_by_movie(rotten_tomatoes(), held_out=0.2, seed=0)
+    val_r, test_r = split_by_movie(held, held_out=2 / 3, seed=1)
+    return Splits([as_examples(s[:per_shard]) for s in shards(train_r, oracles, seed=0)], as_examples(val_r[:validation]), as_examples(test_r[:test]))

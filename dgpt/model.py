@@ -325,6 +325,9 @@ def export_hf(bundle: ModelBundle, out_dir: str | Path) -> str:
     else:
         model = copy.deepcopy(lm)
     model.config._attn_implementation = "sdpa"  # ours is registered only in this process
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one small file: its "Writing model shards" bar is noise in a log
     model.save_pretrained(out)
     tok = Tokenizer.from_str(bundle.tokenizer.to_str())
     tok.post_processor = processors.TemplateProcessing(single=f"{START} $A {EXTRACT}", special_tokens=[(START, start), (EXTRACT, extract)])

@@ -23,7 +23,7 @@ from aggregator.node import AggregatorConfig, AggregatorNode
 from dgpt.chain.client import Chain, dev_accounts
 from dgpt.chain.protocol import TOKEN, Protocol, ProtocolParams, deploy
 from dgpt.config import Settings
-from dgpt.data import RT_LABELS, Example, as_examples, rotten_tomatoes, shards, split_by_movie
+from dgpt.data import RT_LABELS, Example, rt_splits
 from dgpt.dataset import manifest, merkle_root
 from dgpt.encoding import DEFAULT_ENCODING
 from dgpt.model import load_model, save_model, tiny_gpt2
@@ -73,10 +73,8 @@ class DemoData:
 
 
 def demo_data(plan: DemoPlan) -> DemoData:
-    train_r, held = split_by_movie(rotten_tomatoes(), held_out=0.2, seed=0)
-    val_r, test_r = split_by_movie(held, held_out=2 / 3, seed=1)
-    parts = [as_examples(s[: plan.examples_per_oracle]) for s in shards(train_r, plan.oracles, seed=0)]
-    return DemoData(parts, as_examples(val_r[: plan.validation_examples]), as_examples(test_r[: plan.test_examples]))
+    s = rt_splits(plan.oracles, plan.examples_per_oracle, plan.validation_examples, plan.test_examples)
+    return DemoData(s.shards, s.validation, s.test)
 
 
 @dataclass

@@ -51,15 +51,21 @@ def cmd_stake(args) -> int:
         protocol.add_stake(me, amount)
         print(f"added {format_tokens(amount)} DGPT to the stake")
     else:
+        from dgpt.node import at
+
         protocol.request_unbond(me, amount)
-        print(f"unbonding {format_tokens(amount)} DGPT (withdraw after the unbonding period)")
+        info = protocol.oracle(me.address)
+        print(f"unbonding {format_tokens(amount)} DGPT: `dgpt oracle withdraw` from {at(info.unbonding_ready_at)} "
+              f"({format_tokens(info.stake)} DGPT still staked)")
     return 0
 
 
 def cmd_withdraw(args) -> int:
     cfg = settings(args)
-    protocol_of(cfg).withdraw(account(args))
-    print("withdrawn")
+    protocol, me = protocol_of(cfg), account(args)
+    before = protocol.balance_of(me.address)
+    protocol.withdraw(me)
+    print(f"withdrawn: {format_tokens(protocol.balance_of(me.address) - before)} DGPT back in {me.address}")
     return 0
 
 

@@ -112,6 +112,11 @@ CASES = [
     ("tokens: 19 decimals", ["transfer", "0x0000000000000000000000000000000000000001", "0.0000000000000000001", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--dev", "--dev-key", "0"], "more than 18 decimals"),
     ("tokens: negative", ["oracle", "add-stake", "-5", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--dev", "--dev-key", "2"], "negative"),
     ("tokens: not a number", ["deploy", "--min-stake", "lots", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--dev", "--dev-key", "0"], "not a decimal number"),
+    ("transfer: not an address", ["transfer", "0xbad", "1", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--dev", "--dev-key", "0"], "'0xbad' is not an Ethereum address"),
+    ("fund: not an address", ["fund", "0x12345", "1", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--dev", "--dev-key", "0"], "'0x12345' is not an Ethereum address"),
+    ("fund: not an amount", ["fund", "0x0000000000000000000000000000000000000001", "lots", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--dev", "--dev-key", "0"], "not a decimal number"),
+    ("deploy: no unbonding period", ["deploy", "--unbonding-period", "0", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9", "--dev", "--dev-key", "0"], "at least 1 second"),
+    ("dataset rotten-tomatoes: no shards", ["dataset", "rotten-tomatoes", "--out", "{t}/rt", "--shards", "0"], "need at least one"),
     ("aggregator: plan not a list", ["aggregator", "run", "--genesis", "{t}/not_a_model.safetensors", "--plan", "{t}/plan_not_list.json", "--validation", "{t}/good.jsonl", "--dev", "--dev-key", "1", "--home", "{t}", "--rpc-url", "http://127.0.0.1:9"], "plan"),
 ]
 
@@ -166,6 +171,8 @@ def test_chain_writes_that_would_revert_send_nothing(tmp_path, anvil_url, capsys
         (["bond", "deposit", "5", *common, "--dev-key", "3"], "ERC20InsufficientBalance"),
         (["bond", "withdraw", "5", *common, "--dev-key", "3"], "free=0 DGPT, required=5 DGPT)"),  # amounts in DGPT, not wei
         (["deploy", *common, "--dev-key", "3", "--validator-quorum", "1"], "must be 0 or a majority of the 3 seats"),
+        (["fund", stranger.address, "1000000", *common, "--dev-key", "3"], f"{stranger.address} has "),  # more ETH than it holds
+        (["model", "export", "--model", "latest", "--out", f"{home}/hf", "--rpc-url", anvil_url, "--home", home], "no round is final yet"),
     ]
     for argv, says in cases:
         assert dgpt_main(argv) == 1, argv

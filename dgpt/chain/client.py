@@ -48,6 +48,19 @@ DEV_MNEMONIC = "test test test test test test test test test test test junk"
 PAGE_BLOCKS = 2_000  # block range per eth_getLogs request; public nodes cap ranges about there
 
 
+
+class _Payment:
+    """A plain value transfer, shaped like a contract call for `Chain._send` (estimate, then send)."""
+
+    fn_name = "send_eth"
+
+    def __init__(self, w3: Web3, to: str, value: int):
+        self.w3, self.to, self.value = w3, to, value
+
+    def build_transaction(self, tx: dict) -> dict:
+        return {**tx, "to": self.to, "value": self.value, "gasPrice": self.w3.eth.gas_price}
+
+
 class ChainError(DGPTError):
     """The chain could not be reached, or a transaction failed."""
 
@@ -219,12 +232,25 @@ class Chain:
         """Estimate, sign locally, send and wait for the receipt of one contract call."""
         return self._send(account, call)
 
+    def send_eth(self, account: LocalAccount, to: str, wei: int) -> dict:
+        """Send `wei` of the chain's own coin (gas money) from `account` to `to`."""
+        return self._send(account, _Payment(self.w3, Web3.to_checksum_address(to), wei))
+
+    def eth_balance(self, address: str) -> int:
+        return self.w3.eth.get_balance(Web3.to_checksum_address(address))
+
     def _send(self, account: LocalAccount, call: Any) -> dict:
         with self._lock:
             nonce = self._next_nonce(account.address)
             try:
-                # build_transaction estimates gas: a call that would revert raises here, before sending.
-                tx = call.build_transaction({"from": account.address, "nonce": nonce, "chainId": self.chain_id})
+                # Estimated first: a call that would revert raises here, before sending. On a node the
+                # estimate runs on the pending block, stamped with the wall clock: on a plain Anvil
+                # (automine, no block time) the latest block's time stands still until the next
+                # transaction, so a deadline that has passed in time would still look open to it.
+                tx = call.build_transaction({"from": account.address, "nonce": nonce, "chainId": self.chain_id, "gas": 0})
+                fees = ("gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas")  # as web3 estimates: the gas alone
+                tx["gas"] = self.w3.eth.estimate_gas({k: v for k, v in tx.items() if k not in fees},
+                                                     None if self.is_embedded else "pending")
             except (*_REVERTS, UnicodeDecodeError) as exc:
                 if _no_funds(exc):
                     raise self._funds_error(account.address, None, exc) from None
@@ -263,8 +289,8 @@ class Chain:
             need = f" and this transaction may cost up to {(tx['gas'] * price + tx.get('value', 0)) / 10**18:.6f}"
         return ChainError(
             f"{address} has {balance / 10**18:.6f} ETH for gas{need}: send it some ETH first "
-            f"(on a local Anvil or Hardhat node: cast send {address} --value 1ether --private-key DEV_KEY "
-            f"--rpc-url {self.name}, with DEV_KEY one of the node's funded dev keys)"
+            f"(on a local Anvil or Hardhat node, from a funded dev account: "
+            f"dgpt fund {address} 1 --dev --dev-key 0 --rpc-url {self.name})"
         )
 
     def _next_nonce(self, address: str) -> int:
