@@ -12,6 +12,7 @@ was voided is not proposed again unchanged: the round is left to a corrected pro
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from dgpt.dataset import examples_bytes, merkle_root, slices_root, validation_sl
 from dgpt.errors import DGPTError
 from dgpt.chain.client import ContractRevert
 from dgpt.node import Action, Node, Step, at, decided_elsewhere
+from dgpt.progress import rate
 from dgpt.report import Reason, Report, Slash
 from dgpt.store import Store
 from dgpt.task import TaskSpec
@@ -61,10 +63,10 @@ class AggregatorNode(Node):
         if info and not info.final and not info.aborted:
             now = p.chain.now()
             if now <= info.reveal_deadline:
-                return Step(Action.WAITING, rid, f"for the reveal deadline, {at(info.reveal_deadline)}")
+                return Step(Action.WAITING, rid, f"for the reveal deadline, {at(info.reveal_deadline)}", info.reveal_deadline)
             if info.proposed:
                 if now <= info.challenge_deadline and info.disagree < self.quorum:
-                    return Step(Action.WAITING, rid, f"for the challenge window to close at {at(info.challenge_deadline)}")
+                    return Step(Action.WAITING, rid, f"for the challenge window to close at {at(info.challenge_deadline)}", info.challenge_deadline)
                 try:
                     p.finalize(self.account, rid)
                 except ContractRevert as exc:  # a validator or anyone finalized it first
@@ -138,7 +140,9 @@ class AggregatorNode(Node):
             ctx = context(p, rid, base_path, task, validation, self.cfg.policy,
                           self.cfg.home / "work" / f"round-{rid}", self.cfg.scorer, self.log, validation_cid)
             outcome = aggregate_round(p, self.store, ctx, p.oracle_budget(info))
+            t0 = time.monotonic()
             report, model_cid = self.propose(rid, outcome.report, self.store.put_file(outcome.new_model_path))
+            self.log(f"round {rid}: new model uploaded, {rate(outcome.new_model_path.stat().st_size, time.monotonic() - t0)}")
             report_cid = self.store.put_bytes(report.to_bytes())
             self.store.pin(model_cid)
             self.store.pin(report_cid)

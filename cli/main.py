@@ -105,10 +105,13 @@ def cmd_cid(args: argparse.Namespace) -> int:
 
 
 def cmd_put(args: argparse.Namespace) -> int:
+    from dgpt.progress import byte_bar, on_terminal
+
     cfg = settings(args)
     store = store_of(cfg)
     try:
-        cid = store.put_file(args.file)
+        with byte_bar(f"adding {Path(args.file).name}", Path(args.file).stat().st_size, on_terminal()) as update:
+            cid = store.put_file(args.file, progress=update)
     except FileNotFoundError:
         raise DGPTError(f"cannot read {args.file}: no such file") from None
     if args.pin:
@@ -124,7 +127,10 @@ def cmd_get(args: argparse.Namespace) -> int:
     cfg = settings(args)
     store = store_of(cfg)
     if args.out:
-        store.get_file(args.cid, args.out, max_bytes=args.max_bytes)  # verified, written atomically
+        from dgpt.progress import byte_bar, on_terminal
+
+        with byte_bar(f"fetching {args.cid[:16]}...", None, on_terminal()) as update:
+            store.get_file(args.cid, args.out, max_bytes=args.max_bytes, progress=update)  # verified, written atomically
         print(args.out)
     else:
         for chunk in store.get(args.cid, max_bytes=args.max_bytes):
@@ -195,7 +201,10 @@ def cmd_model_export(args: argparse.Namespace) -> int:
             cid = protocol_of(cfg).latest_model()
             if not cid:
                 raise DGPTError("--model latest: no round is final yet, so the network has no model of its own")
-        path = store_of(cfg).cached(cid, Path(cfg.home) / "cache")
+        from dgpt.progress import byte_bar, on_terminal
+
+        with byte_bar(f"fetching {cid[:16]}...", None, on_terminal()) as update:
+            path = store_of(cfg).cached(cid, Path(cfg.home) / "cache", progress=update)
     arch = export_hf(load_model(path), args.out)
     print(f"{args.out}: {arch} (load with transformers' from_pretrained)")
     return 0

@@ -49,6 +49,7 @@ class Step:
     action: Action
     round_id: int = 0
     detail: str = ""
+    until: int = 0  # a waiting step's deadline (chain time), for the time left in its log line
 
     @property
     def idle(self) -> bool:
@@ -90,7 +91,8 @@ class Node:
             if step.idle:
                 if str(step) != waiting:
                     waiting = str(step)
-                    self.log(waiting)
+                    left = step.until - self.protocol.chain.now() if step.until else 0
+                    self.log(waiting + (f": {left} s left" if left > 0 else ""))
                 time.sleep(poll)
             else:
                 waiting = None

@@ -23,6 +23,7 @@ float64 on the CPU and every metric is quantised to 1e-6 before any decision or 
 from __future__ import annotations
 
 import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -37,6 +38,7 @@ from dgpt.cid import cid_from_bytes
 from dgpt.crash import crashpoint
 from dgpt.data import Example
 from dgpt.dataset import merkle_root
+from dgpt.progress import Steps, rate
 from dgpt.delta import apply_delta
 from dgpt.encoding import Encoding
 from dgpt.errors import DGPTError
@@ -181,21 +183,26 @@ def screen(ctx: RoundContext, subs: list[Submission], protocol: Protocol, store:
     earlier = _earlier_digests(protocol, store, ctx.round_id, ctx.info.base_model_cid)
     digests: dict[str, str] = {}
     valid = []
+    fetched = Steps("fetched and checked", len(subs), ctx.log)
     for sub in subs:
         e = sub.entry
         registered = protocol.oracle(e.oracle)
         if not registered.registered or registered.num_examples < e.num_examples:
             e.reject(Reason.OVER_COMMITMENT, f"dataset commitment covers {registered.num_examples} examples, {e.num_examples} declared")
+            fetched.step(f"{e.oracle}: rejected, over its commitment: {e.detail}")
             continue
         path = ctx.work / f"{e.delta_cid}.safetensors"
+        t0 = time.monotonic()
         try:
             if not path.exists():
                 store.get_file(e.delta_cid, path, max_bytes=ctx.max_bytes, seconds=ctx.policy.fetch_seconds)
         except (ContentTooLarge, MalformedContent) as exc:  # provable from the bytes under the CID: slashed
             e.reject(Reason.MALFORMED, str(exc))
+            fetched.step(f"{e.oracle}: rejected, malformed: {exc}")
             continue
         except DGPTError as exc:  # unavailable or not matching its CID: nothing provable, no slash
             e.reject(Reason.UNAVAILABLE, str(exc))
+            fetched.step(f"{e.oracle}: rejected, unavailable: {exc}")
             continue
         e.delta_bytes = path.stat().st_size
         verdict = check_delta(path, ctx.expected, ctx.max_bytes, ctx.task.max_update_norm, ctx.info.base_model_cid,
@@ -203,18 +210,19 @@ def screen(ctx: RoundContext, subs: list[Submission], protocol: Protocol, store:
         e.norm = verdict.norm
         if not verdict.ok:
             e.reject(verdict.reason, verdict.detail)
-            ctx.log(f"  {e.oracle}: rejected, {verdict.reason.value}: {verdict.detail}")
+            fetched.step(f"{e.oracle}: rejected, {verdict.reason.value}: {verdict.detail}")
             continue
         path = verdict.path  # the decoded float32 delta: what every later stage reads
         digest = e.data_sha256 = data_digest(path)
         seen = earlier.get(digest) or digests.get(digest)
         if seen:  # a replay of a delta made for an earlier base, or the same tensors twice: never new work
             e.reject(Reason.REPLAYED, f"the same tensors as {seen}")
-            ctx.log(f"  {e.oracle}: rejected, replayed ({seen})")
+            fetched.step(f"{e.oracle}: rejected, replayed ({seen})")
             continue
         digests[digest] = f"round {ctx.round_id}, {e.oracle}"
         sub.path = path
         valid.append(sub)
+        fetched.step(f"{e.oracle}: {rate(e.delta_bytes, time.monotonic() - t0)}, well-formed, norm {e.norm:.3f}")
 
     geo = geometry([s.path for s in valid], ctx.expected) if valid else None
     few = len(valid) < 3  # no majority to point anywhere: no direction check
@@ -247,6 +255,7 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
     caught by one test or the other, never always by the same one (BENCHMARKS.md). Free riding when
     it changes nothing."""
     accepted = []
+    scored = Steps("scored", len(subs), ctx.log)
     for sub in subs:
         e = sub.entry
         alone = ctx.metrics(apply_delta(ctx.base, load_file(str(sub.path))))
@@ -255,7 +264,7 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
         e.loss_gain, e.gain_se = round(gain, METRIC_DECIMALS), round(se, METRIC_DECIMALS)
         if e.norm == 0 or alone["per_example"] == before["per_example"]:
             e.reject(Reason.FREE_RIDING, "the delta changes nothing")
-            ctx.log(f"  {e.oracle}: rejected, free riding")
+            scored.step(f"{e.oracle}: rejected, free riding")
             continue
         change = f"validation loss {-e.loss_gain:+.4f} +- {e.gain_se:.4f}"
         harmful = significantly_harmful(e.loss_gain, e.gain_se)
@@ -266,11 +275,11 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
             harmful = harmful or significantly_harmful(e.accuracy_gain, e.accuracy_gain_se)
         if harmful:
             e.reject(Reason.HARMFUL, f"{change} when applied alone: worse at the one-sided {HARMFUL_LEVEL} level (z {HARMFUL_Z})")
-            ctx.log(f"  {e.oracle}: rejected, harmful ({change})")
+            scored.step(f"{e.oracle}: rejected, harmful ({change})")
             continue
         e.accepted = True
         accepted.append(sub)
-        ctx.log(f"  {e.oracle}: accepted, {e.num_examples} examples, norm {e.norm:.3f}, {change} alone")
+        scored.step(f"{e.oracle}: accepted, {e.num_examples} examples, {change} alone")
     return accepted
 
 
@@ -366,10 +375,12 @@ def aggregate_round(protocol: Protocol, store: Store, ctx: RoundContext, reward_
     valid = screen(ctx, subs, protocol, store)
     accepted = score(ctx, valid, before)
     crashpoint("aggregator:downloaded")
+    ctx.log(f"round {ctx.round_id}: merging {len(accepted)} accepted deltas with {ctx.policy.strategy.name}")
+    t0 = time.monotonic()
     new_path, decided, merged, after, weights = merge(ctx, accepted)
     value(ctx, merged, weights)
     report = make_report(ctx, subs, merged, non_revealers, decided, before, after, reward_budget)
-    ctx.log(f"round {ctx.round_id}: merged {len(merged)} with {ctx.policy.strategy.name}; "
+    ctx.log(f"round {ctx.round_id}: merged {len(merged)} with {ctx.policy.strategy.name} in {time.monotonic() - t0:.1f} s; "
             f"validation loss {ctx.loss(before):.4f} -> {ctx.loss(after):.4f}")
     return RoundOutcome(new_path, report)
 

@@ -14,6 +14,7 @@ it committed, and never misses a reveal it could still make.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from dgpt.delta import compute_delta, save_with_feedback
 from dgpt.encoding import Encoding
 from dgpt.errors import DGPTError
 from dgpt.model import load_model, state_dict
+from dgpt.progress import rate
 from dgpt.node import Action, Node, Step, at
 from dgpt.report import Report
 from dgpt.store import Store
@@ -74,14 +76,14 @@ class OracleNode(Node):
                 self.journal.record(rid, committed=True)
                 self.log(f"round {rid}: committed to {j['delta_cid']}")
                 return Step(Action.COMMITTED, rid, j["delta_cid"])
-            return Step(Action.WAITING, rid, f"for the reveal window, opening after {at(info.commit_deadline)}")
+            return Step(Action.WAITING, rid, f"for the reveal window, opening after {at(info.commit_deadline)}", info.commit_deadline + 1)
         if now <= info.reveal_deadline and j.get("committed") and not j.get("revealed"):
             if p.submission(rid, me).status == Status.COMMITTED:
                 self.reveal(rid, j)
             self.journal.record(rid, revealed=True)
             self.log(f"round {rid}: revealed {j['delta_cid']}")
             return Step(Action.REVEALED, rid, j["delta_cid"])
-        return Step(Action.WAITING, rid, f"for the aggregator (reveals close at {at(info.reveal_deadline)})")
+        return Step(Action.WAITING, rid, f"for the aggregator (reveals close at {at(info.reveal_deadline)})", info.reveal_deadline)
 
     def settled(self) -> int:
         """Rounds whose reward is claimed (or that had nothing to claim)."""
@@ -92,8 +94,10 @@ class OracleNode(Node):
 
     def reveal(self, rid: int, j: dict) -> None:
         """Publish the delta in the store (idempotent), then reveal what was committed."""
+        t0 = time.monotonic()
         if self.store.put_file(j["delta_path"]) != j["delta_cid"]:
             raise DGPTError(f"round {rid}: {j['delta_path']} no longer has the committed CID {j['delta_cid']}")
+        self.log(f"round {rid}: delta uploaded, {rate(Path(j['delta_path']).stat().st_size, time.monotonic() - t0)}")
         self.store.pin(j["delta_cid"])
         crashpoint("oracle:stored")
         self.protocol.reveal(self.account, rid, j["delta_cid"], bytes.fromhex(j["salt"]), j["num_examples"])
@@ -112,7 +116,11 @@ class OracleNode(Node):
     def make_delta(self, rid: int, info) -> tuple[Path, int]:
         """Train on the round's base model and write the delta file; returns it and the example count."""
         task = TaskSpec.from_bytes(self.store.get_bytes(info.task_spec_cid, max_bytes=1 << 20))
-        bundle = load_model(self.store.cached(info.base_model_cid, self.cache))  # verified against the CID
+        t0, fresh = time.monotonic(), not (self.cache / f"{info.base_model_cid}.safetensors").exists()
+        base_path = self.store.cached(info.base_model_cid, self.cache)  # verified against the CID
+        if fresh:
+            self.log(f"round {rid}: base model fetched, {rate(base_path.stat().st_size, time.monotonic() - t0)}")
+        bundle = load_model(base_path)
         base = {k: v.clone() for k, v in state_dict(bundle.model).items()}
         examples = self.cfg.examples if task.phase == "finetune" else [Example(e.text) for e in self.cfg.examples]
         self.log(f"round {rid}: training ({task.phase}) on {len(examples)} examples")

@@ -166,3 +166,25 @@ def test_localnet_starts_a_chain_and_an_ipfs_daemon_and_stops_both(tmp_path):
         assert proc.wait(timeout=30) == 0
     assert port_is_free(chain_port) and port_is_free(ipfs_port)
     assert (tmp_path / "localnet" / "anvil-state.json").exists()  # a restart continues the same chain
+
+
+def test_put_and_get_draw_a_byte_bar_on_a_terminal_only(tmp_path, capsys, monkeypatch):
+    """`dgpt put` and `dgpt get -o` show progress by bytes on a terminal, and nothing otherwise
+    (a script reading their output gets the CID or the path alone)."""
+    import os
+
+    src = tmp_path / "weights.bin"
+    src.write_bytes(os.urandom(1_200_000))
+    home = ["--home", str(tmp_path / "home")]
+    assert dgpt_main(["put", str(src), *home]) == 0
+    out = capsys.readouterr()
+    cid = out.out.strip()
+    assert out.err == "" and cid.startswith("bafy")
+    monkeypatch.setattr("dgpt.progress.on_terminal", lambda quiet=False: True)
+    assert dgpt_main(["put", str(src), *home]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == cid and "adding weights.bin" in out.err and "1.14M" in out.err, out.err
+    assert dgpt_main(["get", cid, "-o", str(tmp_path / "back.bin"), *home]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == str(tmp_path / "back.bin") and f"fetching {cid[:16]}" in out.err and "1.14M" in out.err, out.err
+    assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()

@@ -31,3 +31,12 @@ def test_daemon_lines_carry_the_time_the_role_and_the_key(capsys):
     timestamped("oracle", "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65")("round 1: committed to bafy")
     line = capsys.readouterr().out.strip()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ oracle 0x15d34AAf: round 1: committed to bafy", line), line
+
+
+def test_a_wait_for_a_deadline_says_the_time_left_once():
+    from types import SimpleNamespace
+
+    node = Scripted([Step(Action.WAITING, 2, "for the reveal deadline, 10:00:00 UTC", 1_090)] * 2 + [Step(Action.DONE, 0, "plan complete")])
+    node.protocol = SimpleNamespace(chain=SimpleNamespace(now=lambda: 1_000))
+    node.run(poll=0)
+    assert node.lines == ["round 2: waiting (for the reveal deadline, 10:00:00 UTC): 90 s left", "done (plan complete): finished"]

@@ -61,6 +61,9 @@ class Net:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, data):
     net = Net(tmp_path_factory.mktemp("reference"), data)
+    net.logs = {"aggregator": [], "oracle": []}
+    net.agg.log = lambda *a: net.logs["aggregator"].append(" ".join(map(str, a)))
+    net.oracles[0].log = lambda *a: net.logs["oracle"].append(" ".join(map(str, a)))
     net.run()
     return net
 
@@ -83,6 +86,21 @@ def test_rounds_run_end_to_end_on_embedded_defaults(reference):
     for a in net.oracle_accounts:
         assert p.balance_of(a.address) == stake + earned[a.address]
     assert sum(earned.values()) > 0
+
+
+def test_the_daemons_log_each_transfer_and_each_scored_delta(reference):
+    """No long silence: a line per delta fetched and per delta scored (with the count and an ETA),
+    around the merge, and for every upload and download by bytes (issue 17)."""
+    agg, oracle = "\n".join(reference.logs["aggregator"]), "\n".join(reference.logs["oracle"])
+    for r in (1, 2):
+        assert re.search(rf"^round {r}: 2 revealed, 0 did not", agg, re.M), agg
+    mb = r"\d+\.\d\d MB in \d+\.\d s \(\d+\.\d MB/s\)"
+    assert len(re.findall(rf"^  fetched and checked 1/2 \(\d+\.\d s, ETA \d+ s\): 0x[0-9a-fA-F]{{40}}: {mb}, well-formed", agg, re.M)) == 2, agg
+    assert len(re.findall(r"^  scored 2/2 \(\d+\.\d s\): 0x[0-9a-fA-F]{40}: (accepted|rejected)", agg, re.M)) == 2, agg
+    assert len(re.findall(r"^round \d: merging \d accepted deltas with fedavg$", agg, re.M)) == 2, agg
+    assert len(re.findall(rf"^round \d: new model uploaded, {mb}$", agg, re.M)) == 2, agg
+    assert len(re.findall(rf"^round \d: delta uploaded, {mb}$", oracle, re.M)) == 2, oracle
+    assert len(re.findall(rf"^round \d: base model fetched, {mb}$", oracle, re.M)) == 2, oracle
 
 
 def test_oracles_send_the_default_encoding_and_status_counts_its_bytes(reference):

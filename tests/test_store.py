@@ -202,3 +202,14 @@ def test_a_dag_bomb_is_refused_within_its_block_budget(tmp_path):
     # an honest file that repeats one leaf (zeros) is fine
     zeros_file = store.put_bytes(bytes(3 * 262_144))
     assert store.get_bytes(zeros_file) == bytes(3 * 262_144)
+
+
+def test_the_embedded_store_reports_bytes_as_they_go(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    src = tmp_path / "model.bin"
+    src.write_bytes(content("progress", 700_000))
+    sent, got = [], []
+    cid = store.put_file(src, progress=sent.append)
+    assert cid == store.put_file(src) and sum(sent) == 700_000
+    store.get_file(cid, tmp_path / "back.bin", progress=got.append)
+    assert sum(got) == 700_000 and len(got) == 3  # one per 256 KiB leaf

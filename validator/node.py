@@ -19,7 +19,7 @@ from dgpt.audit import audit_round, recomputed_result
 from dgpt.chain.protocol import Outcome, Protocol
 from dgpt.errors import DGPTError
 from dgpt.chain.client import ContractRevert
-from dgpt.node import Action, Node, Step, decided_elsewhere
+from dgpt.node import Action, Node, Step, at, decided_elsewhere
 from dgpt.store import Store
 
 
@@ -66,7 +66,7 @@ class ValidatorNode(Node):
                 if not decided_elsewhere(exc):
                     raise
             return Step(Action.FINALIZED, rid, p.round(rid).state)
-        return Step(Action.WAITING, rid, "for the challenge window to close")
+        return Step(Action.WAITING, rid, f"for the challenge window to close at {at(info.challenge_deadline)}", info.challenge_deadline)
 
     def recompute(self, rid: int, info) -> tuple[bytes, bool, str]:
         """The hash of the result recomputed for the live proposal, whether it is the proposed one, and why."""

@@ -6,7 +6,7 @@ import io
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from multiformats import CID
 
@@ -36,9 +36,14 @@ class Store(ABC):
     def put_bytes(self, data: bytes, cid_version: int = 1) -> str:
         return self.put_stream(io.BytesIO(data), cid_version)
 
-    def put_file(self, path: str | Path, cid_version: int = 1) -> str:
+    def put_file(self, path: str | Path, cid_version: int = 1, progress: Callable[[int], None] | None = None) -> str:
+        """`progress(n)`, if given, hears of every n bytes read (negative when a retry starts over)."""
         with open(path, "rb") as f:
-            return self.put_stream(f, cid_version)
+            if progress is None:
+                return self.put_stream(f, cid_version)
+            from dgpt.progress import Counted
+
+            return self.put_stream(io.BufferedReader(Counted(f, progress)), cid_version)
 
     def get(self, cid: str, max_bytes: int | None = None, seconds: float | None = None) -> Iterator[bytes]:
         """Stream the file under `cid`; every block is checked against its hash as it arrives, and
@@ -48,8 +53,10 @@ class Store(ABC):
     def get_bytes(self, cid: str, max_bytes: int | None = None) -> bytes:
         return b"".join(self.get(cid, max_bytes))
 
-    def get_file(self, cid: str, path: str | Path, max_bytes: int | None = None, seconds: float | None = None) -> None:
-        """Write the file under `cid` to `path`; nothing is left at `path` if verification fails."""
+    def get_file(self, cid: str, path: str | Path, max_bytes: int | None = None, seconds: float | None = None,
+                 progress: Callable[[int], None] | None = None) -> None:
+        """Write the file under `cid` to `path`; nothing is left at `path` if verification fails.
+        `progress(n)`, if given, hears of every n verified bytes written."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
@@ -57,16 +64,18 @@ class Store(ABC):
             with open(tmp, "wb") as f:
                 for piece in self.get(cid, max_bytes, seconds):
                     f.write(piece)
+                    if progress is not None:
+                        progress(len(piece))
             tmp.replace(path)
         finally:
             tmp.unlink(missing_ok=True)
 
-
-    def cached(self, cid: str, directory: str | Path, suffix: str = ".safetensors") -> Path:
+    def cached(self, cid: str, directory: str | Path, suffix: str = ".safetensors",
+               progress: Callable[[int], None] | None = None) -> Path:
         """The file under `cid` in a local cache folder, fetched (and verified) on first use."""
         path = Path(directory) / f"{cid}{suffix}"
         if not path.exists():
-            self.get_file(cid, path)
+            self.get_file(cid, path, progress=progress)
         return path
 
 
