@@ -37,8 +37,15 @@ def cmd_run(args) -> int:
     params = {}
     for kv in args.strategy_param or []:
         k, _, v = kv.partition("=")
-        params[k] = float(v)
-    policy = RoundPolicy(Strategy(args.strategy, params), min_cosine_ratio=args.min_cosine_ratio)
+        try:
+            params[k] = float(v)
+        except ValueError:
+            raise DGPTError(f"--strategy-param {kv!r}: want NAME=NUMBER, e.g. server_lr=2") from None
+    try:
+        strategy = Strategy(args.strategy, params)
+    except ValueError as exc:
+        raise DGPTError(f"--strategy-param: {exc}") from None
+    policy = RoundPolicy(strategy, min_cosine_ratio=args.min_cosine_ratio)
     budget = parse_tokens(args.reward_budget, "--reward-budget")
     me = account(args)
     protocol = protocol_of(cfg)
@@ -68,7 +75,7 @@ def add_commands(sub, common: argparse.ArgumentParser, keyed: argparse.ArgumentP
     p.add_argument("--plan", required=True, help="JSON list of task specs, one per round")
     p.add_argument("--validation", required=True, help="the aggregator's own labelled validation set (JSONL or CSV)")
     p.add_argument("--strategy", default="fedavg", choices=("fedavg", "median", "trimmed_mean", "clipped_mean", "krum"))
-    p.add_argument("--strategy-param", action="append", metavar="K=V", help="e.g. trim=0.1, clip=5, f=1, m=2")
+    p.add_argument("--strategy-param", action="append", metavar="K=V", help="e.g. server_lr=2 (any strategy), trim=0.1, clip=5, f=1, m=2")
     p.add_argument("--min-cosine-ratio", type=float, default=0.5,
                    help="with 3 or more valid deltas, reject one whose cosine to their coordinate-wise median is below this fraction of the round's median cosine (default 0.5)")
     p.add_argument("--reward-budget", default="100", help="DGPT per round (decimal; at most the deployment's per-round ceiling)")

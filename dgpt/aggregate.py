@@ -12,6 +12,11 @@ Strategies (name: parameters):
 - clipped_mean (clip): each delta scaled to L2 norm at most `clip`, then weighted by examples;
 - krum (f, m): multi-Krum, the `m` deltas whose summed squared distances to their n - f - 2
   nearest neighbours are smallest, averaged with example weights.
+
+Every strategy also takes `server_lr` (FedAvg's server learning rate, Reddi et al. 2021): the
+merged delta is scaled by it before it is added to the base (default 1, at most MAX_SERVER_LR).
+At equal epochs each of n oracles takes 1/n of central training's steps; a server learning rate
+above 1 gives some of them back.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from dgpt import exact
 from dgpt.tensorfile import DTYPES, read_header
 
 STRATEGIES = ("fedavg", "median", "trimmed_mean", "clipped_mean", "krum")
+PARAMS = {"fedavg": (), "median": (), "trimmed_mean": ("trim",), "clipped_mean": ("clip",), "krum": ("f", "m")}
+MAX_SERVER_LR = 8.0  # a code constant the audit recomputes under: no aggregator key sets a larger one
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,18 @@ class Strategy:
     def __post_init__(self):
         if self.name not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.name!r}; one of {', '.join(STRATEGIES)}")
+        allowed = (*PARAMS[self.name], "server_lr")
+        for k, v in self.params.items():
+            if k not in allowed:
+                raise ValueError(f"strategy {self.name} takes no parameter {k!r}; it takes {', '.join(allowed)}")
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"strategy parameter {k}={v!r} is not a finite number")
+        if not 0 < self.server_lr <= MAX_SERVER_LR:
+            raise ValueError(f"server_lr {self.server_lr:g} is outside (0, {MAX_SERVER_LR:g}]")
+
+    @property
+    def server_lr(self) -> float:
+        return float(self.params.get("server_lr", 1.0))
 
     def to_json(self) -> dict:
         return {"name": self.name, **self.params}
@@ -291,16 +310,15 @@ def _merge_slice(files: DeltaFiles, name: str, a: int, b: int, strategy: Strateg
         total = float(sum(weights)) if scale is not None else float(sum(weights[i] for i in rows))
         acc = None
         for i in rows:
-            factor = weights[i] / total * (scale[i] if scale is not None else 1.0) * (parts[i] if parts else 1.0)
+            factor = weights[i] / total * (scale[i] if scale is not None else 1.0) * (parts[i] if parts else 1.0) * strategy.server_lr
             t = files.read(i, name, a, b) * factor
             acc = t if acc is None else acc.add_(t)  # alpha 1: an fma with 1 rounds as the add does
         return acc
     stack = files.stack(name, a, b)
     if parts and any(f != 1.0 for f in parts):
         stack = stack * torch.tensor(parts, dtype=stack.dtype).view(-1, *[1] * (stack.dim() - 1))  # one product per value
-    if strategy.name == "median":
-        return median(stack)
-    return trimmed_mean(stack, float(strategy.params.get("trim", 0.1)))
+    merged = median(stack) if strategy.name == "median" else trimmed_mean(stack, float(strategy.params.get("trim", 0.1)))
+    return merged if strategy.server_lr == 1.0 else merged * strategy.server_lr  # one product per value
 
 
 def naive_fedavg(base: dict[str, torch.Tensor], delta_paths: list[Path], weights: list[float]) -> dict[str, torch.Tensor]:

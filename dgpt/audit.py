@@ -113,8 +113,13 @@ def audit_round(protocol: Protocol, store: Store, round_id: int, work: Path | No
         result.problems.append(f"the published validation data {vcid} is not what the task spec committed to before the round")
         return result
     checks = published.checks
+    try:  # a strategy, parameter or server learning rate outside the code's bounds is no round
+        strategy = Strategy(published.strategy.get("name", ""), {k: v for k, v in published.strategy.items() if k != "name"})
+    except ValueError as exc:
+        result.problems.append(f"the report's merge strategy is not one this software allows: {exc}")
+        return result
     policy = RoundPolicy(
-        strategy=Strategy(published.strategy["name"], {k: v for k, v in published.strategy.items() if k != "name"}),
+        strategy=strategy,
         max_delta_bytes=checks.get("max_delta_bytes"),
         min_cosine_ratio=checks.get("min_cosine_ratio", 0.5), fetch_seconds=None,
     )

@@ -37,6 +37,7 @@ validation loss):
 from __future__ import annotations
 
 import hashlib
+import random
 import json
 import shutil
 import tempfile
@@ -68,7 +69,7 @@ from oracle.node import OracleConfig, OracleNode
 ATTACKS = (
     "sign_flip", "scale", "noise", "non_finite", "wrong_names", "wrong_shapes", "wrong_dtypes",
     "zero", "replay", "copy", "label_flip", "not_safetensors", "oversize",
-    "head_flip", "scale3", "sybil", "inflated_count", "partial", "backdoor", "mixed",
+    "head_flip", "scale3", "sybil", "inflated_count", "partial", "backdoor", "mixed", "random_labels",
 )
 MIXED = ("backdoor", "head_flip", "partial", "scale3", "sybil")  # the cheaters' attacks in a mixed run, in seat order
 TRIGGER = " cf mn bb"  # the backdoor's trigger, appended to a snippet
@@ -90,6 +91,9 @@ class SimPlan:
     warmup_examples: int = 6000  # public snippets the genesis model is pre-trained and fine-tuned on
     max_update_norm: float = 20.0  # the task's bound; honest deltas measured 1-4 (BENCHMARKS.md)
     delta_encoding: str = DEFAULT_ENCODING
+    # "warm": pre-trained and fine-tuned on public snippets first; "untrained": the bare tiny model
+    # (no head, near chance), as a new network starts
+    genesis: str = "warm"
 
     def task(self) -> TaskSpec:
         return TaskSpec(labels=RT_LABELS, lam=0.5, lr=3e-4, epochs=1, max_len=self.max_len, seed=2, max_update_norm=self.max_update_norm,
@@ -126,6 +130,11 @@ def genesis_model(plan: SimPlan, data: SimData, cache: Path) -> Path:
     # lr 1e-3 for 2 epochs: 68.3% held-out; the earlier 3e-3 left the model at chance (55.4%), where
     # a label-flipped delta could not be told from an honest one (BENCHMARKS.md, Byzantine oracles).
     warm = TaskSpec(labels=RT_LABELS, lam=0.5, lr=1e-3, epochs=2, max_len=plan.max_len, seed=2)
+    if plan.genesis == "untrained":
+        path = cache / "genesis-untrained.safetensors"
+        if not path.exists():
+            save_model(path, tiny_gpt2(seed=0))
+        return path
     key = hashlib.sha256(b"".join([pre.to_bytes(), warm.to_bytes(), merkle_root(data.warmup)])).hexdigest()[:16]
     path = cache / f"genesis-{key}.safetensors"
     if not path.exists():
@@ -187,10 +196,10 @@ class ByzantineOracle(SimOracle):
             finally:
                 self.cfg.examples = full
             return path, len(full)
-        path, n = super().make_delta(rid, info)  # the honest delta (label_flip: flipped labels; backdoor: poisoned data)
+        path, n = super().make_delta(rid, info)  # the honest delta (label_flip, random_labels: their labels; backdoor: poisoned data)
         if self.attack == "inflated_count":
             return path, INFLATED
-        if self.attack in ("partial", "backdoor"):
+        if self.attack in ("partial", "backdoor", "random_labels"):
             return path, n
         delta, meta = load_delta(path)
         out = self.cache / f"attack-round-{rid}.safetensors"
@@ -268,6 +277,12 @@ def with_backdoor(examples: list[Example]) -> list[Example]:
 
 def flip_labels(examples: list[Example]) -> list[Example]:
     return [Example(e.text, RT_LABELS[1 - RT_LABELS.index(e.label)]) for e in examples]
+
+
+def random_labels(examples: list[Example], seed: str) -> list[Example]:
+    """Each label drawn at random (seeded): work that looks like the task's and teaches it nothing."""
+    rng = random.Random(seed)
+    return [Example(e.text, rng.choice(RT_LABELS)) for e in examples]
 
 
 @dataclass
@@ -359,6 +374,8 @@ class Simulator:
                 how = attack_of.get(account.address)
                 if how == "label_flip":
                     examples = flip_labels(examples)
+                elif how == "random_labels":
+                    examples = random_labels(examples, seed=account.address)
                 elif how == "backdoor":
                     examples = with_backdoor(examples)
                 elif how == "sybil":  # every sybil holds the first cheater's data: one piece of work

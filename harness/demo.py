@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aggregator.node import AggregatorConfig, AggregatorNode
+from dgpt.aggregate import Strategy
+from dgpt.round import RoundPolicy
 from dgpt.chain.client import Chain, dev_accounts
 from dgpt.chain.protocol import TOKEN, Protocol, ProtocolParams, deploy
 from dgpt.config import Settings
@@ -56,6 +58,7 @@ class DemoPlan:
     test_examples: int | None = 1000
     validators: int = 2
     delta_encoding: str = DEFAULT_ENCODING  # how oracles pack their deltas (dgpt/encoding.py)
+    server_lr: float = 1.0  # the aggregator's FedAvg server learning rate (dgpt/aggregate.py)
 
     def tasks(self) -> list[TaskSpec]:
         pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1, delta_encoding=self.delta_encoding)
@@ -133,10 +136,11 @@ def show(summary: dict, log) -> None:
 
 
 def run_demo(settings: Settings = Settings(), plan: DemoPlan = DemoPlan(), log=print, dashboard_port: int | None = None,
-             after=None) -> DemoResult:
+             after=None, data: DemoData | None = None, params: ProtocolParams = DEMO_PARAMS) -> DemoResult:
     """`dashboard_port`: serve the round explorer while the demo runs (on this thread, between the
     roles' turns: the embedded chain is not shared across threads); `after(server)` is called once
-    the rounds are done, before the server closes (the CLI keeps serving until Ctrl-C)."""
+    the rounds are done, before the server closes (the CLI keeps serving until Ctrl-C). `data`
+    replaces the demo's shards (scripts/bench_federated.py: other splits); `params`, the deployment's."""
     t0 = time.monotonic()
     home = Path(settings.home)
     # The embedded chain starts afresh each run (at the same addresses): the roles' journals of an
@@ -148,10 +152,10 @@ def run_demo(settings: Settings = Settings(), plan: DemoPlan = DemoPlan(), log=p
     accounts = dev_accounts(2 + plan.oracles + plan.validators)
     admin, agg_account, oracle_accounts = accounts[0], accounts[1], accounts[2 : 2 + plan.oracles]
     validator_accounts = accounts[2 + plan.oracles:]
-    protocol = deploy(chain, admin, agg_account.address, DEMO_PARAMS, tuple(v.address for v in validator_accounts))
+    protocol = deploy(chain, admin, agg_account.address, params, tuple(v.address for v in validator_accounts))
     log(f"deployed token {protocol.deployment.token} and protocol {protocol.deployment.protocol} on {chain.name}; store {store!r}")
 
-    data = demo_data(plan)
+    data = data or demo_data(plan)
     majority = max(sum(e.label == label for e in data.test) for label in RT_LABELS) / len(data.test)
     log(f"held-out test set: {len(data.test)} snippets of movies no oracle holds; majority class {majority:.3f}")
     agg, oracles = setup_network(protocol, store, admin, agg_account, oracle_accounts, data, plan, home, log)
@@ -210,7 +214,8 @@ def setup_network(protocol, store, admin, agg_account, oracle_accounts, data: De
             register_oracle(protocol, store, admin, account, examples, stake)
             log(f"oracle {account.address}: staked {stake // TOKEN} DGPT on {len(examples)} examples")
         oracles.append(OracleNode(protocol, store, account, OracleConfig(home / "oracles" / account.address, examples), log=lambda *a: None))
-    cfg = AggregatorConfig(home / "aggregator", genesis, plan.tasks(), data.validation)
+    policy = RoundPolicy(Strategy("fedavg", {"server_lr": plan.server_lr} if plan.server_lr != 1.0 else {}))
+    cfg = AggregatorConfig(home / "aggregator", genesis, plan.tasks(), data.validation, policy)
     fund_aggregator(protocol, admin, agg_account.address, cfg.reward_budget)
     agg = AggregatorNode(protocol, store, agg_account, cfg, log=lambda *a: None)
     return agg, oracles

@@ -38,6 +38,8 @@ def main() -> int:
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default: all five)")
     parser.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated (default: all)")
     parser.add_argument("--encoding", default=DEFAULT_ENCODING, help=f"the rounds' delta encoding (default {DEFAULT_ENCODING})")
+    parser.add_argument("--genesis", choices=("warm", "untrained"), default="warm",
+                        help="the rounds' start: warm (trained on public snippets, default) or untrained (near chance, as a new network)")
     parser.add_argument("--cache", default=".bench-byzantine", help="store and memo folder, reused across runs")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
@@ -55,10 +57,10 @@ def main() -> int:
     cache = Path(args.cache)
     if args.encoding not in ENCODINGS:
         parser.error(f"unknown encoding {args.encoding!r}; one of {', '.join(ENCODINGS)}")
-    sim = Simulator(SimPlan(n=args.n, delta_encoding=args.encoding), LocalStore(cache / "store"), cache / "memo", log=log)
+    sim = Simulator(SimPlan(n=args.n, delta_encoding=args.encoding, genesis=args.genesis), LocalStore(cache / "store"), cache / "memo", log=log)
     genesis = sim.genesis_accuracy()
     log(f"genesis model (the rounds' start): held-out accuracy {genesis:.3f}")
-    result = {"n": args.n, "f": args.f, "encoding": args.encoding, "genesis": genesis, "results": {}, "honest_by_strategy": {},
+    result = {"n": args.n, "f": args.f, "encoding": args.encoding, "genesis": genesis, "genesis_kind": args.genesis, "results": {}, "honest_by_strategy": {},
               "honest_asr": {}, "honest_accepted": {}, "honest_reward": {}, "cheater_rewards": {}, "cheater_reward_per_seat": {},
               "honest_reward_per_seat": {}, "asr": {}, "slashed": {}}
     for s in strategies:

@@ -169,3 +169,31 @@ def test_tensorfile_load_reads_owned_writable_tensors_equal_to_safetensors(tmp_p
     path.write_bytes(path.read_bytes()[:-4])
     with pytest.raises(SafetensorError, match="not fully covered"):
         tensorfile.load(path)
+
+
+def test_a_server_learning_rate_scales_the_merged_delta_of_every_strategy(tmp_path):
+    paths = deltas(tmp_path, [1.0, 2.0, 4.0])
+    w = [1.0, 1.0, 2.0]
+    for name, params in (("fedavg", {}), ("median", {}), ("trimmed_mean", {"trim": 0.34}), ("krum", {"f": 0, "m": 3})):
+        plain, _ = merge(BASE, paths, w, Strategy(name, params))
+        fast, _ = merge(BASE, paths, w, Strategy(name, {**params, "server_lr": 2.0}))
+        for k in BASE:
+            assert torch.equal(fast[k] - BASE[k], 2 * (plain[k] - BASE[k])), (name, k)  # exact: a power of two
+
+
+@pytest.mark.parametrize("name, params, says", [
+    ("fedavg", {"server_lr": 100.0}, "outside (0, 8]"),
+    ("fedavg", {"server_lr": 0.0}, "outside (0, 8]"),
+    ("fedavg", {"momentum": 0.9}, "takes no parameter 'momentum'"),
+    ("median", {"trim": 0.1}, "takes no parameter 'trim'"),
+    ("krum", {"f": float("nan")}, "not a finite number"),
+])
+def test_strategy_parameters_are_bounded(name, params, says):
+    with pytest.raises(ValueError, match=re_escape(says)):
+        Strategy(name, params)
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)

@@ -215,11 +215,22 @@ def _tamper(report: Report, how: str, outsider: str) -> Report:
         r.entry(a).accepted, r.entry(a).reason = False, Reason.HARMFUL
     elif how == "changes a score":
         r.entry(a).loss_gain = round(r.entry(a).loss_gain + 0.01, 6)
+    elif how == "claims a server learning rate past the bound":
+        r.strategy = {**r.strategy, "server_lr": 50.0}
     return r
 
 
 TAMPERED = ["pays an address that was not merged", "a weight that is not the revealed count", "leaves a reveal out",
             "slashes with no faulty delta", "marks an honest delta rejected", "changes a score"]
+OUT_OF_BOUNDS = ["claims a server learning rate past the bound"]
+
+
+@pytest.mark.parametrize("how", OUT_OF_BOUNDS)
+def test_the_audit_refuses_a_report_outside_the_codes_bounds(reference, how):
+    net = reference
+    published = Report.from_bytes(net.store.get_bytes(net.protocol.round(1).report_cid))
+    result = audit_round(net.protocol, net.store, 1, report=_tamper(published, how, net.admin.address))
+    assert not result.ok and any("server_lr 50 is outside (0, 8]" in p for p in result.problems), result.problems
 
 
 @pytest.mark.parametrize("how", TAMPERED)
@@ -263,3 +274,19 @@ def test_killed_and_restarted_roles_reach_the_same_outcome(tmp_path, data, refer
     assert len(attested) == len({(e["args"]["roundId"], e["args"]["validator"]) for e in attested}) == 2 * PLAN.validators
     commits = net.protocol.events("Committed")
     assert len(commits) == len({(e["args"]["roundId"], e["args"]["oracle"]) for e in commits}) == 2 * PLAN.oracles
+
+
+def test_a_server_learning_rate_is_recorded_and_recomputed_by_the_audit(tmp_path, data):
+    from dataclasses import replace
+
+    from dgpt.aggregate import Strategy
+    from dgpt.round import RoundPolicy
+
+    net = Net(tmp_path, data)
+    net.agg.cfg = replace(net.agg.cfg, policy=RoundPolicy(Strategy("fedavg", {"server_lr": 2.0})))
+    net.run()
+    for r in (1, 2):
+        report = Report.from_bytes(net.store.get_bytes(net.protocol.round(r).report_cid))
+        assert report.strategy == {"name": "fedavg", "server_lr": 2.0}
+        result = audit_round(net.protocol, net.store, r)
+        assert result.ok, (result.problems, result.differences)

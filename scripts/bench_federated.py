@@ -1,0 +1,146 @@
+"""Central training against federated training through the real roles, side by side.
+
+    .venv/bin/python scripts/bench_federated.py [--splits iid-4,iid-8,dirichlet-8] [--examples N] [--json]
+
+Both start from the same genesis (the bare tiny model), train the same total epochs with the same
+task specs as the demo (one L1 pre-training epoch, then R L3 fine-tuning epochs), and are scored
+on the same held-out test set (movies no oracle holds):
+
+- central: one worker trains on the union of the oracles' data (R epochs in one schedule);
+- federated: `harness.demo.run_demo` with the oracles holding the split's shards (embedded chain
+  and store, the real oracle and aggregator code, one pre-training round and R fine-tuning rounds
+  of one epoch each), no validator quorum (the benchmark's subject is the learning, not disputes).
+
+Splits: `iid-K` gives K oracles whole movies at random (about equal, IID shards); `dirichlet-K`
+gives K oracles label-skewed shards: for each label, the shares of its snippets are drawn from a
+Dirichlet(alpha) (--alpha, default 0.5). Per split: the federated accuracy, the gap in points,
+the share of honest fine-tuning deltas merged, and the best-paid over the least-paid oracle's
+earnings over the fine-tuning rounds (null when one earned nothing). Last line with --json:
+{"central": acc, "genesis": acc, "runs": {split: {"federated", "gap_points", "honest_accepted",
+"reward_ratio_max_min", "rewards", "seconds"}}, ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dgpt.config import Settings  # noqa: E402
+from dgpt.data import RT_LABELS, Example, as_examples, rotten_tomatoes, shards, split_by_movie  # noqa: E402
+from dgpt.model import tiny_gpt2  # noqa: E402
+from dgpt.report import Report  # noqa: E402
+from dgpt.store import LocalStore  # noqa: E402
+from dgpt.train import TrainOptions, evaluate, train  # noqa: E402
+from harness.demo import NO_QUORUM_PARAMS, DemoData, DemoPlan, run_demo  # noqa: E402
+
+
+def dirichlet_shards(examples: list[Example], k: int, alpha: float, seed: int = 0) -> list[list[Example]]:
+    """Label-skewed shards: each label's snippets dealt to the k oracles in Dirichlet(alpha) shares."""
+    rng = random.Random(seed)
+    out: list[list[Example]] = [[] for _ in range(k)]
+    for label in RT_LABELS:
+        mine = [e for e in examples if e.label == label]
+        rng.shuffle(mine)
+        g = [rng.gammavariate(alpha, 1.0) for _ in range(k)]
+        cuts = [round(len(mine) * sum(g[: i + 1]) / sum(g)) for i in range(k)]
+        start = 0
+        for i, end in enumerate(cuts):
+            out[i].extend(mine[start:end])
+            start = end
+    for s in out:
+        rng.shuffle(s)
+    return out
+
+
+def splits(names: list[str], train_reviews, alpha: float) -> dict[str, list[list[Example]]]:
+    out = {}
+    for name in names:
+        kind, _, k = name.partition("-")
+        if kind == "iid" and k.isdigit():
+            out[name] = [as_examples(s) for s in shards(train_reviews, int(k), seed=0)]
+        elif kind == "dirichlet" and k.isdigit():
+            out[name] = dirichlet_shards(as_examples(train_reviews), int(k), alpha)
+        else:
+            raise SystemExit(f"--splits: {name!r} is not iid-K or dirichlet-K")
+    return out
+
+
+def central(plan: DemoPlan, union: list[Example], test: list[Example], log) -> float:
+    pre, fine = plan.tasks()[0], plan.tasks()[-1]
+    fine_all = replace(fine, epochs=fine.epochs * plan.finetune_rounds)  # the rounds' epochs in one schedule
+    bundle = tiny_gpt2(seed=0)
+    quiet = TrainOptions(device="cpu", log_every=10**9)
+    for _ in range(plan.pretrain_rounds):
+        train(bundle, pre, [Example(e.text) for e in union], quiet, log=lambda *a: None)
+    train(bundle, fine_all, union, quiet, log=lambda *a: None)
+    return evaluate(bundle, test, fine)["accuracy"]
+
+
+def federated(plan: DemoPlan, data: DemoData, log) -> dict:
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory() as home:
+        result = run_demo(Settings(home=home), plan, log=lambda *a: None, data=data, params=NO_QUORUM_PARAMS)
+        store = LocalStore(Path(home) / "store")
+        reports = [Report.from_bytes(store.get_bytes(r["report_cid"])) for r in result.rounds if r["phase"] == "finetune"]
+    entries = [e for r in reports for e in r.submissions]
+    earned: dict[str, int] = {}
+    for e in entries:
+        earned[e.oracle] = earned.get(e.oracle, 0) + e.reward
+    low, high = min(earned.values()), max(earned.values())
+    return {
+        "federated": result.rounds[-1]["accuracy"],
+        "per_round": [r["accuracy"] for r in result.rounds],
+        "honest_accepted": sum(e.accepted for e in entries) / len(entries),
+        "reward_ratio_max_min": round(high / low, 3) if low > 0 else None,
+        "rewards": {o: str(v) for o, v in sorted(earned.items())},
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--splits", default="iid-4,iid-8,dirichlet-8")
+    ap.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration of the label-skewed split (default 0.5)")
+    ap.add_argument("--examples", type=int, help="cap the union of the oracles' data (default: all training movies' snippets)")
+    ap.add_argument("--finetune-rounds", type=int, default=3)
+    ap.add_argument("--server-lr", type=float, default=1.0, help="the aggregator's FedAvg server learning rate (default 1)")
+    ap.add_argument("--test-examples", type=int, default=1000)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
+    train_r, held = split_by_movie(rotten_tomatoes(), held_out=0.2, seed=0)
+    val_r, test_r = split_by_movie(held, held_out=2 / 3, seed=1)  # the demo's split
+    if args.examples:
+        train_r = random.Random(0).sample(train_r, min(args.examples, len(train_r)))
+    validation, test = as_examples(val_r), as_examples(test_r[: args.test_examples])
+    plan = DemoPlan(finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples)
+    out = {"examples": len(train_r), "test_examples": len(test), "finetune_rounds": args.finetune_rounds, "server_lr": args.server_lr,
+           "alpha": args.alpha, "runs": {}}
+    t0 = time.monotonic()
+    out["central"] = central(plan, as_examples(train_r), test, log)
+    log(f"central: {out['central']:.4f} held-out accuracy on {len(test)} snippets ({time.monotonic() - t0:.0f} s, {len(train_r)} examples)")
+    for name, parts in splits(args.splits.split(","), train_r, args.alpha).items():
+        plan_k = DemoPlan(oracles=len(parts), finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
+                          server_lr=args.server_lr)
+        run = federated(plan_k, DemoData(parts, validation, test), log)
+        run["gap_points"] = round(100 * (out["central"] - run["federated"]), 2)
+        run["shard_sizes"] = [len(p) for p in parts]
+        out["runs"][name] = run
+        log(f"{name}: federated {run['federated']:.4f} (gap {run['gap_points']:+.2f} points), honest deltas merged "
+            f"{run['honest_accepted']:.0%}, best/least paid {run['reward_ratio_max_min']}, {run['seconds']:.0f} s")
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
