@@ -48,7 +48,6 @@ DEV_MNEMONIC = "test test test test test test test test test test test junk"
 PAGE_BLOCKS = 2_000  # block range per eth_getLogs request; public nodes cap ranges about there
 
 
-
 class _Payment:
     """A plain value transfer, shaped like a contract call for `Chain._send` (estimate, then send)."""
 
@@ -248,7 +247,9 @@ class Chain:
                 # (automine, no block time) the latest block's time stands still until the next
                 # transaction, so a deadline that has passed in time would still look open to it.
                 tx = call.build_transaction({"from": account.address, "nonce": nonce, "chainId": self.chain_id, "gas": 0})
-                fees = ("gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas")  # as web3 estimates: the gas alone
+                # Without the fee fields, as web3 itself estimates: with them a node caps the gas at
+                # what the balance pays for, and an empty key would read as out of gas, not of funds.
+                fees = ("gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas")
                 tx["gas"] = self.w3.eth.estimate_gas({k: v for k, v in tx.items() if k not in fees},
                                                      None if self.is_embedded else "pending")
             except (*_REVERTS, UnicodeDecodeError) as exc:
