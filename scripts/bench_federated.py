@@ -114,6 +114,8 @@ def main() -> int:
     ap.add_argument("--finetune-rounds", type=int, default=3)
     ap.add_argument("--server-lr", type=float, default=1.0, help="the aggregator's FedAvg server learning rate (default 1)")
     ap.add_argument("--test-examples", type=int, default=1000)
+    ap.add_argument("--central-accuracy", type=float,
+                    help="reuse the central figure of an earlier run with the same --examples, --finetune-rounds and --test-examples")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
@@ -126,7 +128,8 @@ def main() -> int:
     out = {"examples": len(train_r), "test_examples": len(test), "finetune_rounds": args.finetune_rounds, "server_lr": args.server_lr,
            "alpha": args.alpha, "runs": {}}
     t0 = time.monotonic()
-    out["central"] = central(plan, as_examples(train_r), test, log)
+    out["central"] = args.central_accuracy if args.central_accuracy is not None else central(plan, as_examples(train_r), test, log)
+    out["central_reused"] = args.central_accuracy is not None
     log(f"central: {out['central']:.4f} held-out accuracy on {len(test)} snippets ({time.monotonic() - t0:.0f} s, {len(train_r)} examples)")
     for name, parts in splits(args.splits.split(","), train_r, args.alpha).items():
         plan_k = DemoPlan(oracles=len(parts), finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
