@@ -116,10 +116,10 @@ class OracleNode(Node):
     def make_delta(self, rid: int, info) -> tuple[Path, int]:
         """Train on the round's base model and write the delta file; returns it and the example count."""
         task = TaskSpec.from_bytes(self.store.get_bytes(info.task_spec_cid, max_bytes=1 << 20))
-        t0, fresh = time.monotonic(), not (self.cache / f"{info.base_model_cid}.safetensors").exists()
-        base_path = self.store.cached(info.base_model_cid, self.cache)  # verified against the CID
-        if fresh:
-            self.log(f"round {rid}: base model fetched, {rate(base_path.stat().st_size, time.monotonic() - t0)}")
+        t0, fetched = time.monotonic(), []
+        base_path = self.store.cached(info.base_model_cid, self.cache, progress=fetched.append)  # verified against the CID
+        if fetched:  # not already in the cache
+            self.log(f"round {rid}: base model fetched, {rate(sum(fetched), time.monotonic() - t0)}")
         bundle = load_model(base_path)
         base = {k: v.clone() for k, v in state_dict(bundle.model).items()}
         examples = self.cfg.examples if task.phase == "finetune" else [Example(e.text) for e in self.cfg.examples]
