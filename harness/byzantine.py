@@ -91,8 +91,9 @@ class SimPlan:
     warmup_examples: int = 6000  # public snippets the genesis model is pre-trained and fine-tuned on
     max_update_norm: float = 20.0  # the task's bound; honest deltas measured 1-4 (BENCHMARKS.md)
     delta_encoding: str = DEFAULT_ENCODING
-    # "warm": pre-trained and fine-tuned on public snippets first; "untrained": the bare tiny model
-    # (no head, near chance), as a new network starts
+    # "warm": pre-trained and fine-tuned on public snippets first; "pretrained": L1 pre-training on
+    # them only (no head, near chance), the model a new network's first fine-tuning round gets from
+    # its pre-training round; "untrained": the bare tiny model (no head, no pre-training)
     genesis: str = "warm"
 
     def task(self) -> TaskSpec:
@@ -135,13 +136,14 @@ def genesis_model(plan: SimPlan, data: SimData, cache: Path) -> Path:
         if not path.exists():
             save_model(path, tiny_gpt2(seed=0))
         return path
-    key = hashlib.sha256(b"".join([pre.to_bytes(), warm.to_bytes(), merkle_root(data.warmup)])).hexdigest()[:16]
+    stages = [pre] if plan.genesis == "pretrained" else [pre, warm]
+    key = hashlib.sha256(b"".join([*(t.to_bytes() for t in stages), merkle_root(data.warmup)])).hexdigest()[:16]
     path = cache / f"genesis-{key}.safetensors"
     if not path.exists():
         bundle = tiny_gpt2(seed=0)
-        quiet = dict(log=lambda *a: None)
-        train(bundle, pre, [Example(e.text) for e in data.warmup], TrainOptions(device="cpu", log_every=10**9), **quiet)
-        train(bundle, warm, data.warmup, TrainOptions(device="cpu", log_every=10**9), **quiet)
+        for task in stages:
+            examples = data.warmup if task.phase == "finetune" else [Example(e.text) for e in data.warmup]
+            train(bundle, task, examples, TrainOptions(device="cpu", log_every=10**9), log=lambda *a: None)
         save_model(path.with_suffix(".tmp"), bundle)
         path.with_suffix(".tmp").rename(path)
     return path
@@ -350,8 +352,12 @@ class Simulator:
         self.metrics_memo: dict[str, dict] = {}
 
     def genesis_accuracy(self) -> float:
-        """Held-out test accuracy of the model the rounds start from."""
-        return evaluate(load_model(self.genesis), self.data.test, self.plan.task())["accuracy"]
+        """Held-out test accuracy of the model the rounds start from. A head-less (untrained) genesis
+        scores as the aggregator scores it, a zero head: every class tied, the first one predicted."""
+        acc = evaluate(load_model(self.genesis), self.data.test, self.plan.task())["accuracy"]
+        if acc is None:
+            acc = sum(e.label == RT_LABELS[0] for e in self.data.test) / len(self.data.test)
+        return acc
 
     def run(self, strategy: Strategy, attack: str | None = None, f: int = 0, honest_only: bool = False) -> RunResult:
         """N oracles, the last f cheating with `attack`; honest_only: the cheaters' seats stay empty."""

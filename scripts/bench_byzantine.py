@@ -38,8 +38,9 @@ def main() -> int:
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default: all five)")
     parser.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated (default: all)")
     parser.add_argument("--encoding", default=DEFAULT_ENCODING, help=f"the rounds' delta encoding (default {DEFAULT_ENCODING})")
-    parser.add_argument("--genesis", choices=("warm", "untrained"), default="warm",
-                        help="the rounds' start: warm (trained on public snippets, default) or untrained (near chance, as a new network)")
+    parser.add_argument("--genesis", choices=("warm", "pretrained", "untrained"), default="warm",
+                        help="the rounds' start: warm (pre-trained and fine-tuned on public snippets, default), pretrained (L1 on "
+                             "them only: no head, near chance, as a new network's first fine-tuning round) or untrained (the bare model)")
     parser.add_argument("--cache", default=".bench-byzantine", help="store and memo folder, reused across runs")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dgpt.data import RT_LABELS
 from dgpt.aggregate import Strategy
 from dgpt.report import Reason
 from dgpt.store.local import LocalStore
@@ -133,3 +134,12 @@ def test_copies_from_two_addresses_share_one_contribution(sim):
 def test_work_on_a_tenth_of_the_data_earns_a_fraction(sim):
     run = sim.run(Strategy(), "partial", f=2)
     assert per_seat_round(run, run.cheaters) < 0.5 * per_seat_round(run, honest_of(run))
+
+
+def test_a_headless_genesis_scores_as_a_zero_head(tmp_path):
+    """A new network's genesis has no head: the bench printed its accuracy as None and crashed. It
+    scores as the aggregator scores it, every class tied and the first predicted."""
+    plan = SimPlan(genesis="untrained", test_examples=200)
+    sim = Simulator(plan, LocalStore(tmp_path / "store"), tmp_path / "memo", log=lambda *a: None)
+    share = sum(e.label == RT_LABELS[0] for e in sim.data.test) / len(sim.data.test)
+    assert sim.genesis_accuracy() == share and 0 < share < 1
