@@ -346,15 +346,18 @@ def build_model(
     labels: tuple[str, ...],
     out_path: Path,
     part_scale: list[dict[str, float]] | None = None,
+    head_seed: int = 0,
 ) -> dict:
     """Write base + merged deltas as a model file; the same inputs give the same bytes (and CID).
-    Shared by the aggregator and `dgpt audit`."""
-    from dgpt.model import hidden_size, read_state, write_state
+    A head-less base that fine-tuning deltas are merged into starts from the task's initial head
+    (`head_seed`: the task's seed), as the oracles did. Shared by the aggregator and `dgpt audit`."""
+    from dgpt.model import hidden_size, initial_head, read_state, write_state
 
     base, meta = read_state(base_path)
-    new_shapes = {"head.weight": (len(labels), hidden_size(meta))} if labels and "head.weight" not in base else {}
     if delta_paths:
-        state, decided = merge(base, delta_paths, weights, strategy, norms, new_shapes, inplace=True, part_scale=part_scale)
+        if labels and "head.weight" not in base:
+            base["head.weight"] = initial_head(len(labels), hidden_size(meta), head_seed)
+        state, decided = merge(base, delta_paths, weights, strategy, norms, inplace=True, part_scale=part_scale)
     else:
         state, decided = base, {}
     model_labels = labels if "head.weight" in state else tuple(json.loads(meta.get("labels", "[]")))

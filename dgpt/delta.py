@@ -1,7 +1,8 @@
 """Weight deltas: fine-tuned minus base, as safetensors with their provenance in the metadata.
 
-A delta holds every tensor that changed, by its model name; a tensor the base lacks (the new
-classifier head) counts as zero in the base, so its delta is the tensor itself. Applying a delta
+A delta holds every tensor that changed, by its model name. A base model without a classifier
+head counts, for a fine-tuning task, as holding the task's initial head (dgpt.model.initial_head):
+the delta's head is what training changed, and its metadata names the seed (`head_seed`). Applying a delta
 adds it (scaled) to a model's tensors, creating the ones it adds. On disk and in the store a delta
 is encoded as the round's task spec says (dgpt/encoding.py); `load_delta` decodes it.
 """
@@ -37,7 +38,7 @@ def compute_delta(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor])
 
 
 def delta_metadata(*, num_examples: int, base_model_cid: str = "", task_spec_cid: str = "", labels: tuple[str, ...] = (),
-                   encoding: Encoding = FP32, shapes: dict[str, tuple] | None = None) -> dict[str, str]:
+                   encoding: Encoding = FP32, shapes: dict[str, tuple] | None = None, head_seed: int | None = None) -> dict[str, str]:
     meta = {
         "format": FORMAT,
         "base_model_cid": base_model_cid,
@@ -46,6 +47,8 @@ def delta_metadata(*, num_examples: int, base_model_cid: str = "", task_spec_cid
         "dtype": "float32",
         "labels": json.dumps(list(labels)),
     }
+    if head_seed is not None:  # the base had no head: the head is relative to initial_head(head_seed)
+        meta["head_seed"] = str(head_seed)
     if encoding != FP32:
         # The tensors' shapes, for a reader without the base model; the aggregator's checks use the base's.
         meta["encoding"] = encoding.label
@@ -62,12 +65,13 @@ def save_delta(
     task_spec_cid: str = "",
     labels: tuple[str, ...] = (),
     encoding: Encoding = FP32,
+    head_seed: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Write `delta` encoded; returns what a reader decodes (equal to `delta` for fp32)."""
     parts = encode(delta, encoding)
     shapes = {k: tuple(v.shape) for k, v in delta.items()}
     tensorfile.save(path, parts, delta_metadata(num_examples=num_examples, base_model_cid=base_model_cid, task_spec_cid=task_spec_cid,
-                                                labels=labels, encoding=encoding, shapes=shapes))
+                                                labels=labels, encoding=encoding, shapes=shapes, head_seed=head_seed))
     if encoding == FP32:
         return delta
     return decode(parts, check_parts(parts_header(parts), shapes, encoding), shapes, encoding)
@@ -156,6 +160,13 @@ def apply_to_model(base_path: str | Path, delta_path: str | Path, out_path: str 
     if extra or wrong:
         raise DGPTError(f"{delta_path} does not fit {base_path}: tensors {extra[:3]} unknown, {wrong[:3]} of another shape")
     labels = tuple(json.loads(dmeta.get("labels", "[]"))) if "head.weight" in delta or "head.weight" in base else ()
+    if "head.weight" in delta and "head.weight" not in base:
+        from dgpt.model import hidden_size, initial_head
+
+        seed = dmeta.get("head_seed", "")
+        if not seed.isdigit():
+            raise DGPTError(f"{delta_path} adds a classifier head but names no seed of the head it started from (head_seed {seed!r})")
+        base["head.weight"] = initial_head(len(labels), hidden_size(meta), int(seed))
     if not labels:
         labels = tuple(json.loads(meta.get("labels", "[]")))
     write_state(out_path, apply_delta(base, delta, scale), meta, labels)

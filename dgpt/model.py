@@ -69,6 +69,21 @@ class _DeliberatePadding(logging.Filter):
 logging.getLogger("transformers.modeling_utils").addFilter(_DeliberatePadding())
 
 
+HEAD_INIT_STD = 0.02  # GPT's initialisation scale
+
+
+def initial_head(num_labels: int, hidden: int, seed: int) -> torch.Tensor:
+    """W_y before any fine-tuning: uniform on [-a, a) with GPT's standard deviation 0.02, from
+    `seed` (the task's). Every oracle starts the first fine-tuning round from it, and a head-less
+    base model counts as holding it, so a delta's head is what training changed, not the random
+    start (which every oracle shares, and which made a label-flipped head point where an honest one
+    does). Drawn from integers, then one IEEE product each: the same bits on any machine (a float
+    `randn` takes a vectorised path on some CPUs); the audit recomputes it."""
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randint(0, 1 << 24, (num_labels, hidden), generator=g, dtype=torch.int64)
+    return ((k.double() - (1 << 23)) * (HEAD_INIT_STD * 3**0.5 / (1 << 23))).float()
+
+
 class GPTClassifier(nn.Module):
     """A causal LM with GPT-1's linear classifier on the extract token's final hidden state."""
 
@@ -79,9 +94,8 @@ class GPTClassifier(nn.Module):
         self.head = nn.Linear(lm.config.hidden_size, num_labels, bias=False) if num_labels else None
 
     def add_head(self, num_labels: int, seed: int) -> None:
-        """A new W_y, initialised N(0, 0.02) from `seed` so every oracle starts from the same head."""
-        g = torch.Generator().manual_seed(seed)
-        w = torch.randn(num_labels, self.lm.config.hidden_size, generator=g) * 0.02
+        """A new W_y, `initial_head(seed)`, so every oracle starts from the same head."""
+        w = initial_head(num_labels, self.lm.config.hidden_size, seed)
         self.head = nn.Linear(self.lm.config.hidden_size, num_labels, bias=False)
         self.head.weight.data.copy_(w.to(self.lm.dtype))
         self.head.to(next(self.lm.parameters()).device)

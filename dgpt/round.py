@@ -42,7 +42,7 @@ from dgpt.progress import Steps, rate
 from dgpt.delta import apply_delta
 from dgpt.encoding import Encoding
 from dgpt.errors import DGPTError
-from dgpt.model import bundle_from_state, hidden_size, read_state
+from dgpt.model import bundle_from_state, hidden_size, initial_head, read_state
 from dgpt.report import Entry, Reason, Report, Slash
 from dgpt.rules import (CLIP_RATIO, DUPLICATE_COSINE, HARMFUL_LEVEL, HARMFUL_Z, MICRO, MAX_REWARD_SHARE, MAX_WEIGHT_RATIO, clip_factors, cosine_floor,
                         duplicate_groups, max_delta_bytes, merge_weights, micro_units, paired_gain, reward_shares,
@@ -125,7 +125,7 @@ class RoundContext:
     info: RoundInfo
     task: TaskSpec
     base_path: Path
-    base: dict  # the base weights as scored (a zero head added when fine-tuning a head-less base)
+    base: dict  # the base weights as scored (the task's initial head added when fine-tuning a head-less base)
     expected: dict  # name -> shape of every tensor a delta may hold
     labels: tuple
     max_bytes: int
@@ -162,8 +162,8 @@ def context(protocol: Protocol, round_id: int, base_path: Path, task: TaskSpec, 
     expected = {k: tuple(v.shape) for k, v in base.items()}
     if labels and "head.weight" not in base:
         expected["head.weight"] = (len(labels), hidden_size(meta))
-        # A head-less base scores as a zero head: uniform class probabilities.
-        base = {**base, "head.weight": torch.zeros(expected["head.weight"])}
+        # A head-less base holds the task's initial head, as every oracle starts from it.
+        base = {**base, "head.weight": initial_head(*expected["head.weight"], task.seed)}
     max_bytes = policy.max_delta_bytes or max_delta_bytes(base_path.stat().st_size)
     work.mkdir(parents=True, exist_ok=True)
     return RoundContext(round_id, protocol.round(round_id), task, base_path, base, expected, labels, max_bytes,
@@ -309,7 +309,7 @@ def merge(ctx: RoundContext, accepted: list[Submission]) -> tuple[Path, dict, li
     new_path = ctx.work / f"model-round-{ctx.round_id}.safetensors"
     weights = merge_factors(ctx, accepted)
     decided = build_model(ctx.base_path, [s.path for s in accepted], weights, ctx.policy.strategy,
-                          [s.entry.norm for s in accepted], ctx.labels, new_path, [s.entry.clip for s in accepted])
+                          [s.entry.norm for s in accepted], ctx.labels, new_path, [s.entry.clip for s in accepted], ctx.task.seed)
     new_state, _ = read_state(new_path)
     if ctx.labels and "head.weight" not in new_state:  # nothing merged into a head-less base
         new_state["head.weight"] = ctx.base["head.weight"]

@@ -138,6 +138,17 @@ class Step:
         return loss1.detach(), loss2.detach(), loss.detach()
 
 
+def attach_head(bundle: ModelBundle, task: TaskSpec) -> bool:
+    """Give a head-less model the task's initial head (model.initial_head) before fine-tuning;
+    True if it added one. A worker takes its base weights after this, so its delta's head is the
+    change training made to the shared start."""
+    if task.phase != "finetune" or bundle.model.head is not None:
+        return False
+    bundle.model.add_head(len(task.labels), task.seed)
+    bundle.labels = task.labels
+    return True
+
+
 def train(bundle: ModelBundle, task: TaskSpec, examples: list[Example], opts: TrainOptions = TrainOptions(), log=print) -> TrainResult:
     """Train `bundle.model` in place on `examples` as `task` says."""
     rank, world = _world()
@@ -147,9 +158,7 @@ def train(bundle: ModelBundle, task: TaskSpec, examples: list[Example], opts: Tr
     torch.manual_seed(task.seed + rank)  # dropout differs per rank, as each rank sees other examples
 
     model = bundle.model
-    if finetune and model.head is None:
-        model.add_head(len(task.labels), task.seed)
-        bundle.labels = task.labels
+    attach_head(bundle, task)
     model.clf_dropout.p = task.clf_dropout
     model.to(device).train()
     data = encode(bundle, examples, task.labels if finetune else (), task.max_len)
@@ -290,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         if device.startswith("cuda"):
             device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
             torch.cuda.set_device(device)
+    fresh_head = attach_head(bundle, task)
     base = {k: v.clone() for k, v in state_dict(bundle.model).items()}
     train(bundle, task, examples, TrainOptions(device=device, compile=args.compile, progress=sys.stderr.isatty()))
     if _world()[0] == 0:
@@ -300,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.task, "rb") as f:
             task_spec_cid = str(file_cid(f))
         save_delta(args.out, compute_delta(base, state_dict(bundle.model)), num_examples=len(examples), labels=bundle.labels,
-                   base_model_cid=base_model_cid, task_spec_cid=task_spec_cid, encoding=Encoding.of(task))
+                   base_model_cid=base_model_cid, task_spec_cid=task_spec_cid, encoding=Encoding.of(task),
+                   head_seed=task.seed if fresh_head else None)
     if distributed:
         # Leave together, then leave at once: tearing gloo down (destroy_process_group, or the
         # interpreter's finalisation with gloo's threads still alive) aborts now and then with

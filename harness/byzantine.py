@@ -62,7 +62,7 @@ from dgpt.report import Report
 from dgpt.store import Store
 from dgpt.task import TaskSpec
 from dgpt import tensorfile
-from dgpt.train import TrainOptions, evaluate, train
+from dgpt.train import TrainOptions, attach_head, evaluate, train
 from harness.demo import NO_QUORUM_PARAMS, drive, fund_aggregator, register_oracle
 from oracle.node import OracleConfig, OracleNode
 
@@ -95,9 +95,10 @@ class SimPlan:
     # them only (no head, near chance), the model a new network's first fine-tuning round gets from
     # its pre-training round; "untrained": the bare tiny model (no head, no pre-training)
     genesis: str = "warm"
+    lr: float = 3e-4  # the fine-tuning rounds'; from a near-chance genesis 3e-4 left the honest model at chance after 2 rounds
 
     def task(self) -> TaskSpec:
-        return TaskSpec(labels=RT_LABELS, lam=0.5, lr=3e-4, epochs=1, max_len=self.max_len, seed=2, max_update_norm=self.max_update_norm,
+        return TaskSpec(labels=RT_LABELS, lam=0.5, lr=self.lr, epochs=1, max_len=self.max_len, seed=2, max_update_norm=self.max_update_norm,
                         delta_encoding=self.delta_encoding)
 
 
@@ -157,7 +158,8 @@ class SimOracle(OracleNode):
         self.fit_cache = fit_cache
 
     def make_delta(self, rid, info):
-        key = hashlib.sha256(f"{info.base_model_cid} {info.task_spec_cid} {merkle_root(self.cfg.examples).hex()}".encode()).hexdigest()[:24]
+        # "head/initial": deltas whose head is relative to the initial head (model.initial_head)
+        key = hashlib.sha256(f"head/initial {info.base_model_cid} {info.task_spec_cid} {merkle_root(self.cfg.examples).hex()}".encode()).hexdigest()[:24]
         cached = self.fit_cache / f"delta-{key}.safetensors"
         # With a lossy encoding the oracle also leaves its residual (error feedback) for the next round.
         residual = (cached.with_name(cached.stem + "-residual.safetensors"), self.cache / f"residual-round-{rid}.safetensors")
@@ -352,12 +354,12 @@ class Simulator:
         self.metrics_memo: dict[str, dict] = {}
 
     def genesis_accuracy(self) -> float:
-        """Held-out test accuracy of the model the rounds start from. A head-less (untrained) genesis
-        scores as the aggregator scores it, a zero head: every class tied, the first one predicted."""
-        acc = evaluate(load_model(self.genesis), self.data.test, self.plan.task())["accuracy"]
-        if acc is None:
-            acc = sum(e.label == RT_LABELS[0] for e in self.data.test) / len(self.data.test)
-        return acc
+        """Held-out test accuracy of the model the rounds start from; a head-less genesis holds the
+        task's initial head, as the oracles and the aggregator take it (train.attach_head)."""
+        task = self.plan.task()
+        bundle = load_model(self.genesis)
+        attach_head(bundle, task)
+        return evaluate(bundle, self.data.test, task)["accuracy"]
 
     def run(self, strategy: Strategy, attack: str | None = None, f: int = 0, honest_only: bool = False) -> RunResult:
         """N oracles, the last f cheating with `attack`; honest_only: the cheaters' seats stay empty."""

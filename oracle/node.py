@@ -35,7 +35,7 @@ from dgpt.report import Report
 from dgpt.store import Store
 from dgpt.store.unixfs import file_cid
 from dgpt.task import TaskSpec
-from dgpt.train import TrainOptions, train
+from dgpt.train import TrainOptions, attach_head, train
 
 
 @dataclass
@@ -121,6 +121,7 @@ class OracleNode(Node):
         if fetched:  # not already in the cache
             self.log(f"round {rid}: base model fetched, {rate(sum(fetched), time.monotonic() - t0)}")
         bundle = load_model(base_path)
+        fresh_head = attach_head(bundle, task)  # the delta's head is then what training changed
         base = {k: v.clone() for k, v in state_dict(bundle.model).items()}
         examples = self.cfg.examples if task.phase == "finetune" else [Example(e.text) for e in self.cfg.examples]
         self.log(f"round {rid}: training ({task.phase}) on {len(examples)} examples")
@@ -132,7 +133,8 @@ class OracleNode(Node):
         # error feedback: send what the last lossy round left out, keep what this one leaves out
         left_out = save_with_feedback(delta_path, compute_delta(base, tuned), self._last_residual(rid) if enc.lossy else {},
                                       {k: tuple(v.shape) for k, v in tuned.items()}, enc, num_examples=len(examples),
-                                      base_model_cid=info.base_model_cid, task_spec_cid=info.task_spec_cid, labels=bundle.labels)
+                                      base_model_cid=info.base_model_cid, task_spec_cid=info.task_spec_cid, labels=bundle.labels,
+                                      head_seed=task.seed if fresh_head else None)
         if enc.lossy:
             tensorfile.save(self.cache / f"residual-round-{rid}.safetensors", left_out, {})
         return delta_path, len(examples)

@@ -31,7 +31,7 @@ from dgpt.delta import compute_delta, parts_header, save_with_feedback
 from dgpt.encoding import DEFAULT_ENCODING, ENCODINGS, Encoding, check_parts, decode, encode
 from dgpt.data import Example
 from dgpt.model import load_model, save_model, state_dict, tiny_gpt2
-from dgpt.train import TrainOptions, evaluate, train
+from dgpt.train import TrainOptions, attach_head, evaluate, train
 from dgpt.verify import check_delta
 from harness.demo import DemoPlan, demo_data
 
@@ -49,6 +49,7 @@ def genesis(path: Path, shards: list[list[Example]], plan: DemoPlan) -> None:
 
 def local_delta(model_path: Path, task, examples: list[Example]) -> dict:
     bundle = load_model(model_path)
+    attach_head(bundle, task)  # as the oracle does: the delta's head is relative to the initial head
     base = {k: v.clone() for k, v in state_dict(bundle.model).items()}
     train(bundle, task, examples, TrainOptions(device="cpu", log_every=10**9), log=lambda *a: None)
     return compute_delta(base, state_dict(bundle.model))
@@ -76,7 +77,7 @@ def run(enc: Encoding, model0: Path, shards, task, rounds: int, test, work: Path
                 raise SystemExit(f"error: {enc.label}: the aggregator's check refused an honest delta: {verdict.detail}")
             paths.append(verdict.path)
         out = work / f"{enc.name}-model-r{r}.safetensors"
-        build_model(model, paths, [float(len(s)) for s in shards], Strategy(), [0.0] * len(paths), task.labels, out)
+        build_model(model, paths, [float(len(s)) for s in shards], Strategy(), [0.0] * len(paths), task.labels, out, head_seed=task.seed)
         model = out
     m = evaluate(load_model(model), test, task)
     return {"accuracy": m["accuracy"], "l2": m["l2"], "bytes_per_oracle_round": sum(sizes) / len(sizes)}

@@ -104,3 +104,35 @@ def test_a_real_round_audits_the_same_under_other_threads_and_cpu_capabilities()
     assert result["all_equal"], result
     (first, *_), = [list(result["configs"].values())]
     assert first["ok"] and first["entries_root"] != "0x" + "00" * 32  # a round with submissions and their verdicts
+
+
+HEAD_CHILD = """
+import hashlib, sys, torch
+from dgpt.model import initial_head
+g = torch.Generator().manual_seed(2)
+randn = torch.randn(2, 768, generator=g) * 0.02
+print(hashlib.sha256(initial_head(2, 768, 2).numpy().tobytes()).hexdigest(), hashlib.sha256(randn.numpy().tobytes()).hexdigest())
+"""
+
+
+def test_the_initial_head_is_the_same_under_every_cpu_capability():
+    """The audit rebuilds a head-less base's initial head: its bits may not depend on the CPU. A
+    float32 `randn` does (default and avx2 differed here), which is why the head is drawn from integers."""
+    import os
+    import subprocess
+    import sys
+
+    spec = importlib.util.spec_from_file_location("check_determinism", ROOT / "scripts" / "check_determinism.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    heads, randns = set(), set()
+    for cap in check.capabilities():
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": cap, "OMP_NUM_THREADS": "3"}
+        out = subprocess.run([sys.executable, "-c", HEAD_CHILD], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        head, randn = out.stdout.split()
+        heads.add(head)
+        randns.add(randn)
+    assert len(heads) == 1, heads
+    if len(check.capabilities()) > 1:
+        print(f"randn under {check.capabilities()}: {len(randns)} different results")

@@ -364,8 +364,13 @@ def test_a_worker_delta_applies_and_the_model_exports_to_plain_transformers(tmp_
     assert dgpt_main(["worker", "train", "--model", f"{t}/base.safetensors", "--task", f"{t}/task.json", "--data", f"{t}/data.jsonl", "--out", f"{t}/d.st"]) == 0
     assert dgpt_main(["model", "apply", "--model", f"{t}/base.safetensors", "--delta", f"{t}/d.st", "--out", f"{t}/tuned.safetensors"]) == 0
     tuned = load_model(tmp_path / "tuned.safetensors")
-    delta, _ = load_delta(tmp_path / "d.st")
-    assert tuned.labels == RT_LABELS and torch.equal(state_dict(tuned.model)["head.weight"], delta["head.weight"])
+    delta, meta = load_delta(tmp_path / "d.st")
+    # the base had no head: the delta's head is the change from the task's initial head, which it names
+    from dgpt.model import initial_head
+
+    start = initial_head(len(RT_LABELS), delta["head.weight"].shape[1], 0)
+    assert meta["head_seed"] == "0"
+    assert tuned.labels == RT_LABELS and torch.equal(state_dict(tuned.model)["head.weight"], start + delta["head.weight"])
     with pytest.raises(DGPTError, match="was made for base model"):
         from dgpt.delta import apply_to_model
         save_model(tmp_path / "other.safetensors", tiny_gpt2(seed=4))
@@ -407,3 +412,30 @@ def test_training_shows_a_progress_bar_only_when_asked_and_logs_an_eta(reviews, 
     lines.clear()
     train(tiny_gpt2(seed=2), task, small_examples(reviews, 24), TrainOptions(device="cpu", log_every=2), log=lines.append)
     assert capsys.readouterr().err == "" and re.fullmatch(r"step 2/3 .* ETA \d+ s", lines[0])
+
+
+def test_a_head_less_base_merges_from_the_initial_head_not_from_zero(tmp_path, reviews):
+    """An oracle fine-tunes a head-less base from the task's initial head; its delta's head is the
+    change training made. A server learning rate of 2 takes that change twice: the merged head is
+    initial + 2 x change. When a head-less base counted as a zero head, the delta carried the
+    random initial head too, and the merge doubled it (2 x (initial + change)): noise every oracle
+    shared, scaled, and a head cosine that said nothing about the training."""
+    from dgpt.aggregate import Strategy, build_model
+    from dgpt.model import initial_head, read_state
+    from dgpt.train import attach_head
+
+    save_model(tmp_path / "base.safetensors", tiny_gpt2(seed=3, dropout=0.0))
+    task = TaskSpec(labels=RT_LABELS, epochs=1, batch_size=8, lr=1e-3, max_len=32, seed=5)
+    bundle = load_model(tmp_path / "base.safetensors")
+    assert attach_head(bundle, task) and not attach_head(bundle, task)  # once
+    base = {k: v.clone() for k, v in state_dict(bundle.model).items()}
+    train(bundle, task, small_examples(reviews, 16), TrainOptions(device="cpu"), log=lambda *a: None)
+    delta = compute_delta(base, state_dict(bundle.model))
+    save_delta(tmp_path / "d.safetensors", delta, num_examples=16, labels=RT_LABELS, head_seed=task.seed)
+    start = initial_head(len(RT_LABELS), delta["head.weight"].shape[1], task.seed)
+    assert torch.equal(base["head.weight"], start)
+    build_model(tmp_path / "base.safetensors", [tmp_path / "d.safetensors"], [16.0], Strategy("fedavg", {"server_lr": 2.0}),
+                [0.0], RT_LABELS, tmp_path / "merged.safetensors", head_seed=task.seed)
+    merged, _ = read_state(tmp_path / "merged.safetensors")
+    assert torch.allclose(merged["head.weight"], start + 2 * delta["head.weight"], atol=1e-7)
+    assert delta["head.weight"].norm() < 0.5 * start.norm()  # the change is small next to the start it no longer carries
