@@ -69,6 +69,12 @@ class Entry:
     gain_se: float | None = None  # its standard error (the paired test when pre-training: rules.significantly_harmful)
     accuracy_gain: float | None = None  # change of the validation accuracy, alone (the paired test when fine-tuning)
     accuracy_gain_se: float | None = None
+    # What it adds to the merge: the merged model's mean loss fall (and accuracy change) against the
+    # same merge without it, per validation example (round.marginal), and their standard errors
+    marginal_gain: float | None = None
+    marginal_gain_se: float | None = None
+    marginal_accuracy_gain: float | None = None
+    marginal_accuracy_gain_se: float | None = None
     weight: int = 0  # merge weight: the revealed example count when merged, at most the round's median
     duplicate_of: str | None = None  # the first oracle of its group of near-duplicates (they share one weight)
     clip: dict | None = None  # per part, the factor the merge scaled this delta by (1: unclipped)

@@ -41,6 +41,11 @@ def main() -> int:
     parser.add_argument("--genesis", choices=("warm", "pretrained", "untrained"), default="warm",
                         help="the rounds' start: warm (pre-trained and fine-tuned on public snippets, default), pretrained (L1 on "
                              "them only: no head, near chance, as a new network's first fine-tuning round) or untrained (the bare model)")
+    parser.add_argument("--lr", type=float, default=SimPlan.lr, help=f"the fine-tuning rounds' lr (default {SimPlan.lr:g})")
+    parser.add_argument("--max-update-norm", type=float, default=SimPlan.max_update_norm,
+                        help=f"the task's bound on a delta's norm (default {SimPlan.max_update_norm:g})")
+    parser.add_argument("--examples", type=int, default=SimPlan.examples_per_oracle,
+                        help=f"snippets per oracle (default {SimPlan.examples_per_oracle})")
     parser.add_argument("--cache", default=".bench-byzantine", help="store and memo folder, reused across runs")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
@@ -58,10 +63,12 @@ def main() -> int:
     cache = Path(args.cache)
     if args.encoding not in ENCODINGS:
         parser.error(f"unknown encoding {args.encoding!r}; one of {', '.join(ENCODINGS)}")
-    sim = Simulator(SimPlan(n=args.n, delta_encoding=args.encoding, genesis=args.genesis), LocalStore(cache / "store"), cache / "memo", log=log)
+    sim = Simulator(SimPlan(n=args.n, delta_encoding=args.encoding, genesis=args.genesis, lr=args.lr,
+                          max_update_norm=args.max_update_norm, examples_per_oracle=args.examples), LocalStore(cache / "store"), cache / "memo", log=log)
     genesis = sim.genesis_accuracy()
     log(f"genesis model (the rounds' start): held-out accuracy {genesis:.3f}")
-    result = {"n": args.n, "f": args.f, "encoding": args.encoding, "genesis": genesis, "genesis_kind": args.genesis, "results": {}, "honest_by_strategy": {},
+    result = {"n": args.n, "f": args.f, "encoding": args.encoding, "genesis": genesis, "genesis_kind": args.genesis,
+              "lr": args.lr, "max_update_norm": args.max_update_norm, "examples_per_oracle": args.examples, "results": {}, "honest_by_strategy": {},
               "honest_asr": {}, "honest_accepted": {}, "honest_reward": {}, "cheater_rewards": {}, "cheater_reward_per_seat": {},
               "honest_reward_per_seat": {}, "asr": {}, "slashed": {}}
     for s in strategies:

@@ -197,3 +197,40 @@ def re_escape(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+def test_leave_one_out_records_what_each_delta_adds_to_the_merge(tmp_path):
+    """Two deltas move w towards the examples' targets (about 1), a third pulls it the other way
+    (clipped to the others' norm): merged, w = 1/3. Left out one by one, the merge is better
+    without the third and worse without either of the others: the recorded marginal gains say so,
+    the two alike, and nothing is rejected on them."""
+    from safetensors.torch import save_file
+
+    from dgpt.report import Entry
+    from dgpt.round import RoundContext, RoundPolicy, Submission, marginal, merge_factors, quantise
+    from dgpt.task import TaskSpec
+
+    targets = [1.0 + 0.01 * (j % 7 - 3) for j in range(50)]
+
+    def scorer(base_path, state, labels, task, validation, device):
+        w = float(state["w"][0])
+        losses = [(w - t) ** 2 for t in targets]
+        return quantise({"l1": sum(losses) / len(losses), "per_example": losses})
+
+    subs = []
+    for i, step in enumerate([1.0, 1.0, -3.0]):
+        path = tmp_path / f"d{i}.safetensors"
+        save_file({"w": torch.tensor([step])}, str(path))
+        e = Entry(f"0x{i:040x}", f"cid{i}", 10, accepted=True, norm=abs(step), part_norm={"backbone": abs(step)})
+        subs.append(Submission(e, path))
+    base = {"w": torch.tensor([0.0])}
+    ctx = RoundContext(1, None, TaskSpec(phase="pretrain"), tmp_path / "base.safetensors", base, {"w": (1,)}, (), 1 << 20, [],
+                       RoundPolicy(), tmp_path, scorer, log=lambda *a: None)
+    weights = merge_factors(ctx, subs)  # the third is clipped to the median norm: -1
+    assert subs[2].entry.clip == {"backbone": 1 / 3}
+    merged_state, _ = merge(base, [s.path for s in subs], weights, Strategy("fedavg"), part_scale=[s.entry.clip for s in subs])
+    marginal(ctx, subs, subs, scorer(None, merged_state, (), None, None, None))
+    # without the third: w = 1, loss ~0; without an honest one: w = 0, loss ~1; with all: (2/3)^2
+    assert subs[2].entry.marginal_gain == pytest.approx(-4 / 9, abs=1e-3)
+    assert subs[0].entry.marginal_gain == subs[1].entry.marginal_gain == pytest.approx(1 - 4 / 9, abs=1e-3)
+    assert all(s.entry.marginal_gain_se is not None and s.entry.accepted for s in subs)

@@ -215,13 +215,16 @@ def _tamper(report: Report, how: str, outsider: str) -> Report:
         r.entry(a).accepted, r.entry(a).reason = False, Reason.HARMFUL
     elif how == "changes a score":
         r.entry(a).loss_gain = round(r.entry(a).loss_gain + 0.01, 6)
+    elif how == "changes what a delta adds to the merge":
+        r.entry(a).marginal_gain = round(r.entry(a).marginal_gain + 0.01, 6)
     elif how == "claims a server learning rate past the bound":
         r.strategy = {**r.strategy, "server_lr": 50.0}
     return r
 
 
 TAMPERED = ["pays an address that was not merged", "a weight that is not the revealed count", "leaves a reveal out",
-            "slashes with no faulty delta", "marks an honest delta rejected", "changes a score"]
+            "slashes with no faulty delta", "marks an honest delta rejected", "changes a score",
+            "changes what a delta adds to the merge"]
 OUT_OF_BOUNDS = ["claims a server learning rate past the bound"]
 
 
