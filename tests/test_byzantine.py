@@ -136,10 +136,18 @@ def test_work_on_a_tenth_of_the_data_earns_a_fraction(sim):
     assert per_seat_round(run, run.cheaters) < 0.5 * per_seat_round(run, honest_of(run))
 
 
-def test_a_headless_genesis_scores_as_a_zero_head(tmp_path):
+def test_a_headless_genesis_scores_with_the_initial_head(tmp_path):
     """A new network's genesis has no head: the bench printed its accuracy as None and crashed. It
-    scores as the aggregator scores it, every class tied and the first predicted."""
+    scores as the round's base does: with the task's initial head, where every oracle starts."""
+    from dgpt.model import bundle_from_state, hidden_size, initial_head, read_state
+    from dgpt.train import evaluate
+
     plan = SimPlan(genesis="untrained", test_examples=200)
     sim = Simulator(plan, LocalStore(tmp_path / "store"), tmp_path / "memo", log=lambda *a: None)
-    share = sum(e.label == RT_LABELS[0] for e in sim.data.test) / len(sim.data.test)
-    assert sim.genesis_accuracy() == share and 0 < share < 1
+    task = plan.task()
+    state, meta = read_state(sim.genesis)
+    assert "head.weight" not in state
+    state["head.weight"] = initial_head(len(RT_LABELS), hidden_size(meta), task.seed)
+    expected = evaluate(bundle_from_state(sim.genesis, state, RT_LABELS), sim.data.test, task)["accuracy"]
+    acc = sim.genesis_accuracy()
+    assert acc is not None and acc == expected and 0 < acc < 1
