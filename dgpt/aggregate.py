@@ -351,12 +351,11 @@ def build_model(
     """Write base + merged deltas as a model file; the same inputs give the same bytes (and CID).
     A head-less base that fine-tuning deltas are merged into starts from the task's initial head
     (`head_seed`: the task's seed), as the oracles did. Shared by the aggregator and `dgpt audit`."""
-    from dgpt.model import hidden_size, initial_head, read_state, write_state
+    from dgpt.model import read_state, with_initial_head, write_state
 
     base, meta = read_state(base_path)
     if delta_paths:
-        if labels and "head.weight" not in base:
-            base["head.weight"] = initial_head(len(labels), hidden_size(meta), head_seed)
+        base = with_initial_head(base, meta, len(labels), head_seed)
         state, decided = merge(base, delta_paths, weights, strategy, norms, inplace=True, part_scale=part_scale)
     else:
         state, decided = base, {}

@@ -161,12 +161,12 @@ def apply_to_model(base_path: str | Path, delta_path: str | Path, out_path: str 
         raise DGPTError(f"{delta_path} does not fit {base_path}: tensors {extra[:3]} unknown, {wrong[:3]} of another shape")
     labels = tuple(json.loads(dmeta.get("labels", "[]"))) if "head.weight" in delta or "head.weight" in base else ()
     if "head.weight" in delta and "head.weight" not in base:
-        from dgpt.model import hidden_size, initial_head
+        from dgpt.model import with_initial_head
 
         seed = dmeta.get("head_seed", "")
         if not seed.isdigit():
             raise DGPTError(f"{delta_path} adds a classifier head but names no seed of the head it started from (head_seed {seed!r})")
-        base["head.weight"] = initial_head(len(labels), hidden_size(meta), int(seed))
+        base = with_initial_head(base, meta, len(labels), int(seed))
     if not labels:
         labels = tuple(json.loads(meta.get("labels", "[]")))
     write_state(out_path, apply_delta(base, delta, scale), meta, labels)

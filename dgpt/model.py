@@ -84,6 +84,14 @@ def initial_head(num_labels: int, hidden: int, seed: int) -> torch.Tensor:
     return ((k.double() - (1 << 23)) * (HEAD_INIT_STD * 3**0.5 / (1 << 23))).float()
 
 
+def with_initial_head(state: dict[str, torch.Tensor], metadata: dict[str, str], num_labels: int, seed: int) -> dict[str, torch.Tensor]:
+    """`state` of a model file, with `initial_head` added when it has no head: how a head-less
+    base counts for fine-tuning (the round's scoring, the merge, `dgpt model apply`)."""
+    if not num_labels or "head.weight" in state:
+        return state
+    return {**state, "head.weight": initial_head(num_labels, hidden_size(metadata), seed)}
+
+
 class GPTClassifier(nn.Module):
     """A causal LM with GPT-1's linear classifier on the extract token's final hidden state."""
 

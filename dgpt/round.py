@@ -45,7 +45,7 @@ from dgpt.progress import Steps, rate
 from dgpt.delta import apply_delta
 from dgpt.encoding import Encoding
 from dgpt.errors import DGPTError
-from dgpt.model import bundle_from_state, hidden_size, initial_head, read_state
+from dgpt.model import bundle_from_state, read_state, with_initial_head
 from dgpt.report import Entry, Reason, Report, Slash
 from dgpt.rules import (CLIP_RATIO, DUPLICATE_COSINE, HARMFUL_LEVEL, HARMFUL_Z, MICRO, MAX_REWARD_SHARE, MAX_WEIGHT_RATIO, clip_factors, cosine_floor,
                         duplicate_groups, max_delta_bytes, merge_weights, micro_units, paired_gain, reward_shares,
@@ -162,11 +162,8 @@ def context(protocol: Protocol, round_id: int, base_path: Path, task: TaskSpec, 
             validation_cid: str | None = None) -> RoundContext:
     base, meta = read_state(base_path)
     labels = task.labels if task.phase == "finetune" else ()
+    base = with_initial_head(base, meta, len(labels), task.seed)  # a head-less base: where every oracle starts
     expected = {k: tuple(v.shape) for k, v in base.items()}
-    if labels and "head.weight" not in base:
-        expected["head.weight"] = (len(labels), hidden_size(meta))
-        # A head-less base holds the task's initial head, as every oracle starts from it.
-        base = {**base, "head.weight": initial_head(*expected["head.weight"], task.seed)}
     max_bytes = policy.max_delta_bytes or max_delta_bytes(base_path.stat().st_size)
     work.mkdir(parents=True, exist_ok=True)
     return RoundContext(round_id, protocol.round(round_id), task, base_path, base, expected, labels, max_bytes,
@@ -250,6 +247,11 @@ def screen(ctx: RoundContext, subs: list[Submission], protocol: Protocol, store:
     return kept
 
 
+def paired_accuracy_gain(old: dict, new: dict) -> tuple[float, float]:
+    """(mean accuracy gain, its standard error) from `old`'s metrics to `new`'s, per example."""
+    return paired_gain([MICRO * c for c in new["per_example_correct"]], [MICRO * c for c in old["per_example_correct"]])
+
+
 def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submission]:
     """Each delta applied alone to the base, scored per validation example, and judged by paired
     tests: harmful when the evidence says it raises the loss (L2 when fine-tuning, L1 when
@@ -272,7 +274,7 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
         change = f"validation loss {-e.loss_gain:+.4f} +- {e.gain_se:.4f}"
         harmful = significantly_harmful(e.loss_gain, e.gain_se)
         if "per_example_correct" in before:
-            acc, acc_se = paired_gain([MICRO * c for c in alone["per_example_correct"]], [MICRO * c for c in before["per_example_correct"]])
+            acc, acc_se = paired_accuracy_gain(before, alone)
             e.accuracy_gain, e.accuracy_gain_se = round(acc, METRIC_DECIMALS), round(acc_se, METRIC_DECIMALS)
             change += f", accuracy {e.accuracy_gain:+.3f} +- {e.accuracy_gain_se:.3f}"
             harmful = harmful or significantly_harmful(e.accuracy_gain, e.accuracy_gain_se)
@@ -343,7 +345,7 @@ def marginal(ctx: RoundContext, accepted: list[Submission], merged: list[Submiss
         e.marginal_gain, e.marginal_gain_se = round(gain, METRIC_DECIMALS), round(se, METRIC_DECIMALS)
         change = f"merged validation loss {-e.marginal_gain:+.4f} +- {e.marginal_gain_se:.4f}"
         if "per_example_correct" in after:
-            acc, acc_se = paired_gain([MICRO * c for c in after["per_example_correct"]], [MICRO * c for c in without["per_example_correct"]])
+            acc, acc_se = paired_accuracy_gain(without, after)
             e.marginal_accuracy_gain, e.marginal_accuracy_gain_se = round(acc, METRIC_DECIMALS), round(acc_se, METRIC_DECIMALS)
             change += f", accuracy {e.marginal_accuracy_gain:+.3f} +- {e.marginal_accuracy_gain_se:.3f}"
         ctx.log(f"  {e.oracle}: {change} with it in the merge")
