@@ -164,7 +164,7 @@ def apply_to_model(base_path: str | Path, delta_path: str | Path, out_path: str 
         from dgpt.model import with_initial_head
 
         seed = dmeta.get("head_seed", "")
-        if not seed.isdigit():
+        if not (seed.isdigit() and int(seed) < 1 << 63):  # torch seeds are 64-bit
             raise DGPTError(f"{delta_path} adds a classifier head but names no seed of the head it started from (head_seed {seed!r})")
         base = with_initial_head(base, meta, len(labels), int(seed))
     if not labels:

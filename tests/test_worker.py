@@ -439,3 +439,20 @@ def test_a_head_less_base_merges_from_the_initial_head_not_from_zero(tmp_path, r
     merged, _ = read_state(tmp_path / "merged.safetensors")
     assert torch.allclose(merged["head.weight"], start + 2 * delta["head.weight"], atol=1e-7)
     assert delta["head.weight"].norm() < 0.5 * start.norm()  # the change is small next to the start it no longer carries
+
+
+@pytest.mark.parametrize("seed", [None, "-1", "x", str(1 << 70)])
+def test_a_delta_adding_a_head_without_a_usable_seed_is_refused_in_one_line(tmp_path, seed):
+    from dgpt import tensorfile
+    from dgpt.delta import apply_to_model, delta_metadata
+
+    save_model(tmp_path / "base.safetensors", tiny_gpt2(seed=3))
+    meta = delta_metadata(num_examples=1, labels=RT_LABELS, head_seed=0)
+    if seed is None:
+        del meta["head_seed"]
+    else:
+        meta["head_seed"] = seed
+    tensorfile.save(tmp_path / "d.safetensors", {"head.weight": torch.zeros(2, load_model(tmp_path / "base.safetensors").model.lm.config.hidden_size)}, meta)
+    with pytest.raises(DGPTError, match="names no seed"):
+        apply_to_model(tmp_path / "base.safetensors", tmp_path / "d.safetensors", tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()
