@@ -60,12 +60,13 @@ class DemoPlan:
     delta_encoding: str = DEFAULT_ENCODING  # how oracles pack their deltas (dgpt/encoding.py)
     server_lr: float = 1.0  # the aggregator's FedAvg server learning rate (dgpt/aggregate.py)
     finetune_batch: int = 32  # the fine-tuning rounds' local batch: smaller takes more local steps a round at equal epochs
+    finetune_lr: float = 1e-3  # the fine-tuning rounds' local lr
 
     def tasks(self) -> list[TaskSpec]:
         pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1, delta_encoding=self.delta_encoding)
         # A from-scratch tiny model wants a larger lr than GPT-1's 6.25e-5 (tuned for a pre-trained
         # 117M model); more local steps make the oracles' models drift apart and FedAvg undo them.
-        fine = TaskSpec(labels=RT_LABELS, lam=0.5, lr=1e-3, batch_size=self.finetune_batch, epochs=1, max_len=self.max_len, seed=2,
+        fine = TaskSpec(labels=RT_LABELS, lam=0.5, lr=self.finetune_lr, batch_size=self.finetune_batch, epochs=1, max_len=self.max_len, seed=2,
                         delta_encoding=self.delta_encoding)
         return [pre] * self.pretrain_rounds + [fine] * self.finetune_rounds
 

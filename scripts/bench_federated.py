@@ -115,6 +115,8 @@ def main() -> int:
     ap.add_argument("--server-lr", type=float, default=1.0, help="the aggregator's FedAvg server learning rate (default 1)")
     ap.add_argument("--batch-size", type=int, default=DemoPlan.finetune_batch,
                     help=f"the fine-tuning batch, central and local alike (default {DemoPlan.finetune_batch})")
+    ap.add_argument("--local-lr", type=float, default=DemoPlan.finetune_lr,
+                    help=f"the oracles' fine-tuning lr; central training keeps {DemoPlan.finetune_lr:g} (default {DemoPlan.finetune_lr:g})")
     ap.add_argument("--test-examples", type=int, default=1000)
     ap.add_argument("--central-accuracy", type=float,
                     help="reuse the central figure of an earlier run with the same --examples, --finetune-rounds and --test-examples")
@@ -128,14 +130,14 @@ def main() -> int:
     validation, test = as_examples(val_r), as_examples(test_r[: args.test_examples])
     plan = DemoPlan(finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples, finetune_batch=args.batch_size)
     out = {"examples": len(train_r), "test_examples": len(test), "finetune_rounds": args.finetune_rounds, "server_lr": args.server_lr,
-           "batch_size": args.batch_size, "alpha": args.alpha, "runs": {}}
+           "batch_size": args.batch_size, "local_lr": args.local_lr, "alpha": args.alpha, "runs": {}}
     t0 = time.monotonic()
     out["central"] = args.central_accuracy if args.central_accuracy is not None else central(plan, as_examples(train_r), test, log)
     out["central_reused"] = args.central_accuracy is not None
     log(f"central: {out['central']:.4f} held-out accuracy on {len(test)} snippets ({time.monotonic() - t0:.0f} s, {len(train_r)} examples)")
     for name, parts in splits(args.splits.split(","), train_r, args.alpha).items():
         plan_k = DemoPlan(oracles=len(parts), finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
-                          server_lr=args.server_lr, finetune_batch=args.batch_size)
+                          server_lr=args.server_lr, finetune_batch=args.batch_size, finetune_lr=args.local_lr)
         run = federated(plan_k, DemoData(parts, validation, test), log)
         run["gap_points"] = round(100 * (out["central"] - run["federated"]), 2)
         run["shard_sizes"] = [len(p) for p in parts]
