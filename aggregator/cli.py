@@ -75,7 +75,7 @@ def add_commands(sub, common: argparse.ArgumentParser, keyed: argparse.ArgumentP
     p.add_argument("--plan", required=True, help="JSON list of task specs, one per round")
     p.add_argument("--validation", required=True, help="the aggregator's own labelled validation set (JSONL or CSV)")
     p.add_argument("--strategy", default="fedavg", choices=("fedavg", "median", "trimmed_mean", "clipped_mean", "krum"))
-    p.add_argument("--strategy-param", action="append", metavar="K=V", help="e.g. server_lr=2 (any strategy), trim=0.1, clip=5, f=1, m=2")
+    p.add_argument("--strategy-param", action="append", metavar="K=V", help="e.g. server_lr=2 or momentum=0.9 (any strategy), trim=0.1, clip=5, f=1, m=2")
     p.add_argument("--min-cosine-ratio", type=float, default=0.5,
                    help="with 3 or more valid deltas, reject one whose cosine to their coordinate-wise median is below this fraction of the round's median cosine (default 0.5)")
     p.add_argument("--reward-budget", default="100", help="DGPT per round (decimal; at most the deployment's per-round ceiling)")

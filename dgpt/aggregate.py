@@ -16,7 +16,11 @@ Strategies (name: parameters):
 Every strategy also takes `server_lr` (FedAvg's server learning rate, Reddi et al. 2021): the
 merged delta is scaled by it before it is added to the base (default 1, at most MAX_SERVER_LR).
 At equal epochs each of n oracles takes 1/n of central training's steps; a server learning rate
-above 1 gives some of them back.
+above 1 gives some of them back. And `momentum` (FedAvgM, Hsu et al. 2019, as heavy ball): the
+new model is base + server_lr * merged delta + momentum * (base - previous base), where the
+previous base is the base of the round that produced this round's base (dgpt/round.py says when
+there is one). Both models are public, so the audit recomputes the term from their bytes; no
+optimiser state lives with the aggregator (default 0, at most MAX_MOMENTUM).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from dgpt.tensorfile import DTYPES, read_header
 STRATEGIES = ("fedavg", "median", "trimmed_mean", "clipped_mean", "krum")
 PARAMS = {"fedavg": (), "median": (), "trimmed_mean": ("trim",), "clipped_mean": ("clip",), "krum": ("f", "m")}
 MAX_SERVER_LR = 8.0  # a code constant the audit recomputes under: no aggregator key sets a larger one
+MAX_MOMENTUM = 0.9  # likewise; below 1 so that the carried update decays (a unit momentum would never forget one)
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class Strategy:
     def __post_init__(self):
         if self.name not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.name!r}; one of {', '.join(STRATEGIES)}")
-        allowed = (*PARAMS[self.name], "server_lr")
+        allowed = (*PARAMS[self.name], "server_lr", "momentum")
         for k, v in self.params.items():
             if k not in allowed:
                 raise ValueError(f"strategy {self.name} takes no parameter {k!r}; it takes {', '.join(allowed)}")
@@ -53,10 +58,16 @@ class Strategy:
                 raise ValueError(f"strategy parameter {k}={v!r} is not a finite number")
         if not 0 < self.server_lr <= MAX_SERVER_LR:
             raise ValueError(f"server_lr {self.server_lr:g} is outside (0, {MAX_SERVER_LR:g}]")
+        if not 0 <= self.momentum <= MAX_MOMENTUM:
+            raise ValueError(f"momentum {self.momentum:g} is outside [0, {MAX_MOMENTUM:g}]")
 
     @property
     def server_lr(self) -> float:
         return float(self.params.get("server_lr", 1.0))
+
+    @property
+    def momentum(self) -> float:
+        return float(self.params.get("momentum", 0.0))
 
     def to_json(self) -> dict:
         return {"name": self.name, **self.params}
@@ -253,11 +264,14 @@ def merge(
     new_shapes: dict[str, tuple] | None = None,
     inplace: bool = False,
     part_scale: list[dict[str, float]] | None = None,
+    previous: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """base + merged delta, slice by slice of each tensor. Returns the new state and what the
     strategy decided (for the report: which deltas Krum kept, clip factors). `inplace` adds into
     `base`'s float32 tensors instead of copying them: one model in memory, not two. `part_scale`:
-    per delta, a factor per part (the round's per-part clipping), applied before the strategy."""
+    per delta, a factor per part (the round's per-part clipping), applied before the strategy.
+    `previous`: the last round's update (base - previous base) by tensor name, which the
+    strategy's momentum carries into this one (tensors it lacks carry nothing)."""
     files = DeltaFiles(delta_paths)
     try:
         n = len(delta_paths)
@@ -277,6 +291,7 @@ def merge(
             scale = None
         out = {}
         in_deltas = set(files.all_names())
+        beta = strategy.momentum if previous else 0.0
         for name in sorted(set(base) | in_deltas):
             like = base.get(name)
             if like is None:
@@ -285,13 +300,19 @@ def merge(
                 target = like
             else:
                 target = like.float().clone()
-            if name in in_deltas:
+            carried = previous.get(name) if beta else None
+            if carried is not None and tuple(carried.shape) != tuple(target.shape):
+                carried = None
+            if name in in_deltas or carried is not None:
                 flat = target.view(-1)
                 for a in range(0, flat.numel(), CHUNK):
                     b = min(a + CHUNK, flat.numel())
-                    parts = [ps.get(part_of(name), 1.0) for ps in part_scale] if part_scale else None
-                    flat[a:b] += _merge_slice(files, name, a, b, strategy, weights, rows, scale, parts)
-                    files.release()
+                    if name in in_deltas:
+                        parts = [ps.get(part_of(name), 1.0) for ps in part_scale] if part_scale else None
+                        flat[a:b] += _merge_slice(files, name, a, b, strategy, weights, rows, scale, parts)
+                        files.release()
+                    if carried is not None:
+                        flat[a:b] += carried.reshape(-1)[a:b].float() * beta  # one product, one add per value
             out[name] = target if target.dtype == like.dtype else target.to(like.dtype)
         return out, decided
     finally:
@@ -347,6 +368,7 @@ def build_model(
     out_path: Path,
     part_scale: list[dict[str, float]] | None = None,
     head_seed: int = 0,
+    previous: dict[str, torch.Tensor] | None = None,
 ) -> dict:
     """Write base + merged deltas as a model file; the same inputs give the same bytes (and CID).
     A head-less base that fine-tuning deltas are merged into starts from the task's initial head
@@ -356,7 +378,7 @@ def build_model(
     base, meta = read_state(base_path)
     if delta_paths:
         base = with_initial_head(base, meta, len(labels), head_seed)
-        state, decided = merge(base, delta_paths, weights, strategy, norms, inplace=True, part_scale=part_scale)
+        state, decided = merge(base, delta_paths, weights, strategy, norms, inplace=True, part_scale=part_scale, previous=previous)
     else:
         state, decided = base, {}
     model_labels = labels if "head.weight" in state else tuple(json.loads(meta.get("labels", "[]")))

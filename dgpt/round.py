@@ -8,7 +8,8 @@
              a paired test says it raises the loss or lowers the accuracy (rules.significantly_harmful)
     merge    the accepted deltas into the new model with the round's strategy: weights at most the
              median count, near-duplicates sharing one weight, each part clipped to a multiple of
-             the round's median norm of that part
+             the round's median norm of that part; with momentum, plus the last round's update
+             (base - previous base, both public) times the momentum
     marginal each merged delta left out of the merge (leave-one-out), scored against the merge:
              what it adds, recorded with its paired standard error (neither gates nor pays)
     value    each merged delta's contribution: its share of the merge, times its work along the
@@ -140,6 +141,8 @@ class RoundContext:
     validation_cid: str | None = None  # where the round's validation slice is published
     cosine_floor: float = 0.0  # set by screen()
     pair_cosine: dict = field(default_factory=dict)  # (oracle, oracle) -> cosine of their deltas, set by screen()
+    previous: dict | None = None  # the last round's update (base - previous base) the momentum carries, set by carry()
+    previous_base_cid: str | None = None  # the previous base it was taken from
 
     def loss(self, metrics: dict) -> float:
         """The score a delta must improve: L2 when fine-tuning (L1 is only the auxiliary objective,
@@ -314,7 +317,10 @@ def merge(ctx: RoundContext, accepted: list[Submission]) -> tuple[Path, dict, li
     new_path = ctx.work / f"model-round-{ctx.round_id}.safetensors"
     weights = merge_factors(ctx, accepted)
     decided = build_model(ctx.base_path, [s.path for s in accepted], weights, ctx.policy.strategy,
-                          [s.entry.norm for s in accepted], ctx.labels, new_path, [s.entry.clip for s in accepted], ctx.task.seed)
+                          [s.entry.norm for s in accepted], ctx.labels, new_path, [s.entry.clip for s in accepted], ctx.task.seed,
+                          ctx.previous)
+    if ctx.previous is not None and accepted:
+        decided["momentum_base_cid"] = ctx.previous_base_cid
     new_state, _ = read_state(new_path)
     if ctx.labels and "head.weight" not in new_state:  # nothing merged into a head-less base
         new_state["head.weight"] = ctx.base["head.weight"]
@@ -338,7 +344,8 @@ def marginal(ctx: RoundContext, accepted: list[Submission], merged: list[Submiss
     for s in merged:
         rest = [i for i, a in enumerate(accepted) if a is not s]
         state, _ = merge_deltas(ctx.base, [accepted[i].path for i in rest], [weights[i] for i in rest], ctx.policy.strategy,
-                                [accepted[i].entry.norm for i in rest], ctx.expected, part_scale=[accepted[i].entry.clip for i in rest])
+                                [accepted[i].entry.norm for i in rest], ctx.expected, part_scale=[accepted[i].entry.clip for i in rest],
+                                previous=ctx.previous)
         without = ctx.metrics(state)
         e = s.entry
         gain, se = paired_gain(without["per_example"], after["per_example"])
@@ -408,6 +415,7 @@ def aggregate_round(protocol: Protocol, store: Store, ctx: RoundContext, reward_
     valid = screen(ctx, subs, protocol, store)
     accepted = score(ctx, valid, before)
     crashpoint("aggregator:downloaded")
+    carry(ctx, protocol, store)
     ctx.log(f"round {ctx.round_id}: merging {len(accepted)} accepted deltas with {ctx.policy.strategy.name}")
     t0 = time.monotonic()
     new_path, decided, merged, after, weights = merge(ctx, accepted)
@@ -417,6 +425,30 @@ def aggregate_round(protocol: Protocol, store: Store, ctx: RoundContext, reward_
     ctx.log(f"round {ctx.round_id}: merged {len(merged)} with {ctx.policy.strategy.name} in {time.monotonic() - t0:.1f} s; "
             f"validation loss {ctx.loss(before):.4f} -> {ctx.loss(after):.4f}")
     return RoundOutcome(new_path, report)
+
+
+def carry(ctx: RoundContext, protocol: Protocol, store: Store) -> None:
+    """With a momentum strategy, the update the momentum carries: this round's base minus the base
+    of the round that produced it (both public), when that round trained the same phase and labels.
+    None after a change of phase or labels, in a first round, or when the base did not come from
+    the previous round: then the merge is plain."""
+    rid = ctx.round_id
+    if ctx.policy.strategy.momentum == 0 or rid < 2:
+        return
+    prev = protocol.round(rid - 1)
+    if not prev.published or prev.new_model_cid != ctx.info.base_model_cid or prev.base_model_cid == ctx.info.base_model_cid:
+        return
+    prev_task = TaskSpec.from_bytes(store.get_bytes(prev.task_spec_cid, max_bytes=1 << 20))
+    if prev_task.phase != ctx.task.phase or tuple(prev_task.labels) != tuple(ctx.task.labels):
+        return
+    path = ctx.work / "previous-base.safetensors"
+    store.get_file(prev.base_model_cid, path)
+    state, meta = read_state(path)
+    # A head-less previous base held the previous task's initial head, as its oracles started from.
+    state = with_initial_head(state, meta, len(ctx.labels), prev_task.seed)
+    ctx.previous = {k: ctx.base[k] - v for k, v in state.items() if k in ctx.base and v.shape == ctx.base[k].shape}
+    ctx.previous_base_cid = prev.base_model_cid
+    ctx.log(f"round {rid}: momentum {ctx.policy.strategy.momentum:g} carries the update from {prev.base_model_cid}")
 
 
 def _earlier_digests(protocol: Protocol, store: Store, round_id: int, base_model_cid: str) -> dict[str, str]:

@@ -59,6 +59,7 @@ class DemoPlan:
     validators: int = 2
     delta_encoding: str = DEFAULT_ENCODING  # how oracles pack their deltas (dgpt/encoding.py)
     server_lr: float = 1.0  # the aggregator's FedAvg server learning rate (dgpt/aggregate.py)
+    momentum: float = 0.0  # the aggregator's server momentum (FedAvgM, dgpt/aggregate.py)
     finetune_batch: int = 32  # the fine-tuning rounds' local batch: smaller takes more local steps a round at equal epochs
     finetune_lr: float = 1e-3  # the fine-tuning rounds' local lr
 
@@ -217,7 +218,8 @@ def setup_network(protocol, store, admin, agg_account, oracle_accounts, data: De
             register_oracle(protocol, store, admin, account, examples, stake)
             log(f"oracle {account.address}: staked {stake // TOKEN} DGPT on {len(examples)} examples")
         oracles.append(OracleNode(protocol, store, account, OracleConfig(home / "oracles" / account.address, examples), log=lambda *a: None))
-    policy = RoundPolicy(Strategy("fedavg", {"server_lr": plan.server_lr} if plan.server_lr != 1.0 else {}))
+    params = {"server_lr": plan.server_lr} if plan.server_lr != 1.0 else {}
+    policy = RoundPolicy(Strategy("fedavg", params | ({"momentum": plan.momentum} if plan.momentum else {})))
     cfg = AggregatorConfig(home / "aggregator", genesis, plan.tasks(), data.validation, policy)
     fund_aggregator(protocol, admin, agg_account.address, cfg.reward_budget)
     agg = AggregatorNode(protocol, store, agg_account, cfg, log=lambda *a: None)

@@ -113,6 +113,7 @@ def main() -> int:
     ap.add_argument("--examples", type=int, help="cap the union of the oracles' data (default: all training movies' snippets)")
     ap.add_argument("--finetune-rounds", type=int, default=3)
     ap.add_argument("--server-lr", type=float, default=1.0, help="the aggregator's FedAvg server learning rate (default 1)")
+    ap.add_argument("--momentum", type=float, default=0.0, help="the aggregator's server momentum (FedAvgM; default 0)")
     ap.add_argument("--batch-size", type=int, default=DemoPlan.finetune_batch,
                     help=f"the fine-tuning batch, central and local alike (default {DemoPlan.finetune_batch})")
     ap.add_argument("--local-lr", type=float, default=DemoPlan.finetune_lr,
@@ -130,14 +131,14 @@ def main() -> int:
     validation, test = as_examples(val_r), as_examples(test_r[: args.test_examples])
     plan = DemoPlan(finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples, finetune_batch=args.batch_size)
     out = {"examples": len(train_r), "test_examples": len(test), "finetune_rounds": args.finetune_rounds, "server_lr": args.server_lr,
-           "batch_size": args.batch_size, "local_lr": args.local_lr, "alpha": args.alpha, "runs": {}}
+           "momentum": args.momentum, "batch_size": args.batch_size, "local_lr": args.local_lr, "alpha": args.alpha, "runs": {}}
     t0 = time.monotonic()
     out["central"] = args.central_accuracy if args.central_accuracy is not None else central(plan, as_examples(train_r), test, log)
     out["central_reused"] = args.central_accuracy is not None
     log(f"central: {out['central']:.4f} held-out accuracy on {len(test)} snippets ({time.monotonic() - t0:.0f} s, {len(train_r)} examples)")
     for name, parts in splits(args.splits.split(","), train_r, args.alpha).items():
         plan_k = DemoPlan(oracles=len(parts), finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
-                          server_lr=args.server_lr, finetune_batch=args.batch_size, finetune_lr=args.local_lr)
+                          server_lr=args.server_lr, momentum=args.momentum, finetune_batch=args.batch_size, finetune_lr=args.local_lr)
         run = federated(plan_k, DemoData(parts, validation, test), log)
         run["gap_points"] = round(100 * (out["central"] - run["federated"]), 2)
         run["shard_sizes"] = [len(p) for p in parts]

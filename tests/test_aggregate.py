@@ -181,10 +181,28 @@ def test_a_server_learning_rate_scales_the_merged_delta_of_every_strategy(tmp_pa
             assert torch.equal(fast[k] - BASE[k], 2 * (plain[k] - BASE[k])), (name, k)  # exact: a power of two
 
 
+def test_momentum_carries_the_last_update_into_the_merge_of_every_strategy(tmp_path):
+    paths = deltas(tmp_path, [1.0, 2.0, 4.0])
+    w = [1.0, 1.0, 2.0]
+    previous = {"a": torch.arange(6.0).view(3, 2) / 3, "b": torch.zeros(5)}  # b: another shape, so it carries nothing
+    for name, params in (("fedavg", {}), ("median", {}), ("trimmed_mean", {"trim": 0.34}), ("krum", {"f": 0, "m": 3})):
+        plain, _ = merge(BASE, paths, w, Strategy(name, params))
+        heavy, _ = merge(BASE, paths, w, Strategy(name, {**params, "momentum": 0.75}), previous=previous)
+        assert torch.equal(heavy["a"], plain["a"] + previous["a"] * 0.75), name  # one product, one add: the bits the audit rebuilds
+        assert torch.equal(heavy["b"], plain["b"]), name
+        unused, _ = merge(BASE, paths, w, Strategy(name, params), previous=previous)  # no momentum: the last update is not carried
+        assert all(torch.equal(unused[k], plain[k]) for k in BASE), name
+    # A tensor of the base that no delta holds still moves by the carried update.
+    moved, _ = merge({**BASE, "c": torch.zeros(2)}, paths[:1], [1.0], Strategy("fedavg", {"momentum": 0.5}), previous={"c": torch.ones(2)})
+    assert torch.equal(moved["c"], torch.full((2,), 0.5))
+
+
 @pytest.mark.parametrize("name, params, says", [
     ("fedavg", {"server_lr": 100.0}, "outside (0, 8]"),
     ("fedavg", {"server_lr": 0.0}, "outside (0, 8]"),
-    ("fedavg", {"momentum": 0.9}, "takes no parameter 'momentum'"),
+    ("fedavg", {"momentum": 0.95}, "momentum 0.95 is outside [0, 0.9]"),
+    ("median", {"momentum": -0.1}, "momentum -0.1 is outside [0, 0.9]"),
+    ("fedavg", {"beta": 0.9}, "takes no parameter 'beta'"),
     ("median", {"trim": 0.1}, "takes no parameter 'trim'"),
     ("krum", {"f": float("nan")}, "not a finite number"),
 ])

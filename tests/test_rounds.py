@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
@@ -32,8 +33,8 @@ class Net:
     """A fresh embedded chain and store with the roles' nodes; `restart()` rebuilds the nodes from
     their journals, as a killed process would on restart (the chain and the store persist)."""
 
-    def __init__(self, home, data):
-        self.home, self.data = home, data
+    def __init__(self, home, data, plan=PLAN):
+        self.home, self.data, self.plan = home, data, plan
         self.chain = Chain.embedded()
         self.store = LocalStore(home / "store")
         a = dev_accounts(2 + PLAN.oracles + PLAN.validators)
@@ -45,7 +46,7 @@ class Net:
 
     def restart(self):
         self.agg, self.oracles = setup_network(
-            self.protocol, self.store, self.admin, self.agg_account, self.oracle_accounts, self.data, PLAN, self.home, log=lambda *a: None
+            self.protocol, self.store, self.admin, self.agg_account, self.oracle_accounts, self.data, self.plan, self.home, log=lambda *a: None
         )
         self.validators = setup_validators(self.protocol, self.store, self.admin, self.validator_accounts, self.home, log=lambda *a: None)
 
@@ -219,13 +220,16 @@ def _tamper(report: Report, how: str, outsider: str) -> Report:
         r.entry(a).marginal_gain = round(r.entry(a).marginal_gain + 0.01, 6)
     elif how == "claims a server learning rate past the bound":
         r.strategy = {**r.strategy, "server_lr": 50.0}
+    elif how == "claims a momentum past the bound":
+        r.strategy = {**r.strategy, "momentum": 0.99}
     return r
 
 
 TAMPERED = ["pays an address that was not merged", "a weight that is not the revealed count", "leaves a reveal out",
             "slashes with no faulty delta", "marks an honest delta rejected", "changes a score",
             "changes what a delta adds to the merge"]
-OUT_OF_BOUNDS = ["claims a server learning rate past the bound"]
+OUT_OF_BOUNDS = {"claims a server learning rate past the bound": "server_lr 50 is outside (0, 8]",
+                 "claims a momentum past the bound": "momentum 0.99 is outside [0, 0.9]"}
 
 
 @pytest.mark.parametrize("how", OUT_OF_BOUNDS)
@@ -233,7 +237,7 @@ def test_the_audit_refuses_a_report_outside_the_codes_bounds(reference, how):
     net = reference
     published = Report.from_bytes(net.store.get_bytes(net.protocol.round(1).report_cid))
     result = audit_round(net.protocol, net.store, 1, report=_tamper(published, how, net.admin.address))
-    assert not result.ok and any("server_lr 50 is outside (0, 8]" in p for p in result.problems), result.problems
+    assert not result.ok and any(OUT_OF_BOUNDS[how] in p for p in result.problems), result.problems
 
 
 @pytest.mark.parametrize("how", TAMPERED)
@@ -293,3 +297,28 @@ def test_a_server_learning_rate_is_recorded_and_recomputed_by_the_audit(tmp_path
         assert report.strategy == {"name": "fedavg", "server_lr": 2.0}
         result = audit_round(net.protocol, net.store, r)
         assert result.ok, (result.problems, result.differences)
+
+
+def test_server_momentum_carries_the_last_published_update_and_the_audit_recomputes_it(tmp_path, data):
+    from dataclasses import replace
+
+    from dgpt.aggregate import Strategy
+    from dgpt.round import RoundPolicy
+
+    net = Net(tmp_path, data, replace(PLAN, pretrain_rounds=2))  # L1 gains are large enough that the tiny oracles' deltas merge
+    net.agg.cfg = replace(net.agg.cfg, policy=RoundPolicy(Strategy("fedavg", {"momentum": 0.5})))
+    net.run()
+    p = net.protocol
+    reports = {r: Report.from_bytes(net.store.get_bytes(p.round(r).report_cid)) for r in (1, 2, 3)}
+    assert all(r.strategy == {"name": "fedavg", "momentum": 0.5} for r in reports.values())
+    assert "momentum_base_cid" not in reports[1].strategy_decisions  # the first round has no previous update
+    assert reports[2].strategy_decisions["momentum_base_cid"] == p.round(1).base_model_cid
+    assert "momentum_base_cid" not in reports[3].strategy_decisions  # the first fine-tuning round: the phase changed
+    for r in (1, 2, 3):
+        result = audit_round(p, net.store, r)
+        assert result.ok, (r, result.problems, result.differences)
+    # The model on chain holds the carried update: a report that claims the plain merge does not rebuild it.
+    plain = copy.deepcopy(reports[2])
+    plain.strategy = {"name": "fedavg"}
+    result = audit_round(p, net.store, 2, report=plain)
+    assert not result.ok and ("model CID", p.round(2).new_model_cid, result.recomputed_model_cid) in result.differences
