@@ -7,6 +7,7 @@ recomputed. Prints a line per configuration, and with --json one JSON line:
 {"configs": {name: {"ok", "model_cid", "entries_root"}}, "all_equal": bool}.
 
     .venv/bin/python scripts/check_determinism.py --json
+    .venv/bin/python scripts/check_determinism.py --momentum 0.9 --json   # with the carried update (FedAvgM)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,13 +100,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON line at the end")
     parser.add_argument("--threads", default="1,2,4")
+    parser.add_argument("--momentum", type=float, default=0.0,
+                        help="the aggregator's server momentum; above 0 adds a second pre-training round, which carries the first's update")
     args = parser.parse_args()
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
     caps = capabilities()
     threads = [int(t) for t in args.threads.split(",")]
     # Every thread count under the best capability, and every capability with one thread.
     configs = [(t, caps[-1]) for t in threads] + [(threads[0], c) for c in caps[:-1]]
-    result = check(configs, PLAN, log)
+    plan = replace(PLAN, pretrain_rounds=2, momentum=args.momentum) if args.momentum else PLAN
+    result = check(configs, plan, log)
     log(f"all equal: {result['all_equal']}")
     if args.json:
         print(json.dumps(result))
