@@ -1,6 +1,6 @@
 """Central training against federated training through the real roles, side by side.
 
-    .venv/bin/python scripts/bench_federated.py [--splits iid-4,iid-8,dirichlet-8] [--examples N] [--json]
+    .venv/bin/python scripts/bench_federated.py [--splits iid-4,iid-8,dirichlet-8] [--examples N] [--central-batch N] [--json]
 
 Both start from the same genesis (the bare tiny model), train the same total epochs with the same
 task specs as the demo (one L1 pre-training epoch, then R L3 fine-tuning epochs), and are scored
@@ -74,15 +74,21 @@ def splits(names: list[str], train_reviews, alpha: float) -> dict[str, list[list
     return out
 
 
-def central(plan: DemoPlan, union: list[Example], test: list[Example], log) -> float:
+def central(plan: DemoPlan, union: list[Example], test: list[Example], batch: int | None = None) -> tuple[float, float]:
+    """Held-out (accuracy, L1 after pre-training) of one worker trained on the union. `batch`: both
+    phases' batch instead of the task specs' (the large-batch control: averaging n oracles' deltas
+    is at best one model trained with an n times larger batch at the same lr)."""
     pre, fine = plan.tasks()[0], plan.tasks()[-1]
     fine_all = replace(fine, epochs=fine.epochs * plan.finetune_rounds)  # the rounds' epochs in one schedule
+    if batch:
+        pre, fine_all = replace(pre, batch_size=batch), replace(fine_all, batch_size=batch)
     bundle = tiny_gpt2(seed=0)
     quiet = TrainOptions(device="cpu", log_every=10**9)
     for _ in range(plan.pretrain_rounds):
         train(bundle, pre, [Example(e.text) for e in union], quiet, log=lambda *a: None)
+    pre_l1 = evaluate(bundle, [Example(e.text) for e in test], pre)["l1"]
     train(bundle, fine_all, union, quiet, log=lambda *a: None)
-    return evaluate(bundle, test, fine)["accuracy"]
+    return evaluate(bundle, test, fine)["accuracy"], pre_l1
 
 
 def federated(plan: DemoPlan, data: DemoData, log) -> dict:
@@ -99,6 +105,7 @@ def federated(plan: DemoPlan, data: DemoData, log) -> dict:
     return {
         "federated": result.rounds[-1]["accuracy"],
         "per_round": [r["accuracy"] for r in result.rounds],
+        "pretrain_l1": next((r["l1"] for r in result.rounds if r["phase"] == "pretrain"), None),  # held-out, after the last one
         "honest_accepted": sum(e.accepted for e in entries) / len(entries),
         "reward_ratio_max_min": round(high / low, 3) if low > 0 else None,
         "rewards": {o: str(v) for o, v in sorted(earned.items())},
@@ -121,6 +128,8 @@ def main() -> int:
     ap.add_argument("--test-examples", type=int, default=1000)
     ap.add_argument("--central-accuracy", type=float,
                     help="reuse the central figure of an earlier run with the same --examples, --finetune-rounds and --test-examples")
+    ap.add_argument("--central-batch", type=int,
+                    help="central training's batch in both phases (default: the task specs'); n x 32 is the large-batch control for n oracles")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
@@ -133,10 +142,15 @@ def main() -> int:
     out = {"examples": len(train_r), "test_examples": len(test), "finetune_rounds": args.finetune_rounds, "server_lr": args.server_lr,
            "momentum": args.momentum, "batch_size": args.batch_size, "local_lr": args.local_lr, "alpha": args.alpha, "runs": {}}
     t0 = time.monotonic()
-    out["central"] = args.central_accuracy if args.central_accuracy is not None else central(plan, as_examples(train_r), test, log)
+    out["central_batch"] = args.central_batch
+    if args.central_accuracy is not None:
+        out["central"], out["central_pretrain_l1"] = args.central_accuracy, None
+    else:
+        out["central"], out["central_pretrain_l1"] = central(plan, as_examples(train_r), test, args.central_batch)
+        log(f"central: held-out L1 {out['central_pretrain_l1']:.4f} after pre-training")
     out["central_reused"] = args.central_accuracy is not None
     log(f"central: {out['central']:.4f} held-out accuracy on {len(test)} snippets ({time.monotonic() - t0:.0f} s, {len(train_r)} examples)")
-    for name, parts in splits(args.splits.split(","), train_r, args.alpha).items():
+    for name, parts in splits([s for s in args.splits.split(",") if s], train_r, args.alpha).items():
         plan_k = DemoPlan(oracles=len(parts), finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
                           server_lr=args.server_lr, momentum=args.momentum, finetune_batch=args.batch_size, finetune_lr=args.local_lr)
         run = federated(plan_k, DemoData(parts, validation, test), log)
