@@ -80,7 +80,7 @@ def central(plan: DemoPlan, union: list[Example], test: list[Example], batch: in
     is at best one model trained with an n times larger batch at the same lr)."""
     pre, fine = plan.tasks()[0], plan.tasks()[-1]
     fine_all = replace(fine, epochs=fine.epochs * plan.finetune_rounds)  # the rounds' epochs in one schedule
-    if batch:
+    if batch is not None:
         pre, fine_all = replace(pre, batch_size=batch), replace(fine_all, batch_size=batch)
     bundle = tiny_gpt2(seed=0)
     quiet = TrainOptions(device="cpu", log_every=10**9)
@@ -105,7 +105,7 @@ def federated(plan: DemoPlan, data: DemoData, log) -> dict:
     return {
         "federated": result.rounds[-1]["accuracy"],
         "per_round": [r["accuracy"] for r in result.rounds],
-        "pretrain_l1": next((r["l1"] for r in result.rounds if r["phase"] == "pretrain"), None),  # held-out, after the last one
+        "pretrain_l1": ([r["l1"] for r in result.rounds if r["phase"] == "pretrain"] or [None])[-1],  # held-out, after the last one
         "honest_accepted": sum(e.accepted for e in entries) / len(entries),
         "reward_ratio_max_min": round(high / low, 3) if low > 0 else None,
         "rewards": {o: str(v) for o, v in sorted(earned.items())},
@@ -132,6 +132,8 @@ def main() -> int:
                     help="central training's batch in both phases (default: the task specs'); n x 32 is the large-batch control for n oracles")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.central_batch is not None and args.central_batch < 1:
+        raise SystemExit(f"bench_federated: --central-batch must be at least 1, not {args.central_batch}")
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
     train_r, held = split_by_movie(rotten_tomatoes(), held_out=0.2, seed=0)
     val_r, test_r = split_by_movie(held, held_out=2 / 3, seed=1)  # the demo's split

@@ -46,6 +46,8 @@ def main() -> int:
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
     plan = DemoPlan(oracles=args.oracles)
     data = demo_data(plan)
+    if args.rounds > min(len(s) for s in data.shards):
+        raise SystemExit(f"bench_pretrain: --rounds {args.rounds} is more than the smallest shard's {min(len(s) for s in data.shards)} examples")
     task = replace(plan.tasks()[0], batch_size=args.batch_size, lr=args.lr)
     quiet = TrainOptions(device="cpu", log_every=10**9)
     test = [Example(e.text) for e in data.test]
