@@ -75,6 +75,10 @@ class Entry:
     marginal_gain_se: float | None = None
     marginal_accuracy_gain: float | None = None
     marginal_accuracy_gain_se: float | None = None
+    # A delta found harmful alone, judged again in the merge (round.reconsider): what it adds to the
+    # merge of the round's accepted and harmful-alone deltas ({"loss_gain", "gain_se", and when
+    # fine-tuning "accuracy_gain", "accuracy_gain_se"}); accepted unless harmful there too
+    in_merge: dict | None = None
     weight: int = 0  # merge weight: the revealed example count when merged, at most the round's median
     duplicate_of: str | None = None  # the first oracle of its group of near-duplicates (they share one weight)
     clip: dict | None = None  # per part, the factor the merge scaled this delta by (1: unclipped)

@@ -91,12 +91,17 @@ def central(plan: DemoPlan, union: list[Example], test: list[Example], batch: in
     return evaluate(bundle, test, fine)["accuracy"], pre_l1
 
 
-def federated(plan: DemoPlan, data: DemoData, log) -> dict:
+def federated(plan: DemoPlan, data: DemoData, log, keep: Path | None = None) -> dict:
+    """The federated run through the real roles; `keep`: a folder to write the fine-tuning rounds' reports to."""
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as home:
         result = run_demo(Settings(home=home), plan, log=lambda *a: None, data=data, params=NO_QUORUM_PARAMS)
         store = LocalStore(Path(home) / "store")
         reports = [Report.from_bytes(store.get_bytes(r["report_cid"])) for r in result.rounds if r["phase"] == "finetune"]
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        for r in reports:
+            (keep / f"report-round-{r.round}.json").write_bytes(r.to_bytes())
     entries = [e for r in reports for e in r.submissions]
     earned: dict[str, int] = {}
     for e in entries:
@@ -109,6 +114,10 @@ def federated(plan: DemoPlan, data: DemoData, log) -> dict:
         "honest_accepted": sum(e.accepted for e in entries) / len(entries),
         "reward_ratio_max_min": round(high / low, 3) if low > 0 else None,
         "rewards": {o: str(v) for o, v in sorted(earned.items())},
+        # per fine-tuning round: merged, of which found harmful alone and accepted in the merge, rejected by reason
+        "verdicts": [{"merged": len(r.merged), "accepted_in_merge": sum(e.accepted and e.in_merge is not None for e in r.submissions),
+                      "rejected": {k.value: sum(e.reason is k for e in r.submissions) for k in {e.reason for e in r.submissions if e.reason}}}
+                     for r in reports],
         "seconds": round(time.monotonic() - t0, 1),
     }
 
@@ -130,6 +139,7 @@ def main() -> int:
                     help="reuse the central figure of an earlier run with the same --examples, --finetune-rounds and --test-examples")
     ap.add_argument("--central-batch", type=int,
                     help="central training's batch in both phases (default: the task specs'); n x 32 is the large-batch control for n oracles")
+    ap.add_argument("--reports", type=Path, help="write each run's fine-tuning reports to DIR/SPLIT/report-round-N.json")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.central_batch is not None and args.central_batch < 1:
@@ -155,7 +165,7 @@ def main() -> int:
     for name, parts in splits([s for s in args.splits.split(",") if s], train_r, args.alpha).items():
         plan_k = DemoPlan(oracles=len(parts), finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
                           server_lr=args.server_lr, momentum=args.momentum, finetune_batch=args.batch_size, finetune_lr=args.local_lr)
-        run = federated(plan_k, DemoData(parts, validation, test), log)
+        run = federated(plan_k, DemoData(parts, validation, test), log, args.reports / name if args.reports else None)
         run["gap_points"] = round(100 * (out["central"] - run["federated"]), 2)
         run["shard_sizes"] = [len(p) for p in parts]
         out["runs"][name] = run

@@ -252,3 +252,49 @@ def test_leave_one_out_records_what_each_delta_adds_to_the_merge(tmp_path):
     assert subs[2].entry.marginal_gain == pytest.approx(-4 / 9, abs=1e-3)
     assert subs[0].entry.marginal_gain == subs[1].entry.marginal_gain == pytest.approx(1 - 4 / 9, abs=1e-3)
     assert all(s.entry.marginal_gain_se is not None and s.entry.accepted for s in subs)
+
+
+def test_a_delta_harmful_alone_is_accepted_when_the_merge_needs_it_and_a_harmful_one_stays_out(tmp_path):
+    """The label-skew case in one weight: the examples want w = 1. Two deltas overshoot either way
+    (w = 2.4 and w = -0.3 alone are worse than the base w = 0), as a delta from one-label data
+    makes the model predict its label; with a third (0.9) their merge is w = 1. A fourth (-3) is
+    harmful alone and in the merge. In the merge of all four (w = 0) the -0.3 looks harmful too,
+    as it leans the fourth's way; once the fourth, the worst, is out, it helps. So the first and
+    third are accepted, the fourth stays rejected, and the weights the test took are cleared."""
+    from safetensors.torch import save_file
+
+    from dgpt.report import Entry, Reason
+    from dgpt.round import RoundContext, RoundPolicy, Submission, quantise, reconsider, score
+    from dgpt.task import TaskSpec
+
+    targets = [1.0 + 0.01 * (j % 7 - 3) for j in range(50)]
+
+    def scorer(base_path, state, labels, task, validation, device):
+        w = float(state["w"][0])
+        losses = [(w - t) ** 2 for t in targets]
+        return quantise({"l1": sum(losses) / len(losses), "per_example": losses})
+
+    subs = []
+    for i, step in enumerate([2.4, 0.9, -0.3, -3.0]):
+        path = tmp_path / f"d{i}.safetensors"
+        save_file({"w": torch.tensor([step])}, str(path))
+        subs.append(Submission(Entry(f"0x{i:040x}", f"cid{i}", 10, norm=abs(step), part_norm={}), path))  # no parts: no clipping
+    base = {"w": torch.tensor([0.0])}
+    ctx = RoundContext(1, None, TaskSpec(phase="pretrain"), tmp_path / "base.safetensors", base, {"w": (1,)}, (), 1 << 20, [],
+                       RoundPolicy(), tmp_path, scorer, log=lambda *a: None)
+    accepted = score(ctx, subs, scorer(None, base, (), None, None, None))
+    assert [s.entry.reason for s in subs] == [Reason.HARMFUL, None, Reason.HARMFUL, Reason.HARMFUL]  # alone
+    accepted = reconsider(ctx, subs, accepted)
+    assert accepted == subs[:3] and all(s.entry.accepted and s.entry.reason is None for s in subs[:3])
+    assert subs[3].entry.reason is Reason.HARMFUL and not subs[3].entry.accepted
+    # the merge of all four is w = 0, and without the fourth w = 1; then the merge of the first
+    # three is w = 1, and without the first w = 0.3, without the third w = 1.65
+    assert subs[3].entry.in_merge["loss_gain"] == pytest.approx(-1.0, abs=0.01)
+    assert subs[0].entry.in_merge["loss_gain"] == pytest.approx(0.7 ** 2, abs=0.01)
+    assert subs[2].entry.in_merge["loss_gain"] == pytest.approx(0.65 ** 2, abs=0.01)
+    assert subs[1].entry.in_merge is None  # accepted alone: not judged again
+    assert all(s.entry.weight == 0 and s.entry.clip is None for s in subs)
+    # nothing found harmful alone: nothing judged again, nothing evaluated
+    calls = []
+    ctx.scorer = lambda *a: calls.append(1)
+    assert reconsider(ctx, subs[1:2], subs[1:2]) == subs[1:2] and not calls

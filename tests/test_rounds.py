@@ -218,6 +218,8 @@ def _tamper(report: Report, how: str, outsider: str) -> Report:
         r.entry(a).loss_gain = round(r.entry(a).loss_gain + 0.01, 6)
     elif how == "changes what a delta adds to the merge":
         r.entry(a).marginal_gain = round(r.entry(a).marginal_gain + 0.01, 6)
+    elif how == "claims a delta was judged in the merge":
+        r.entry(a).in_merge = {"loss_gain": 0.01, "gain_se": 0.001}
     elif how == "claims a server learning rate past the bound":
         r.strategy = {**r.strategy, "server_lr": 50.0}
     elif how == "claims a momentum past the bound":
@@ -227,7 +229,7 @@ def _tamper(report: Report, how: str, outsider: str) -> Report:
 
 TAMPERED = ["pays an address that was not merged", "a weight that is not the revealed count", "leaves a reveal out",
             "slashes with no faulty delta", "marks an honest delta rejected", "changes a score",
-            "changes what a delta adds to the merge"]
+            "changes what a delta adds to the merge", "claims a delta was judged in the merge"]
 OUT_OF_BOUNDS = {"claims a server learning rate past the bound": "server_lr 50 is outside (0, 8]",
                  "claims a momentum past the bound": "momentum 0.99 is outside [0, 0.9]"}
 
