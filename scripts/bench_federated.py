@@ -1,6 +1,6 @@
 """Central training against federated training through the real roles, side by side.
 
-    .venv/bin/python scripts/bench_federated.py [--splits iid-4,iid-8,dirichlet-8] [--examples N] [--central-batch N] [--json]
+    .venv/bin/python scripts/bench_federated.py [--splits iid-4,iid-8,dirichlet-8] [--examples N] [--central-batch N] [--reports DIR] [--json]
 
 Both start from the same genesis (the bare tiny model), train the same total epochs with the same
 task specs as the demo (one L1 pre-training epoch, then R L3 fine-tuning epochs), and are scored
@@ -15,9 +15,11 @@ Splits: `iid-K` gives K oracles whole movies at random (about equal, IID shards)
 gives K oracles label-skewed shards: for each label, the shares of its snippets are drawn from a
 Dirichlet(alpha) (--alpha, default 0.5). Per split: the federated accuracy, the gap in points,
 the share of honest fine-tuning deltas merged, and the best-paid over the least-paid oracle's
-earnings over the fine-tuning rounds (null when one earned nothing). Last line with --json:
-{"central": acc, "genesis": acc, "runs": {split: {"federated", "gap_points", "honest_accepted",
-"reward_ratio_max_min", "rewards", "seconds"}}, ...}.
+earnings over the fine-tuning rounds (null when one earned nothing), and per fine-tuning round
+the verdicts (merged; found harmful alone but accepted in the merge; rejected, by reason).
+`--reports DIR` keeps every fine-tuning report as DIR/SPLIT/report-round-N.json. Last line with
+--json: {"central": acc, "genesis": acc, "runs": {split: {"federated", "gap_points",
+"honest_accepted", "reward_ratio_max_min", "rewards", "verdicts", "seconds"}}, ...}.
 """
 
 from __future__ import annotations
