@@ -8,7 +8,7 @@
              a paired test says it raises the loss or lowers the accuracy (rules.significantly_harmful)
     reconsider  each delta found harmful alone, judged again in the merge of the accepted and the
              harmful-alone deltas (backward elimination, paired tests): accepted when it is shown
-             to help the merge
+             to help the merge; when fine-tuning, only once the base is above the majority class
     merge    the accepted deltas into the new model with the round's strategy: weights at most the
              median count, near-duplicates sharing one weight, each part clipped to a multiple of
              the round's median norm of that part; with momentum, plus the last round's update
@@ -28,9 +28,11 @@ float64 on the CPU and every metric is quantised to 1e-6 before any decision or 
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -362,7 +364,7 @@ def merged_metrics(ctx: RoundContext, subs: list[Submission], weights: list[floa
     return ctx.metrics(state)
 
 
-def reconsider(ctx: RoundContext, scored: list[Submission], accepted: list[Submission]) -> list[Submission]:
+def reconsider(ctx: RoundContext, scored: list[Submission], accepted: list[Submission], before: dict) -> list[Submission]:
     """Deltas found harmful alone, judged again in the merge, by backward elimination. The pool is
     every delta accepted or found harmful alone; each harmful-alone delta in it is scored per
     validation example against the pool's merge without it (the strategy, weights and clip
@@ -377,10 +379,16 @@ def reconsider(ctx: RoundContext, scored: list[Submission], accepted: list[Submi
     The burden of proof is on the delta: a label flip, alone worse, was measured in the merge at
     a loss fall of -0.018 +- 0.009, which "not shown harmful" would have accepted. One at a time,
     because a delta leaning the way a worse one pulls looks useless until that one is out.
+    Only once the base has learnt the task (`has_learnt`): from a near-chance base the merge's
+    loss could not tell a flip from honest work, and a label flip was accepted by it (the
+    Byzantine harness from the bare model, BENCHMARKS.md); pre-training has no labels to flip.
     Returns the accepted deltas in oracle-address order; with k found harmful alone, at most k
     passes of at most k + 1 evaluations, none when k is 0."""
     pool = [s for s in scored if s.entry.accepted or s.entry.reason is Reason.HARMFUL]
     judged = [s for s in pool if s.entry.reason is Reason.HARMFUL]
+    if judged and not has_learnt(ctx, before):
+        ctx.log(f"  {len(judged)} harmful alone, not judged in the merge: the base is not above the majority class")
+        return accepted
     while True:
         live = [s for s in judged if s in pool]
         if not live:
@@ -416,6 +424,21 @@ def reconsider(ctx: RoundContext, scored: list[Submission], accepted: list[Submi
     for s in scored:  # merge() sets them again for what it merges
         s.entry.weight, s.entry.duplicate_of, s.entry.clip = 0, None, None
     return [s for s in scored if s.entry.accepted]
+
+
+def has_learnt(ctx: RoundContext, before: dict) -> bool:
+    """When fine-tuning, whether the base's validation accuracy is above the share of the slice's
+    most frequent label at the one-sided level of the harmful test (accuracy - z x se > share, se
+    the binomial standard error at that share). Always true when pre-training."""
+    if ctx.task.phase != "finetune":
+        return True
+    n = len(ctx.validation)
+    if n == 0:
+        return False
+    counts = [sum(e.label == name for e in ctx.validation) for name in ctx.labels]
+    share = Fraction(max(counts), n)
+    se = math.sqrt(share * (1 - share) / n)
+    return before["accuracy"] - HARMFUL_Z * se > share
 
 
 def helps(g: dict) -> bool:
@@ -504,7 +527,7 @@ def aggregate_round(protocol: Protocol, store: Store, ctx: RoundContext, reward_
     accepted = score(ctx, valid, before)
     crashpoint("aggregator:downloaded")
     carry(ctx, protocol, store)
-    accepted = reconsider(ctx, valid, accepted)
+    accepted = reconsider(ctx, valid, accepted, before)
     ctx.log(f"round {ctx.round_id}: merging {len(accepted)} accepted deltas with {ctx.policy.strategy.name}")
     t0 = time.monotonic()
     new_path, decided, merged, after, weights = merge(ctx, accepted)

@@ -282,9 +282,10 @@ def test_a_delta_harmful_alone_is_accepted_when_the_merge_needs_it_and_a_harmful
     base = {"w": torch.tensor([0.0])}
     ctx = RoundContext(1, None, TaskSpec(phase="pretrain"), tmp_path / "base.safetensors", base, {"w": (1,)}, (), 1 << 20, [],
                        RoundPolicy(), tmp_path, scorer, log=lambda *a: None)
-    accepted = score(ctx, subs, scorer(None, base, (), None, None, None))
+    before = scorer(None, base, (), None, None, None)
+    accepted = score(ctx, subs, before)
     assert [s.entry.reason for s in subs] == [Reason.HARMFUL, None, Reason.HARMFUL, Reason.HARMFUL]  # alone
-    accepted = reconsider(ctx, subs, accepted)
+    accepted = reconsider(ctx, subs, accepted, before)
     assert accepted == subs[:3] and all(s.entry.accepted and s.entry.reason is None for s in subs[:3])
     assert subs[3].entry.reason is Reason.HARMFUL and not subs[3].entry.accepted
     # the merge of all four is w = 0, and without the fourth w = 1; then the merge of the first
@@ -297,4 +298,29 @@ def test_a_delta_harmful_alone_is_accepted_when_the_merge_needs_it_and_a_harmful
     # nothing found harmful alone: nothing judged again, nothing evaluated
     calls = []
     ctx.scorer = lambda *a: calls.append(1)
-    assert reconsider(ctx, subs[1:2], subs[1:2]) == subs[1:2] and not calls
+    assert reconsider(ctx, subs[1:2], subs[1:2], before) == subs[1:2] and not calls
+
+
+def test_harmful_alone_is_not_judged_in_the_merge_before_the_base_has_learnt_the_task(tmp_path):
+    """From a near-chance base the merge's loss accepted a label flip (the Byzantine harness from
+    the bare model): when fine-tuning, a delta harmful alone is judged in the merge only once the
+    base's validation accuracy is above the majority label's share (12 of 20 here) at the
+    harmful test's level; until then the verdict alone stands, and nothing is evaluated."""
+    from dgpt.data import Example
+    from dgpt.report import Entry, Reason
+    from dgpt.round import RoundContext, RoundPolicy, Submission, has_learnt, reconsider
+    from dgpt.task import TaskSpec
+
+    validation = [Example(f"s{i}", "a" if i < 12 else "b") for i in range(20)]
+    calls = []
+    ctx = RoundContext(1, None, TaskSpec(labels=("a", "b")), tmp_path / "base.safetensors", {}, {}, ("a", "b"), 1 << 20, validation,
+                       RoundPolicy(), tmp_path, lambda *a: calls.append(1), log=lambda *a: None)
+    assert not has_learnt(ctx, {"accuracy": 0.6})  # the majority class
+    assert not has_learnt(ctx, {"accuracy": 0.85})  # 0.85 - 2.576 x 0.110 < 0.6
+    assert has_learnt(ctx, {"accuracy": 0.9})
+    assert has_learnt(RoundContext(1, None, TaskSpec(phase="pretrain"), tmp_path, {}, {}, (), 1, [], RoundPolicy(), tmp_path, None),
+                      {"accuracy": None})
+    subs = [Submission(Entry(f"0x{i:040x}", f"cid{i}", 10, accepted=i == 0), tmp_path / f"d{i}") for i in range(2)]
+    subs[1].entry.reject(Reason.HARMFUL, "alone")
+    assert reconsider(ctx, subs, subs[:1], {"accuracy": 0.6}) == subs[:1] and not calls
+    assert subs[1].entry.reason is Reason.HARMFUL and subs[1].entry.in_merge is None
