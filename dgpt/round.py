@@ -275,11 +275,11 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
         e.alone = {k: v for k, v in alone.items() if not k.startswith("per_example")}
         g = gains(before, alone)
         e.loss_gain, e.gain_se = g["loss_gain"], g["gain_se"]
-        e.accuracy_gain, e.accuracy_gain_se = g.get("accuracy_gain"), g.get("accuracy_gain_se")
         if e.norm == 0 or alone["per_example"] == before["per_example"]:
             e.reject(Reason.FREE_RIDING, "the delta changes nothing")
             scored.step(f"{e.oracle}: rejected, free riding")
             continue
+        e.accuracy_gain, e.accuracy_gain_se = g.get("accuracy_gain"), g.get("accuracy_gain_se")  # as recorded before: not for a free rider
         change = describe(g, "validation")
         if harmful_by(g):
             e.reject(Reason.HARMFUL, f"{change} when applied alone: worse at the one-sided {HARMFUL_LEVEL} level (z {HARMFUL_Z})")
