@@ -217,15 +217,13 @@ def re_escape(text: str) -> str:
     return re.escape(text)
 
 
-def test_leave_one_out_records_what_each_delta_adds_to_the_merge(tmp_path):
-    """Two deltas move w towards the examples' targets (about 1), a third pulls it the other way
-    (clipped to the others' norm): merged, w = 1/3. Left out one by one, the merge is better
-    without the third and worse without either of the others: the recorded marginal gains say so,
-    the two alike, and nothing is rejected on them."""
+def one_weight_round(tmp_path, steps, **entry):
+    """A round over one weight w (base 0) whose 50 validation examples each want w near 1 (loss
+    (w - t)^2): the context, its scorer, and a submission per delta step (entry fields as given)."""
     from safetensors.torch import save_file
 
     from dgpt.report import Entry
-    from dgpt.round import RoundContext, RoundPolicy, Submission, marginal, merge_factors, quantise
+    from dgpt.round import RoundContext, RoundPolicy, Submission, quantise
     from dgpt.task import TaskSpec
 
     targets = [1.0 + 0.01 * (j % 7 - 3) for j in range(50)]
@@ -236,14 +234,25 @@ def test_leave_one_out_records_what_each_delta_adds_to_the_merge(tmp_path):
         return quantise({"l1": sum(losses) / len(losses), "per_example": losses})
 
     subs = []
-    for i, step in enumerate([1.0, 1.0, -3.0]):
+    for i, step in enumerate(steps):
         path = tmp_path / f"d{i}.safetensors"
         save_file({"w": torch.tensor([step])}, str(path))
-        e = Entry(f"0x{i:040x}", f"cid{i}", 10, accepted=True, norm=abs(step), part_norm={"backbone": abs(step)})
-        subs.append(Submission(e, path))
-    base = {"w": torch.tensor([0.0])}
-    ctx = RoundContext(1, None, TaskSpec(phase="pretrain"), tmp_path / "base.safetensors", base, {"w": (1,)}, (), 1 << 20, [],
-                       RoundPolicy(), tmp_path, scorer, log=lambda *a: None)
+        fields = {k: (v(step) if callable(v) else v) for k, v in entry.items()}
+        subs.append(Submission(Entry(f"0x{i:040x}", f"cid{i}", 10, norm=abs(step), **fields), path))
+    ctx = RoundContext(1, None, TaskSpec(phase="pretrain"), tmp_path / "base.safetensors", {"w": torch.tensor([0.0])}, {"w": (1,)},
+                       (), 1 << 20, [], RoundPolicy(), tmp_path, scorer, log=lambda *a: None)
+    return ctx, scorer, subs
+
+
+def test_leave_one_out_records_what_each_delta_adds_to_the_merge(tmp_path):
+    """Two deltas move w towards the examples' targets (about 1), a third pulls it the other way
+    (clipped to the others' norm): merged, w = 1/3. Left out one by one, the merge is better
+    without the third and worse without either of the others: the recorded marginal gains say so,
+    the two alike, and nothing is rejected on them."""
+    from dgpt.round import marginal, merge_factors
+
+    ctx, scorer, subs = one_weight_round(tmp_path, [1.0, 1.0, -3.0], accepted=True, part_norm=lambda step: {"backbone": abs(step)})
+    base = ctx.base
     weights = merge_factors(ctx, subs)  # the third is clipped to the median norm: -1
     assert subs[2].entry.clip == {"backbone": 1 / 3}
     merged_state, _ = merge(base, [s.path for s in subs], weights, Strategy("fedavg"), part_scale=[s.entry.clip for s in subs])
@@ -261,27 +270,11 @@ def test_a_delta_harmful_alone_is_accepted_when_the_merge_needs_it_and_a_harmful
     harmful alone and in the merge. In the merge of all four (w = 0) the -0.3 looks harmful too,
     as it leans the fourth's way; once the fourth, the worst, is out, it helps. So the first and
     third are accepted, the fourth stays rejected, and the weights the test took are cleared."""
-    from safetensors.torch import save_file
+    from dgpt.report import Reason
+    from dgpt.round import reconsider, score
 
-    from dgpt.report import Entry, Reason
-    from dgpt.round import RoundContext, RoundPolicy, Submission, quantise, reconsider, score
-    from dgpt.task import TaskSpec
-
-    targets = [1.0 + 0.01 * (j % 7 - 3) for j in range(50)]
-
-    def scorer(base_path, state, labels, task, validation, device):
-        w = float(state["w"][0])
-        losses = [(w - t) ** 2 for t in targets]
-        return quantise({"l1": sum(losses) / len(losses), "per_example": losses})
-
-    subs = []
-    for i, step in enumerate([2.4, 0.9, -0.3, -3.0]):
-        path = tmp_path / f"d{i}.safetensors"
-        save_file({"w": torch.tensor([step])}, str(path))
-        subs.append(Submission(Entry(f"0x{i:040x}", f"cid{i}", 10, norm=abs(step), part_norm={}), path))  # no parts: no clipping
-    base = {"w": torch.tensor([0.0])}
-    ctx = RoundContext(1, None, TaskSpec(phase="pretrain"), tmp_path / "base.safetensors", base, {"w": (1,)}, (), 1 << 20, [],
-                       RoundPolicy(), tmp_path, scorer, log=lambda *a: None)
+    ctx, scorer, subs = one_weight_round(tmp_path, [2.4, 0.9, -0.3, -3.0], part_norm=lambda step: {})  # no parts: no clipping
+    base = ctx.base
     before = scorer(None, base, (), None, None, None)
     accepted = score(ctx, subs, before)
     assert [s.entry.reason for s in subs] == [Reason.HARMFUL, None, Reason.HARMFUL, Reason.HARMFUL]  # alone
