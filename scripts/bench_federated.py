@@ -18,8 +18,10 @@ the share of honest fine-tuning deltas merged, and the best-paid over the least-
 earnings over the fine-tuning rounds (null when one earned nothing), and per fine-tuning round
 the verdicts (merged; found harmful alone but accepted in the merge; rejected, by reason).
 `--reports DIR` keeps every fine-tuning report as DIR/SPLIT/report-round-N.json. Last line with
---json: {"central": acc, "genesis": acc, "runs": {split: {"federated", "gap_points",
-"honest_accepted", "reward_ratio_max_min", "rewards", "verdicts", "seconds"}}, ...}.
+--json: {"central": acc, "central_ranking", "runs": {split: {"federated", "ranking", "gap_points",
+"honest_accepted", "reward_ratio_max_min", "rewards", "verdicts", "seconds"}}, ...}; "ranking"
+is the final model's AUC, best-offset accuracy and margins (`ranking`): how much of a gap is the
+decision offset rather than the ranking.
 """
 
 from __future__ import annotations
@@ -33,15 +35,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dgpt.config import Settings  # noqa: E402
 from dgpt.data import RT_LABELS, Example, as_examples, rotten_tomatoes, shards, split_by_movie  # noqa: E402
-from dgpt.model import tiny_gpt2  # noqa: E402
+from dgpt.model import ModelBundle, load_model, tiny_gpt2  # noqa: E402
 from dgpt.report import Report  # noqa: E402
 from dgpt.store import LocalStore  # noqa: E402
-from dgpt.train import TrainOptions, evaluate, train  # noqa: E402
+from dgpt.train import TrainOptions, encode, evaluate, train  # noqa: E402
 from harness.demo import NO_QUORUM_PARAMS, DemoData, DemoPlan, run_demo  # noqa: E402
 
 
@@ -76,8 +80,55 @@ def splits(names: list[str], train_reviews, alpha: float) -> dict[str, list[list
     return out
 
 
-def central(plan: DemoPlan, union: list[Example], test: list[Example], batch: int | None = None) -> tuple[float, float]:
-    """Held-out (accuracy, L1 after pre-training) of one worker trained on the union. `batch`: both
+@torch.no_grad()
+def ranking(bundle: ModelBundle, test: list[Example], max_len: int) -> dict:
+    """How well a two-label head ranks the test snippets, apart from where it puts the decision:
+    the AUC (the chance that a snippet of the second label gets a larger margin, logit 1 - logit
+    0, than one of the first; ties count half), the accuracy at the best single offset on the
+    margin (an upper bound, chosen on the test set itself: a diagnostic, not a result) and the
+    margins' mean and spread. Accuracy below what the ranking allows is calibration: the offset
+    sits where the margins are not."""
+    model = bundle.model.eval()
+    data = encode(bundle, test, bundle.labels, max_len)
+    _, _, pad_id = bundle.special_ids
+    margins = []
+    for b in range(0, len(test), 64):
+        ids, lengths, _ = data.batch(list(range(b, min(b + 64, len(test)))), pad_id, None, "cpu")
+        logits = model(ids, lengths - 1)[1].double()
+        margins += (logits[:, 1] - logits[:, 0]).tolist()
+    return rank_stats(margins, [bundle.labels.index(e.label) for e in test])
+
+
+def rank_stats(margins: list[float], y: list[int]) -> dict:
+    """`ranking`'s figures from the margins and the labels (0 or 1)."""
+    order = sorted(range(len(y)), key=lambda i: margins[i])
+    ranks = [0.0] * len(y)  # mid-ranks, 1-based: ties share the mean of their ranks
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and margins[order[j + 1]] == margins[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    pos = sum(y)
+    neg = len(y) - pos
+    auc = (sum(r for r, t in zip(ranks, y) if t) - pos * (pos + 1) / 2) / (pos * neg) if pos and neg else None
+    # Predicting label 1 above the k-th smallest margin, for every k: the best of those accuracies.
+    best, right = 0, pos  # everything predicted label 1
+    for k, i in enumerate(order):
+        right += -1 if y[i] else 1
+        if k + 1 == len(order) or margins[order[k + 1]] != margins[i]:
+            best = max(best, right)
+    best = max(best, pos)
+    mean = sum(margins) / len(margins)
+    spread = (sum((m - mean) ** 2 for m in margins) / len(margins)) ** 0.5
+    return {"auc": round(auc, 4) if auc is not None else None, "best_offset_accuracy": round(best / len(y), 4),
+            "margin_mean": round(mean, 4), "margin_sd": round(spread, 4)}
+
+
+def central(plan: DemoPlan, union: list[Example], test: list[Example], batch: int | None = None) -> tuple[float, float, dict]:
+    """Held-out (accuracy, L1 after pre-training, `ranking`) of one worker trained on the union. `batch`: both
     phases' batch instead of the task specs' (the large-batch control: averaging n oracles' deltas
     is at best one model trained with an n times larger batch at the same lr)."""
     pre, fine = plan.tasks()[0], plan.tasks()[-1]
@@ -90,7 +141,7 @@ def central(plan: DemoPlan, union: list[Example], test: list[Example], batch: in
         train(bundle, pre, [Example(e.text) for e in union], quiet, log=lambda *a: None)
     pre_l1 = evaluate(bundle, [Example(e.text) for e in test], pre)["l1"]
     train(bundle, fine_all, union, quiet, log=lambda *a: None)
-    return evaluate(bundle, test, fine)["accuracy"], pre_l1
+    return evaluate(bundle, test, fine)["accuracy"], pre_l1, ranking(bundle, test, fine.max_len)
 
 
 def federated(plan: DemoPlan, data: DemoData, log, keep: Path | None = None) -> dict:
@@ -100,6 +151,9 @@ def federated(plan: DemoPlan, data: DemoData, log, keep: Path | None = None) -> 
         result = run_demo(Settings(home=home), plan, log=lambda *a: None, data=data, params=NO_QUORUM_PARAMS)
         store = LocalStore(Path(home) / "store")
         reports = [Report.from_bytes(store.get_bytes(r["report_cid"])) for r in result.rounds if r["phase"] == "finetune"]
+        final = Path(home) / "final.safetensors"
+        store.get_file(result.rounds[-1]["model_cid"], final)
+        ranked = ranking(load_model(final), data.test, plan.max_len)
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         for r in reports:
@@ -111,6 +165,7 @@ def federated(plan: DemoPlan, data: DemoData, log, keep: Path | None = None) -> 
     low, high = min(earned.values()), max(earned.values())
     return {
         "federated": result.rounds[-1]["accuracy"],
+        "ranking": ranked,
         "per_round": [r["accuracy"] for r in result.rounds],
         "pretrain_l1": ([r["l1"] for r in result.rounds if r["phase"] == "pretrain"] or [None])[-1],  # held-out, after the last one
         "honest_accepted": sum(e.accepted for e in entries) / len(entries),
@@ -158,10 +213,10 @@ def main() -> int:
     t0 = time.monotonic()
     out["central_batch"] = args.central_batch
     if args.central_accuracy is not None:
-        out["central"], out["central_pretrain_l1"] = args.central_accuracy, None
+        out["central"], out["central_pretrain_l1"], out["central_ranking"] = args.central_accuracy, None, None
     else:
-        out["central"], out["central_pretrain_l1"] = central(plan, as_examples(train_r), test, args.central_batch)
-        log(f"central: held-out L1 {out['central_pretrain_l1']:.4f} after pre-training")
+        out["central"], out["central_pretrain_l1"], out["central_ranking"] = central(plan, as_examples(train_r), test, args.central_batch)
+        log(f"central: held-out L1 {out['central_pretrain_l1']:.4f} after pre-training, ranking {out['central_ranking']}")
     out["central_reused"] = args.central_accuracy is not None
     log(f"central: {out['central']:.4f} held-out accuracy on {len(test)} snippets ({time.monotonic() - t0:.0f} s, {len(train_r)} examples)")
     for name, parts in splits([s for s in args.splits.split(",") if s], train_r, args.alpha).items():
@@ -172,7 +227,7 @@ def main() -> int:
         run["shard_sizes"] = [len(p) for p in parts]
         out["runs"][name] = run
         log(f"{name}: federated {run['federated']:.4f} (gap {run['gap_points']:+.2f} points), honest deltas merged "
-            f"{run['honest_accepted']:.0%}, best/least paid {run['reward_ratio_max_min']}, {run['seconds']:.0f} s")
+            f"{run['honest_accepted']:.0%}, best/least paid {run['reward_ratio_max_min']}, ranking {run['ranking']}, {run['seconds']:.0f} s")
     if args.json:
         print(json.dumps(out))
     return 0

@@ -3,13 +3,14 @@ every snippet once and actually skew the labels, or its figures mean nothing."""
 
 from __future__ import annotations
 
+import random
 import sys
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from bench_federated import dirichlet_shards  # noqa: E402
+from bench_federated import dirichlet_shards, rank_stats  # noqa: E402
 from dgpt.data import RT_LABELS, Example  # noqa: E402
 
 
@@ -22,3 +23,20 @@ def test_dirichlet_shards_deal_every_snippet_once_with_skewed_labels():
     assert dirichlet_shards(examples, 8, alpha=0.5, seed=0) == parts  # seeded: the same split every run
     even = dirichlet_shards(examples, 8, alpha=1000.0, seed=0)  # a large alpha is close to IID
     assert all(abs(Counter(e.label for e in p)[RT_LABELS[1]] / len(p) - 0.5) < 0.1 for p in even)
+
+
+def test_rank_stats_agree_with_counting_every_pair_and_every_offset():
+    """The AUC and the best-offset accuracy that tell calibration from ranking in the benchmark's
+    figures, against their definitions by brute force (ties included: margins on a coarse grid)."""
+    rng = random.Random(3)
+    for n in (2, 7, 50):
+        y = [rng.randrange(2) for _ in range(n)]
+        y[0], y[1] = 0, 1
+        margins = [rng.randrange(-4, 5) / 2 + 0.8 * t for t in y]  # label 1 tends higher, with ties
+        pairs = [(p, q) for p, tp in zip(margins, y) if tp for q, tq in zip(margins, y) if not tq]
+        auc = sum(1.0 if p > q else 0.5 if p == q else 0.0 for p, q in pairs) / len(pairs)
+        best = max(sum((m > t) == bool(c) for m, c in zip(margins, y)) for t in [min(margins) - 1, *margins]) / n
+        got = rank_stats(margins, y)
+        assert got["auc"] == round(auc, 4)
+        assert got["best_offset_accuracy"] == round(best, 4)
+    assert rank_stats([0.0, 1.0], [0, 1])["auc"] == 1.0 and rank_stats([1.0, 0.0], [0, 1])["auc"] == 0.0
