@@ -108,10 +108,10 @@ class GPTClassifier(nn.Module):
         self.head.weight.data.copy_(w.to(self.lm.dtype))
         self.head.to(next(self.lm.parameters()).device)
 
-    def forward(self, input_ids: torch.Tensor, extract_pos: torch.Tensor | None = None):
-        """(LM logits [B, T, V], class logits [B, C] or None)."""
+    def forward(self, input_ids: torch.Tensor, extract_pos: torch.Tensor | None = None, lm: bool = True):
+        """(LM logits [B, T, V] or None when not `lm`, class logits [B, C] or None)."""
         h = self.lm.base_model(input_ids=input_ids).last_hidden_state  # after the final norm
-        lm_logits = self.lm.get_output_embeddings()(h)
+        lm_logits = self.lm.get_output_embeddings()(h) if lm else None
         cls_logits = None
         if self.head is not None and extract_pos is not None:
             h_m = h[torch.arange(h.size(0), device=h.device), extract_pos]

@@ -61,8 +61,9 @@ from dgpt.task import TaskSpec
 from dgpt.train import evaluate
 from dgpt.verify import check_delta, data_digest
 
-# (base model file, weights, labels, task, validation set, device) -> evaluate()'s metrics, with "per_example".
-Scorer = Callable[[Path, dict, tuple, TaskSpec, list[Example], str], dict]
+# (base model file, weights, labels, task, validation set, device, lm=) -> evaluate()'s metrics, with
+# "per_example"; lm=False: without L1 and L3 (a model with a head).
+Scorer = Callable[..., dict]
 
 
 METRIC_DECIMALS = 6  # every score is rounded to 1e-6 before it decides anything or is recorded
@@ -87,7 +88,8 @@ class StateScorer:
     def __init__(self):
         self._models: dict = {}
 
-    def __call__(self, base_path: Path, state: dict, labels: tuple, task: TaskSpec, validation: list[Example], device: str) -> dict:
+    def __call__(self, base_path: Path, state: dict, labels: tuple, task: TaskSpec, validation: list[Example], device: str,
+                 lm: bool = True) -> dict:
         key = (str(base_path), labels, "head.weight" in state)
         bundle = self._models.get(key)
         if bundle is None:
@@ -100,7 +102,7 @@ class StateScorer:
             if unexpected or set(missing) - {"lm.lm_head.weight"}:
                 raise DGPTError(f"tensors do not fit {base_path}: missing {missing[:3]}, extra {unexpected[:3]}")
             bundle.model.lm.tie_weights()
-        return quantise(evaluate(bundle, validation, task, "cpu", per_example=True))
+        return quantise(evaluate(bundle, validation, task, "cpu", per_example=True, lm=lm))
 
 
 @dataclass
@@ -156,7 +158,17 @@ class RoundContext:
         return metrics["l2"] if self.task.phase == "finetune" else metrics["l1"]
 
     def metrics(self, state: dict) -> dict:
+        """The validation metrics of `state`, every one: the base's and the new model's."""
         return self.scorer(self.base_path, state, self.labels, self.task, self.validation, self.policy.device)
+
+    def delta_metrics(self, state: dict) -> dict:
+        """The metrics that judge a delta (alone, in the merge, left out of it): when fine-tuning,
+        without L1 and L3, which decide nothing there (the score is L2), and whose LM head over the
+        vocabulary was three quarters of each scoring pass (BENCHMARKS.md, "Scoring without the LM
+        head"); the base's and the new model's metrics keep them."""
+        if self.task.phase != "finetune":
+            return self.metrics(state)
+        return self.scorer(self.base_path, state, self.labels, self.task, self.validation, self.policy.device, lm=False)
 
 
 @dataclass
@@ -271,7 +283,7 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
     scored = Steps("scored", len(subs), ctx.log)
     for sub in subs:
         e = sub.entry
-        alone = ctx.metrics(apply_delta(ctx.base, load_file(str(sub.path))))
+        alone = ctx.delta_metrics(apply_delta(ctx.base, load_file(str(sub.path))))
         e.alone = {k: v for k, v in alone.items() if not k.startswith("per_example")}
         g = gains(before, alone)
         e.loss_gain, e.gain_se = g["loss_gain"], g["gain_se"]
@@ -361,7 +373,7 @@ def merged_metrics(ctx: RoundContext, subs: list[Submission], weights: list[floa
     state, _ = merge_deltas(ctx.base, [subs[i].path for i in keep], [weights[i] for i in keep], ctx.policy.strategy,
                             [subs[i].entry.norm for i in keep], ctx.expected, part_scale=[subs[i].entry.clip for i in keep],
                             previous=ctx.previous)
-    return ctx.metrics(state)
+    return ctx.delta_metrics(state)
 
 
 def reconsider(ctx: RoundContext, scored: list[Submission], accepted: list[Submission], before: dict) -> list[Submission]:

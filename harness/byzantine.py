@@ -335,10 +335,10 @@ class MemoisedScorer:
             h.update(state[name].float().contiguous().numpy().tobytes())
         return h.hexdigest()
 
-    def __call__(self, base_path, state, labels, task, validation, device):
-        key = self.key("metrics", state, labels, task, validation)
+    def __call__(self, base_path, state, labels, task, validation, device, lm=True):
+        key = self.key("metrics" if lm else "metrics-no-lm", state, labels, task, validation)
         if key not in self.memo:
-            self.memo[key] = self.scorer(base_path, state, labels, task, validation, device)
+            self.memo[key] = self.scorer(base_path, state, labels, task, validation, device, lm=lm)
         return dict(self.memo[key])
 
 

@@ -228,7 +228,7 @@ def one_weight_round(tmp_path, steps, **entry):
 
     targets = [1.0 + 0.01 * (j % 7 - 3) for j in range(50)]
 
-    def scorer(base_path, state, labels, task, validation, device):
+    def scorer(base_path, state, labels, task, validation, device, lm=True):
         w = float(state["w"][0])
         losses = [(w - t) ** 2 for t in targets]
         return quantise({"l1": sum(losses) / len(losses), "per_example": losses})

@@ -78,6 +78,11 @@ def test_rounds_run_end_to_end_on_embedded_defaults(reference):
     report = Report.from_bytes(net.store.get_bytes(p.round(2).report_cid))
     assert report.phase == "finetune" and report.labels == ["rotten", "fresh"]
     assert {s.oracle for s in report.submissions} == {a.address for a in net.oracle_accounts}
+    # a fine-tuning delta is judged on L2 without the LM head; the model before and after keep L1
+    assert all(e.alone["l1"] is None and e.alone["l2"] > 0 for e in report.submissions)
+    assert report.validation["before"]["l1"] > 0 and report.validation["after"]["l1"] > 0
+    pre = Report.from_bytes(net.store.get_bytes(p.round(1).report_cid))
+    assert all(e.alone["l1"] > 0 for e in pre.submissions)  # pre-training is scored on L1
     # every oracle claimed exactly what the report awarded it, over both rounds
     earned = {a.address: 0 for a in net.oracle_accounts}
     for r in (1, 2):

@@ -73,6 +73,23 @@ def test_l2_is_the_label_negative_log_likelihood():
     assert torch.isclose(s, F.cross_entropy(logits, labels, reduction="sum"))
 
 
+def test_scoring_without_the_lm_head_gives_the_same_l2_scores_bit_for_bit(reviews):
+    """The round's fine-tuning scores of a delta skip L1 (RoundContext.delta_metrics): the
+    per-example L2 and hits the paired tests compare must be exactly those of the full pass,
+    in float64 as the aggregator scores, or skipping it would change verdicts."""
+    b = tiny_gpt2(seed=4)
+    train(b, TASK, small_examples(reviews, 24), TrainOptions(log_every=10**9), log=lambda *a: None)
+    b.model.double()
+    val = small_examples(reviews, 40)
+    full = evaluate(b, val, TASK, per_example=True)
+    fast = evaluate(b, val, TASK, per_example=True, lm=False)
+    assert fast["per_example"] == full["per_example"] and fast["per_example_correct"] == full["per_example_correct"]
+    assert (fast["l2"], fast["accuracy"]) == (full["l2"], full["accuracy"])
+    assert fast["l1"] is None and fast["l3"] is None and full["l1"] > 0
+    with pytest.raises(ValueError, match="needs a model with a classifier head"):
+        evaluate(tiny_gpt2(seed=4), val, TASK, lm=False)
+
+
 # --- data and commitments ------------------------------------------------------------------------
 
 
