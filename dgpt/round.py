@@ -40,7 +40,7 @@ import torch
 from safetensors.torch import load_file
 
 import dgpt
-from dgpt.aggregate import PARTS, Strategy, build_model, geometry, part_of
+from dgpt.aggregate import PARTS, Strategy, build_model, geometry
 from dgpt.aggregate import merge as merge_deltas
 from dgpt.chain.protocol import Protocol, RoundInfo
 from dgpt.cid import cid_from_bytes
