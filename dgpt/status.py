@@ -1,6 +1,7 @@
 """`dgpt status`: rounds (open, proposed, challenged, final, voided, aborted, with their deadlines
 and the validators' attestations for and against), oracles, stakes and balances, read from the
-chain; with a store, each proposed round's verdicts, rewards and delta bytes (from its report).
+chain; with a store, each proposed round's verdicts, rewards, delta bytes and what each delta
+adds to the merge (from its report).
 The same facts as JSON (`--json`, amounts in token base units) or as tables (amounts in DGPT)."""
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ def delta_bytes(report) -> int | None:
     return sum(sizes) if sizes else None
 
 
+def _merge_gain(v: dict | None) -> str:
+    """What a delta adds to the merge's validation L2 (its leave-one-out marginal when merged, or
+    where a delta harmful alone was judged again in the merge, that), with the paired se."""
+    if v is None:
+        return "-"
+    if v["marginal_gain"] is not None:
+        return f"{v['marginal_gain']:+.4f} ± {v['marginal_gain_se']:.4f}"
+    if v["in_merge"]:
+        return f"{v['in_merge']['loss_gain']:+.4f} ± {v['in_merge']['gain_se']:.4f}"
+    return "-"
+
+
 def status_data(protocol: Protocol, store=None, reports: dict | None = None) -> dict:
     oracles = sorted({e["args"]["oracle"] for e in protocol.events("OracleRegistered")})
     rounds = []
@@ -58,7 +71,9 @@ def status_data(protocol: Protocol, store=None, reports: dict | None = None) -> 
             "validation": {k: report.validation.get(k) for k in ("n", "before", "after")} if report else None,
             "verdicts": {e.oracle: {"accepted": e.accepted, "reason": e.reason.value if e.reason else None, "weight": e.weight,
                                     "reward": str(e.reward), "loss_gain": e.loss_gain, "accuracy_gain": e.accuracy_gain,
-                                    "contribution": e.contribution, "duplicate_of": e.duplicate_of} for e in report.submissions} if report else None,
+                                    "contribution": e.contribution, "duplicate_of": e.duplicate_of,
+                                    "marginal_gain": e.marginal_gain, "marginal_gain_se": e.marginal_gain_se, "in_merge": e.in_merge}
+                         for e in report.submissions} if report else None,
         })
     infos = [protocol.oracle(o) for o in oracles]
     return {
@@ -107,15 +122,15 @@ def render(data: dict, width: int = 200) -> str:
                        f"{r['attestations']['agree']}/{r['attestations']['disagree']}", _tokens(int(r["rewards_total"])), mb, r["new_model"] or "-")
     console.print(rounds)
     subs = Table(title="submissions (DGPT)")
-    for col in ("round", "oracle", "on chain", "verdict", "weight", "reward"):
-        subs.add_column(col, justify="right" if col in ("round", "weight", "reward") else "left")
+    for col in ("round", "oracle", "on chain", "verdict", "weight", "merge L2 gain", "reward"):
+        subs.add_column(col, justify="right" if col in ("round", "weight", "merge L2 gain", "reward") else "left")
     for r in data["rounds"]:
         for o, s in r["submissions"].items():
             if not s:
                 continue
             v = (r["verdicts"] or {}).get(o)
             verdict = "-" if v is None else ("merged" if v["accepted"] and int(v["reward"]) else (v["reason"] or "accepted"))
-            subs.add_row(str(r["round"]), o, s, verdict, str(v["weight"]) if v else "-", _tokens(int(v["reward"])) if v else "-")
+            subs.add_row(str(r["round"]), o, s, verdict, str(v["weight"]) if v else "-", _merge_gain(v), _tokens(int(v["reward"])) if v else "-")
     console.print(subs)
     return out.getvalue().rstrip()
 

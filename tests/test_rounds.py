@@ -127,6 +127,11 @@ def test_oracles_send_the_default_encoding_and_status_counts_its_bytes(reference
     for e in report.submissions:
         verdict = "merged" if e.accepted and e.reward else (e.reason.value if e.reason else "accepted")
         assert re.search(rf"2 .*{e.oracle} .*revealed .*{verdict}", table), (e.oracle, verdict)
+        # what the delta adds to the merge (leave-one-out), as the report has it, in the JSON and the table
+        assert e.marginal_gain is not None
+        v = data["rounds"][1]["verdicts"][e.oracle]
+        assert (v["marginal_gain"], v["marginal_gain_se"]) == (e.marginal_gain, e.marginal_gain_se)
+        assert re.search(rf"{e.oracle} .*{re.escape(f'{e.marginal_gain:+.4f} ± {e.marginal_gain_se:.4f}')}", table), e.oracle
     earned = {a.address: sum(e.reward for r in (1, 2) for e in Report.from_bytes(net.store.get_bytes(p.round(r).report_cid)).submissions
                              if e.oracle == a.address) for a in net.oracle_accounts}
     for a in net.oracle_accounts:
