@@ -81,13 +81,16 @@ def splits(names: list[str], train_reviews, alpha: float) -> dict[str, list[list
 
 
 @torch.no_grad()
-def ranking(bundle: ModelBundle, test: list[Example], max_len: int) -> dict:
+def ranking(bundle: ModelBundle, test: list[Example], max_len: int) -> dict | None:
     """How well a two-label head ranks the test snippets, apart from where it puts the decision:
     the AUC (the chance that a snippet of the second label gets a larger margin, logit 1 - logit
     0, than one of the first; ties count half), the accuracy at the best single offset on the
     margin (an upper bound, chosen on the test set itself: a diagnostic, not a result) and the
     margins' mean and spread. Accuracy below what the ranking allows is calibration: the offset
-    sits where the margins are not."""
+    sits where the margins are not. None for a head-less model (no fine-tuning round merged
+    anything; its accuracy is None too)."""
+    if bundle.model.head is None:
+        return None
     model = bundle.model.eval()
     data = encode(bundle, test, bundle.labels, max_len)
     _, _, pad_id = bundle.special_ids

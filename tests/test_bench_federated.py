@@ -10,8 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from bench_federated import dirichlet_shards, rank_stats  # noqa: E402
+from bench_federated import dirichlet_shards, rank_stats, ranking  # noqa: E402
 from dgpt.data import RT_LABELS, Example  # noqa: E402
+from dgpt.model import load_model, save_model, tiny_gpt2  # noqa: E402
 
 
 def test_dirichlet_shards_deal_every_snippet_once_with_skewed_labels():
@@ -40,3 +41,11 @@ def test_rank_stats_agree_with_counting_every_pair_and_every_offset():
         assert got["auc"] == round(auc, 4)
         assert got["best_offset_accuracy"] == round(best, 4)
     assert rank_stats([0.0, 1.0], [0, 1])["auc"] == 1.0 and rank_stats([1.0, 0.0], [0, 1])["auc"] == 0.0
+
+
+def test_ranking_of_a_model_without_a_head_is_none(tmp_path):
+    """A run whose fine-tuning rounds merged nothing ends on the head-less pre-trained model: the
+    benchmark records no ranking for it (as no accuracy) instead of failing after the whole run."""
+    save_model(tmp_path / "m.safetensors", tiny_gpt2(seed=0))
+    test = [Example(f"snippet {i}", RT_LABELS[i % 2]) for i in range(4)]
+    assert ranking(load_model(tmp_path / "m.safetensors"), test, 16) is None
