@@ -44,14 +44,15 @@ def delta_bytes(report) -> int | None:
 
 def _merge_gain(v: dict | None) -> str:
     """What a delta adds to the merge's validation L2 (its leave-one-out marginal when merged, or
-    where a delta harmful alone was judged again in the merge, that), with the paired se."""
+    where a delta harmful alone was judged again in the merge, that), with the paired se. The
+    report is the aggregator's word: a value that is not a number shows as "-", never a crash."""
     if v is None:
         return "-"
-    if v["marginal_gain"] is not None:
-        return f"{v['marginal_gain']:+.4f} ± {v['marginal_gain_se']:.4f}"
-    if v["in_merge"]:
-        return f"{v['in_merge']['loss_gain']:+.4f} ± {v['in_merge']['gain_se']:.4f}"
-    return "-"
+    judged = v["in_merge"] if isinstance(v["in_merge"], dict) else {}
+    g, se = (v["marginal_gain"], v["marginal_gain_se"]) if v["marginal_gain"] is not None else (judged.get("loss_gain"), judged.get("gain_se"))
+    if not all(isinstance(x, (int, float)) for x in (g, se)):
+        return "-"
+    return f"{g:+.4f} +- {se:.4f}"  # "+-" as in the roles' logs (round.describe)
 
 
 def status_data(protocol: Protocol, store=None, reports: dict | None = None) -> dict:

@@ -26,8 +26,8 @@ def test_the_readme_network_block_runs_as_written(tmp_path):
     assert len(re.findall(r"^sent 10 ETH to 0x[0-9a-fA-F]{40}; it now has 10 ETH for gas$", out, re.M)) == 5
     # the round became final with both honest oracles merged and paid, and anyone's audit agrees
     assert re.search(r"^\s+1\s+final\s", out, re.M), out
-    # columns: round, oracle, on chain, verdict, weight, merge L2 gain (leave-one-out ± se), reward
-    merged = re.findall(r"^\s+1\s+0x[0-9a-fA-F]{40}\s+revealed\s+merged\s+400\s+[+-]\d+\.\d{4} ± \d+\.\d{4}\s+(\d+\.\d+)\s*$", out, re.M)
+    # columns: round, oracle, on chain, verdict, weight, merge L2 gain (leave-one-out +- se), reward
+    merged = re.findall(r"^\s+1\s+0x[0-9a-fA-F]{40}\s+revealed\s+merged\s+400\s+[+-]\d+\.\d{4} \+- \d+\.\d{4}\s+(\d+\.\d+)\s*$", out, re.M)
     assert len(merged) == 2 and all(float(r) > 0 for r in merged), out
     assert re.search(r"^round 1: OK: published model (\S+), recomputed \1$", out, re.M), out
     # the daemon claimed already; a claim from the chain says so instead of saying nothing

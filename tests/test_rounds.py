@@ -131,7 +131,7 @@ def test_oracles_send_the_default_encoding_and_status_counts_its_bytes(reference
         assert e.marginal_gain is not None
         v = data["rounds"][1]["verdicts"][e.oracle]
         assert (v["marginal_gain"], v["marginal_gain_se"]) == (e.marginal_gain, e.marginal_gain_se)
-        assert re.search(rf"{e.oracle} .*{re.escape(f'{e.marginal_gain:+.4f} ± {e.marginal_gain_se:.4f}')}", table), e.oracle
+        assert re.search(rf"{e.oracle} .*{re.escape(f'{e.marginal_gain:+.4f} +- {e.marginal_gain_se:.4f}')}", table), e.oracle
     earned = {a.address: sum(e.reward for r in (1, 2) for e in Report.from_bytes(net.store.get_bytes(p.round(r).report_cid)).submissions
                              if e.oracle == a.address) for a in net.oracle_accounts}
     for a in net.oracle_accounts:
@@ -334,3 +334,16 @@ def test_server_momentum_carries_the_last_published_update_and_the_audit_recompu
     plain.strategy = {"name": "fedavg"}
     result = audit_round(p, net.store, 2, report=plain)
     assert not result.ok and ("model CID", p.round(2).new_model_cid, result.recomputed_model_cid) in result.differences
+
+
+def test_status_shows_a_malformed_merge_gain_as_a_dash():
+    """A report is the aggregator's word: a merge gain that is not a number shows as "-", and `dgpt
+    status` (and the dashboard) still render the round."""
+    from dgpt.status import _merge_gain
+
+    ok = {"marginal_gain": 0.0123, "marginal_gain_se": 0.004, "in_merge": None}
+    assert _merge_gain(ok) == "+0.0123 +- 0.0040"
+    assert _merge_gain({"marginal_gain": None, "marginal_gain_se": None, "in_merge": {"loss_gain": -0.01, "gain_se": 0.002}}) == "-0.0100 +- 0.0020"
+    for bad in ({**ok, "marginal_gain_se": None}, {**ok, "marginal_gain": "1"}, {**ok, "marginal_gain": None, "in_merge": {}},
+                {**ok, "marginal_gain": None, "in_merge": [1, 2]}, None):
+        assert _merge_gain(bad) == "-"
