@@ -15,9 +15,9 @@
              (base - previous base, both public) times the momentum
     marginal each merged delta left out of the merge (leave-one-out), scored against the merge:
              what it adds, recorded with its paired standard error (neither gates nor pays)
-    value    each merged delta's contribution: its share of the merge, times its work along the
-             round's direction relative to a typical delta's (at most one)
-    report   rewards by contribution, slashes and every verdict, as one `Report`
+    value    each merged delta's Shapley value on the merge: what it adds to the merges of the
+             other merged deltas, averaged over the orders they could join in (exact up to 8)
+    report   rewards by the positive Shapley values, slashes and every verdict, as one `Report`
 
 The aggregator runs it, and `dgpt audit` runs it again from public inputs (the chain, the store
 and the round's published validation slice) and compares. Bit-exact on any machine (README,
@@ -54,8 +54,8 @@ from dgpt.errors import DGPTError
 from dgpt.model import bundle_from_state, read_state, with_initial_head
 from dgpt.report import Entry, Reason, Report, Slash
 from dgpt.rules import (CLIP_RATIO, DUPLICATE_COSINE, HARMFUL_LEVEL, HARMFUL_Z, MICRO, MAX_REWARD_SHARE, MAX_WEIGHT_RATIO, clip_factors, cosine_floor,
-                        duplicate_groups, max_delta_bytes, merge_weights, micro_units, paired_gain, reward_shares,
-                        significantly_harmful)
+                        duplicate_groups, max_delta_bytes, merge_weights, micro_units, paired_gain, reward_shares, shapley,
+                        shapley_orders, shapley_shares, significantly_harmful)
 from dgpt.store import ContentTooLarge, MalformedContent, Store
 from dgpt.task import TaskSpec
 from dgpt.train import evaluate
@@ -150,6 +150,7 @@ class RoundContext:
     pair_cosine: dict = field(default_factory=dict)  # (oracle, oracle) -> cosine of their deltas, set by screen()
     previous: dict | None = None  # the last round's update (base - previous base) the momentum carries, set by carry()
     previous_base_cid: str | None = None  # the previous base it was taken from
+    part_scores: dict = field(default_factory=dict)  # part_metrics' memo: (merged oracles, kept indices) -> metrics
 
     def loss(self, metrics: dict) -> float:
         """The score a delta must improve: L2 when fine-tuning (L1 is only the auxiliary objective,
@@ -333,8 +334,7 @@ def merge_factors(ctx: RoundContext, accepted: list[Submission]) -> list[float]:
     the merge weights as the strategy takes them (a group of k near-duplicates shares one weight)."""
     for s, w in zip(accepted, merge_weights([s.entry.num_examples for s in accepted])):
         s.entry.weight = w
-    n = len(accepted)
-    groups = duplicate_groups([[ctx.pair_cosine.get((a.oracle, b.oracle), 0.0) for b in accepted] for a in accepted])
+    groups = _groups(ctx, accepted)
     for i, s in enumerate(accepted):
         s.entry.duplicate_of = accepted[groups[i]].oracle if groups[i] != i else None
         s.entry.clip = {}
@@ -344,8 +344,17 @@ def merge_factors(ctx: RoundContext, accepted: list[Submission]) -> list[float]:
             continue
         for s, f in zip(accepted, clip_factors(norms, CLIP_RATIO)):
             s.entry.clip[p] = f
-    size = [groups.count(groups[i]) for i in range(n)]
-    return [s.entry.weight / size[i] for i, s in enumerate(accepted)]
+    return _shared_weights(ctx, accepted)
+
+
+def _groups(ctx: RoundContext, subs: list[Submission]) -> list[int]:
+    return duplicate_groups([[ctx.pair_cosine.get((a.oracle, b.oracle), 0.0) for b in subs] for a in subs])
+
+
+def _shared_weights(ctx: RoundContext, subs: list[Submission]) -> list[float]:
+    """The entries' merge weights, each divided by the size of its near-duplicate group among `subs`."""
+    groups = _groups(ctx, subs)
+    return [s.entry.weight / groups.count(groups[i]) for i, s in enumerate(subs)]
 
 
 def merge(ctx: RoundContext, accepted: list[Submission]) -> tuple[Path, dict, list[Submission], dict, list[float]]:
@@ -374,6 +383,18 @@ def merged_metrics(ctx: RoundContext, subs: list[Submission], weights: list[floa
                             [subs[i].entry.norm for i in keep], ctx.expected, part_scale=[subs[i].entry.clip for i in keep],
                             previous=ctx.previous)
     return ctx.delta_metrics(state)
+
+
+def part_metrics(ctx: RoundContext, merged: list[Submission], keep: frozenset) -> dict:
+    """The validation metrics of the merge of the merged deltas `keep` (indices) alone: each with
+    the weight and clip factors the round gave it, near-duplicates among them sharing one weight
+    (so that with a copy in the merge, its twin adds nothing). Memoised for the round: the
+    leave-one-out and the Shapley value score the same merges."""
+    key = (tuple(s.oracle for s in merged), keep)
+    if key not in ctx.part_scores:
+        subs = [s for i, s in enumerate(merged) if i in keep]
+        ctx.part_scores[key] = merged_metrics(ctx, subs, _shared_weights(ctx, subs))
+    return ctx.part_scores[key]
 
 
 def reconsider(ctx: RoundContext, scored: list[Submission], accepted: list[Submission], before: dict) -> list[Submission]:
@@ -460,50 +481,71 @@ def helps(g: dict) -> bool:
         "accuracy_gain" in g and significantly_harmful(g["accuracy_gain"], g["accuracy_gain_se"]))
 
 
-def marginal(ctx: RoundContext, accepted: list[Submission], merged: list[Submission], after: dict) -> None:
-    """Leave-one-out on the merge: for each merged delta, the round's merge of the other accepted
-    deltas (the same strategy, weights and clip factors) scored per validation example against the
-    full merge. Records what each delta adds to the merged model's loss and accuracy, with the
-    paired standard errors; the audit recomputes them. Neither gates nor pays: honest deltas in the
-    demo measured marginals from -0.017 to +0.015 of L2 with paired z-scores down to -6.2 (the
-    paired se sees the validation examples' noise, not which honest shard was left out), so the
-    harmful test on them would reject two honest deltas in twelve and pay by them would have paid
-    six of twelve nothing (BENCHMARKS.md, the demo)."""
+def marginal(ctx: RoundContext, merged: list[Submission], after: dict) -> None:
+    """Leave-one-out on the merge: for each merged delta, the merge of the others (part_metrics)
+    scored per validation example against the full merge. Records what each delta adds to the
+    merged model's loss and accuracy, with the paired standard errors; the audit recomputes them.
+    Neither gates nor pays: honest deltas in the demo measured marginals from -0.017 to +0.015 of
+    L2 with paired z-scores down to -6.2 (the paired se sees the validation examples' noise, not
+    which honest shard was left out), and for like deltas the merge without one is about the merge
+    with it, so each one's leave-one-out is near zero whatever it brought (BENCHMARKS.md, the
+    demo). Pay is by the Shapley value (`value`), which also counts what a delta adds to the
+    smaller merges."""
     if len(merged) < 2:
         return
-    weights = merge_factors(ctx, accepted)
-    for s in merged:
+    everyone = frozenset(range(len(merged)))
+    for i, s in enumerate(merged):
         e = s.entry
-        g = gains(merged_metrics(ctx, accepted, weights, leave_out=s), after)
+        g = gains(part_metrics(ctx, merged, everyone - {i}), after)
         e.marginal_gain, e.marginal_gain_se = g["loss_gain"], g["gain_se"]
         if "accuracy_gain" in g:
             e.marginal_accuracy_gain, e.marginal_accuracy_gain_se = g["accuracy_gain"], g["accuracy_gain_se"]
         ctx.log(f"  {e.oracle}: {describe(g, 'merged validation')} with it in the merge")
 
 
-def value(ctx: RoundContext, merged: list[Submission], weights: list[float]) -> None:
-    """Each merged delta's contribution: its share of the merge times how much of a typical delta's
-    work it carries along the round's direction,
+def value(ctx: RoundContext, merged: list[Submission], before: dict, after: dict) -> None:
+    """Each merged delta's Shapley value on the merge (rules.shapley): what it adds to the merge
+    of every subset of the other merged deltas (the validation loss fall, L2 when fine-tuning, L1
+    when pre-training, summed over the examples in integer micro-units), averaged over every order
+    in which they could join; exact up to rules.SHAPLEY_EXACT_MAX players, above it over the
+    public orders of rules.shapley_orders. A group of near-duplicates is one player, whose value
+    its members split: the Shapley value pays a copy as a new player (k copies of one delta among
+    like deltas would take k shares), so copies must join as one. Recorded as `shapley_gain` (mean
+    loss fall per example); rewards follow the positive values (`contribution`,
+    rules.shapley_shares).
 
-        contribution_i = (w_i / W) * min(1, along_i / median(along)),
-
-    with along_i the length of the clipped delta along the round's coordinate-wise median delta.
-    To first order the merge's loss fall is the sum over deltas of (w_i / W) * (-g . delta_i); this
-    reads g . delta_i along the round's direction instead of along the gradient g of a few hundred
-    validation examples, whose noise made honest contributions range from -0.003 to +0.009 in one
-    round (BENCHMARKS.md). Work below the typical length (e.g. a tenth of the data trained) earns
-    in proportion; nothing earns beyond one typical delta, so a scaled-up delta is paid as the
-    honest work in it; near-duplicates share their group's weight, hence one contribution."""
+    Why not the leave-one-out: for like deltas the merge without one is about the merge with it,
+    so leave-one-out pays near nothing to anyone, while each of them alone carries most of the
+    round's gain. The Shapley value gives each its share of that gain, a delta that only dilutes
+    the merge or pulls against it gets nothing, and the values sum to the merge's gain, so
+    nothing is paid twice."""
     if not merged:
         return
-    along = []
-    for s in merged:
-        e = s.entry
-        along.append(max(0.0, sum(e.clip.get(p, 1.0) * x for p, x in (e.part_along or {}).items())))
-    typical = sorted(along)[(len(along) - 1) // 2]
-    total = sum(weights)
-    for s, w, a in zip(merged, weights, along):
-        s.entry.contribution = round(w / total * (min(1.0, a / typical) if typical > 0 else 0.0), CONTRIBUTION_DECIMALS)
+    groups = _groups(ctx, merged)
+    players = [[i for i in range(len(merged)) if groups[i] == g] for g in sorted(set(groups))]
+    everyone = frozenset(range(len(merged)))
+    ctx.part_scores[(tuple(s.oracle for s in merged), everyone)] = after
+    empty = before if ctx.previous is None else part_metrics(ctx, merged, frozenset())  # with momentum: the carried update alone
+    origin = sum(empty["per_example"])
+
+    def gain(keep: frozenset) -> int:
+        if not keep:
+            return 0
+        members = frozenset(i for p in keep for i in players[p])
+        return origin - sum(part_metrics(ctx, merged, members)["per_example"])
+
+    orders = shapley_orders([merged[p[0]].oracle for p in players], f"dgpt-shapley/{ctx.round_id}")
+    t0 = time.monotonic()
+    values = shapley(len(players), gain, orders)
+    shares = shapley_shares(values)
+    per_example = len(empty["per_example"]) * MICRO
+    for p, v, share in zip(players, values, shares):
+        for i in p:
+            merged[i].entry.shapley_gain = round(float(v / len(p) / per_example), METRIC_DECIMALS)
+            merged[i].entry.contribution = round(float(share / len(p)), CONTRIBUTION_DECIMALS)
+    ctx.log(f"round {ctx.round_id}: Shapley values of {len(players)} players "
+            f"({'exact' if orders is None else f'{len(orders)} orders'}, {len(ctx.part_scores)} merges scored, "
+            f"{time.monotonic() - t0:.1f} s): " + ", ".join(f"{s.oracle[:10]} {s.entry.shapley_gain:+.6f}" for s in merged))
 
 
 def make_report(ctx: RoundContext, subs: list[Submission], merged: list[Submission], non_revealers: list[str],
@@ -542,9 +584,9 @@ def aggregate_round(protocol: Protocol, store: Store, ctx: RoundContext, reward_
     accepted = reconsider(ctx, valid, accepted, before)
     ctx.log(f"round {ctx.round_id}: merging {len(accepted)} accepted deltas with {ctx.policy.strategy.name}")
     t0 = time.monotonic()
-    new_path, decided, merged, after, weights = merge(ctx, accepted)
-    marginal(ctx, accepted, merged, after)
-    value(ctx, merged, weights)
+    new_path, decided, merged, after, _ = merge(ctx, accepted)
+    marginal(ctx, merged, after)
+    value(ctx, merged, before, after)
     report = make_report(ctx, subs, merged, non_revealers, decided, before, after, reward_budget)
     ctx.log(f"round {ctx.round_id}: merged {len(merged)} with {ctx.policy.strategy.name} in {time.monotonic() - t0:.1f} s; "
             f"validation loss {ctx.loss(before):.4f} -> {ctx.loss(after):.4f}")

@@ -256,11 +256,47 @@ def test_leave_one_out_records_what_each_delta_adds_to_the_merge(tmp_path):
     weights = merge_factors(ctx, subs)  # the third is clipped to the median norm: -1
     assert subs[2].entry.clip == {"backbone": 1 / 3}
     merged_state, _ = merge(base, [s.path for s in subs], weights, Strategy("fedavg"), part_scale=[s.entry.clip for s in subs])
-    marginal(ctx, subs, subs, scorer(None, merged_state, (), None, None, None))
+    marginal(ctx, subs, scorer(None, merged_state, (), None, None, None))
     # without the third: w = 1, loss ~0; without an honest one: w = 0, loss ~1; with all: (2/3)^2
     assert subs[2].entry.marginal_gain == pytest.approx(-4 / 9, abs=1e-3)
     assert subs[0].entry.marginal_gain == subs[1].entry.marginal_gain == pytest.approx(1 - 4 / 9, abs=1e-3)
     assert all(s.entry.marginal_gain_se is not None and s.entry.accepted for s in subs)
+
+
+def test_shapley_values_pay_what_each_delta_adds_to_every_merge(tmp_path):
+    """The same three deltas. Loss (w - 1)^2 per example: alone the two honest ones reach w = 1
+    (gain 1), the clipped third w = -1 (gain -3); any two with the third w = 0 (gain 0); the two
+    honest ones w = 1; all three w = 1/3 (gain 5/9). Shapley: 55/54 each for the honest ones,
+    -40/27 for the third; they sum to the merge's gain. The third earns nothing and the two
+    honest ones share the reward. The leave-one-out (left in the record) gives the honest ones
+    5/9 each: a like delta's twin holds the merge up without it."""
+    from dgpt.round import merge_factors, value
+
+    ctx, scorer, subs = one_weight_round(tmp_path, [1.0, 1.0, -3.0], accepted=True, part_norm=lambda step: {"backbone": abs(step)})
+    weights = merge_factors(ctx, subs)
+    merged_state, _ = merge(ctx.base, [s.path for s in subs], weights, Strategy("fedavg"), part_scale=[s.entry.clip for s in subs])
+    value(ctx, subs, scorer(None, ctx.base, (), None, None, None), scorer(None, merged_state, (), None, None, None))
+    assert subs[0].entry.shapley_gain == subs[1].entry.shapley_gain == pytest.approx(55 / 54, abs=3e-3)
+    assert subs[2].entry.shapley_gain == pytest.approx(-40 / 27, abs=3e-3)
+    assert sum(s.entry.shapley_gain for s in subs) == pytest.approx(5 / 9, abs=1e-3)
+    assert [s.entry.contribution for s in subs] == [0.5, 0.5, 0.0]
+    assert len(ctx.part_scores) == 7  # every subset but the empty one: exact
+
+
+def test_near_duplicates_are_one_player_and_split_its_shapley_value(tmp_path):
+    """One delta sent from two addresses (cosine 1) beside another honest one: the copies are one
+    player. Without that, in a round of like deltas each copy takes a full share (here 2/3 of the
+    pay for one piece of work, instead of 1/2)."""
+    from dgpt.round import merge_factors, value
+
+    ctx, scorer, subs = one_weight_round(tmp_path, [1.0, 1.0, 0.9], accepted=True, part_norm=lambda step: {"backbone": abs(step)})
+    ctx.pair_cosine = {(subs[0].oracle, subs[1].oracle): 1.0, (subs[1].oracle, subs[0].oracle): 1.0}
+    weights = merge_factors(ctx, subs)
+    assert subs[1].entry.duplicate_of == subs[0].oracle
+    merged_state, _ = merge(ctx.base, [s.path for s in subs], weights, Strategy("fedavg"), part_scale=[s.entry.clip for s in subs])
+    value(ctx, subs, scorer(None, ctx.base, (), None, None, None), scorer(None, merged_state, (), None, None, None))
+    assert subs[0].entry.contribution == subs[1].entry.contribution
+    assert subs[0].entry.contribution + subs[1].entry.contribution == pytest.approx(subs[2].entry.contribution, rel=0.05)
 
 
 def test_a_delta_harmful_alone_is_accepted_when_the_merge_needs_it_and_a_harmful_one_stays_out(tmp_path):
