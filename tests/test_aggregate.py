@@ -275,7 +275,7 @@ def test_shapley_values_pay_what_each_delta_adds_to_every_merge(tmp_path):
     ctx, scorer, subs = one_weight_round(tmp_path, [1.0, 1.0, -3.0], accepted=True, part_norm=lambda step: {"backbone": abs(step)})
     weights = merge_factors(ctx, subs)
     merged_state, _ = merge(ctx.base, [s.path for s in subs], weights, Strategy("fedavg"), part_scale=[s.entry.clip for s in subs])
-    value(ctx, subs, scorer(None, ctx.base, (), None, None, None), scorer(None, merged_state, (), None, None, None))
+    assert value(ctx, subs, weights, scorer(None, ctx.base, (), None, None, None), scorer(None, merged_state, (), None, None, None)) == "shapley"
     assert subs[0].entry.shapley_gain == subs[1].entry.shapley_gain == pytest.approx(55 / 54, abs=3e-3)
     assert subs[2].entry.shapley_gain == pytest.approx(-40 / 27, abs=3e-3)
     assert sum(s.entry.shapley_gain for s in subs) == pytest.approx(5 / 9, abs=1e-3)
@@ -294,8 +294,8 @@ def test_near_duplicates_are_one_player_and_split_its_shapley_value(tmp_path):
     weights = merge_factors(ctx, subs)
     assert subs[1].entry.duplicate_of == subs[0].oracle
     merged_state, _ = merge(ctx.base, [s.path for s in subs], weights, Strategy("fedavg"), part_scale=[s.entry.clip for s in subs])
-    value(ctx, subs, scorer(None, ctx.base, (), None, None, None), scorer(None, merged_state, (), None, None, None))
-    assert subs[0].entry.contribution == subs[1].entry.contribution
+    assert value(ctx, subs, weights, scorer(None, ctx.base, (), None, None, None), scorer(None, merged_state, (), None, None, None)) == "shapley"
+    assert subs[0].entry.contribution == subs[1].entry.contribution and subs[2].entry.contribution > 0.4
     assert subs[0].entry.contribution + subs[1].entry.contribution == pytest.approx(subs[2].entry.contribution, rel=0.05)
 
 
@@ -353,3 +353,27 @@ def test_harmful_alone_is_not_judged_in_the_merge_before_the_base_has_learnt_the
     subs[1].entry.reject(Reason.HARMFUL, "alone")
     assert reconsider(ctx, subs, subs[:1], {"accuracy": 0.6}) == subs[:1] and not calls
     assert subs[1].entry.reason is Reason.HARMFUL and subs[1].entry.in_merge is None
+
+
+def test_rewards_follow_the_work_until_the_base_has_learnt_the_task_then_the_shapley_value(tmp_path):
+    """From a base at the majority class the validation loss says which way a merge tips the class
+    prior, not what a delta taught: contributions there are the work along the round's direction
+    (the third, pulling against it, earns nothing; the two honest ones alike), and no Shapley value
+    is computed. Once the base is above the majority share, the Shapley value pays."""
+    from dgpt.data import Example
+    from dgpt.round import merge_factors, value
+    from dgpt.task import TaskSpec
+
+    ctx, scorer, subs = one_weight_round(tmp_path, [1.0, 1.0, -3.0], accepted=True, part_norm=lambda step: {"backbone": abs(step)},
+                                         part_along=lambda step: {"backbone": step})
+    ctx.task, ctx.labels = TaskSpec(labels=("a", "b")), ("a", "b")
+    ctx.validation = [Example(f"snippet {j}", "a" if j % 2 else "b") for j in range(50)]
+    weights = merge_factors(ctx, subs)
+    merged_state, _ = merge(ctx.base, [s.path for s in subs], weights, Strategy("fedavg"), part_scale=[s.entry.clip for s in subs])
+    after = scorer(None, merged_state, (), None, None, None)
+    before = {**scorer(None, ctx.base, (), None, None, None), "accuracy": 0.5}
+    assert value(ctx, subs, weights, before, after) == "work"
+    assert [s.entry.contribution for s in subs] == [round(1 / 3, 9), round(1 / 3, 9), 0.0]
+    assert all(s.entry.shapley_gain is None for s in subs) and not ctx.part_scores
+    assert value(ctx, subs, weights, {**before, "accuracy": 1.0}, after) == "shapley"
+    assert [s.entry.contribution for s in subs] == [0.5, 0.5, 0.0] and subs[2].entry.shapley_gain < 0
