@@ -82,10 +82,7 @@ class Entry:
     weight: int = 0  # merge weight: the revealed example count when merged, at most the round's median
     duplicate_of: str | None = None  # the first oracle of its group of near-duplicates (they share one weight)
     clip: dict | None = None  # per part, the factor the merge scaled this delta by (1: unclipped)
-    # Its Shapley value on the merge (round.value): the mean validation loss fall per example it
-    # adds to the merges of the other merged deltas, over the orders they could join in
-    shapley_gain: float | None = None
-    contribution: float | None = None  # its share of the round's reward: the positive Shapley values, in proportion
+    contribution: float | None = None  # its share of the merge's work (round.value): rewards follow it
     reward: int = 0  # token base units
     delta_bytes: int | None = None  # size of the revealed (encoded) delta file
 

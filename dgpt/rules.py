@@ -1,17 +1,14 @@
 """The aggregation rules as pure functions: the size cap on a delta, the cosine floor below which a
 delta is divergent, the merge weights, the paired test behind "harmful", the per-part clipping,
-near-duplicate groups, the Shapley value of each merged delta and the reward shares. The aggregator applies them and the audit recomputes
+near-duplicate groups and the reward shares. The aggregator applies them and the audit recomputes
 them; nothing here touches the chain, the store or a model.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import statistics
 from fractions import Fraction
-from itertools import combinations
-from typing import Callable
 
 
 def max_delta_bytes(base_model_bytes: int) -> int:
@@ -121,64 +118,6 @@ def _root(group: list[int], i: int) -> int:
     while group[i] != i:
         i = group[i]
     return i
-
-
-# --- what each merged delta adds: its Shapley value --------------------------------------------------
-
-# Up to this many merged deltas every subset's merge is scored (2^n - 2 merges besides the empty
-# and the full one: 254 at 8, about 70 s a round at the 0.27 s one scoring pass of 238 snippets takes
-# on the tiny model, BENCHMARKS.md); above it, sampled.
-SHAPLEY_EXACT_MAX = 8
-
-
-def shapley_orders(keys: list[str], salt: str) -> list[list[int]] | None:
-    """The orders the Shapley value is averaged over: None (every subset, exact) for at most
-    SHAPLEY_EXACT_MAX players; else one order drawn from `salt` and the players' keys (sha256,
-    so anyone draws the same) and its n rotations, which put every player once at every position
-    (n^2 merges). The draw is public: what it can buy a player is whom it follows, not where."""
-    n = len(keys)
-    if n <= SHAPLEY_EXACT_MAX:
-        return None
-    base = sorted(range(n), key=lambda i: (hashlib.sha256(f"{salt}/{keys[i]}".encode()).digest(), i))
-    return [base[r:] + base[:r] for r in range(n)]
-
-
-def shapley(n: int, value: Callable[[frozenset], int], orders: list[list[int]] | None = None) -> list[Fraction]:
-    """Each player's Shapley value of the game `value` (a subset of range(n) -> an integer, value
-    of the empty set subtracted by the caller or not: only differences count). Exact: the mean of
-    the player's marginal value v(S + i) - v(S) over every order of the players, which is the sum
-    over the subsets S without i weighted |S|! (n - |S| - 1)! / n!. With `orders`: the mean over
-    those orders. Rational arithmetic: the same on any machine. The values sum to v(all) - v({}),
-    a near-duplicate of another player (the same v with either or both) shares one value with it,
-    and a player that adds nothing to any subset gets nothing."""
-    players = range(n)
-    if orders is None:
-        weight = [Fraction(math.factorial(k) * math.factorial(n - k - 1), math.factorial(n)) for k in range(n)]
-        out = []
-        for i in players:
-            others = [j for j in players if j != i]
-            total = Fraction(0)
-            for k in range(n):
-                for subset in combinations(others, k):
-                    s = frozenset(subset)
-                    total += weight[k] * (value(s | {i}) - value(s))
-            out.append(total)
-        return out
-    sums = [Fraction(0)] * n
-    for order in orders:
-        before = frozenset()
-        for i in order:
-            after = before | {i}
-            sums[i] += value(after) - value(before)
-            before = after
-    return [x / len(orders) for x in sums]
-
-
-def shapley_shares(values: list[Fraction]) -> list[Fraction]:
-    """Reward shares from Shapley values: in proportion to the positive ones (a delta that makes
-    the merge worse on average earns nothing, and does not lower what the others earn)."""
-    positive = sum(v for v in values if v > 0)
-    return [v / positive if v > 0 else Fraction(0) for v in values]
 
 
 # --- rewards by contribution -------------------------------------------------------------------------

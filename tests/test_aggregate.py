@@ -263,40 +263,23 @@ def test_leave_one_out_records_what_each_delta_adds_to_the_merge(tmp_path):
     assert all(s.entry.marginal_gain_se is not None and s.entry.accepted for s in subs)
 
 
-def test_shapley_values_pay_what_each_delta_adds_to_every_merge(tmp_path):
-    """The same three deltas. Loss (w - 1)^2 per example: alone the two honest ones reach w = 1
-    (gain 1), the clipped third w = -1 (gain -3); any two with the third w = 0 (gain 0); the two
-    honest ones w = 1; all three w = 1/3 (gain 5/9). Shapley: 55/54 each for the honest ones,
-    -40/27 for the third; they sum to the merge's gain. The third earns nothing and the two
-    honest ones share the reward. The leave-one-out (left in the record) gives the honest ones
-    5/9 each: a like delta's twin holds the merge up without it."""
-    from dgpt.round import merge_factors, value
+def test_leaving_out_one_of_two_near_duplicates_leaves_its_twin_at_the_groups_weight(tmp_path):
+    """One delta sent from two addresses (cosine 1) beside another honest one: the copies share one
+    merge weight. Left out, a copy's twin carries the group's whole weight, so the merge is the
+    same and the copy's leave-one-out is exactly zero (a copy adds nothing to a merge that holds
+    its twin). Before, the twin kept half the weight and each copy looked like it added a third
+    of the merge."""
+    from dgpt.round import marginal, merge_factors
 
-    ctx, scorer, subs = one_weight_round(tmp_path, [1.0, 1.0, -3.0], accepted=True, part_norm=lambda step: {"backbone": abs(step)})
-    weights = merge_factors(ctx, subs)
-    merged_state, _ = merge(ctx.base, [s.path for s in subs], weights, Strategy("fedavg"), part_scale=[s.entry.clip for s in subs])
-    assert value(ctx, subs, weights, scorer(None, ctx.base, (), None, None, None), scorer(None, merged_state, (), None, None, None)) == "shapley"
-    assert subs[0].entry.shapley_gain == subs[1].entry.shapley_gain == pytest.approx(55 / 54, abs=3e-3)
-    assert subs[2].entry.shapley_gain == pytest.approx(-40 / 27, abs=3e-3)
-    assert sum(s.entry.shapley_gain for s in subs) == pytest.approx(5 / 9, abs=1e-3)
-    assert [s.entry.contribution for s in subs] == [0.5, 0.5, 0.0]
-    assert len(ctx.part_scores) == 7  # every subset but the empty one: exact
-
-
-def test_near_duplicates_are_one_player_and_split_its_shapley_value(tmp_path):
-    """One delta sent from two addresses (cosine 1) beside another honest one: the copies are one
-    player. Without that, in a round of like deltas each copy takes a full share (here 2/3 of the
-    pay for one piece of work, instead of 1/2)."""
-    from dgpt.round import merge_factors, value
-
-    ctx, scorer, subs = one_weight_round(tmp_path, [1.0, 1.0, 0.9], accepted=True, part_norm=lambda step: {"backbone": abs(step)})
+    ctx, scorer, subs = one_weight_round(tmp_path, [1.0, 1.0, 0.4], accepted=True, part_norm=lambda step: {"backbone": abs(step)})
     ctx.pair_cosine = {(subs[0].oracle, subs[1].oracle): 1.0, (subs[1].oracle, subs[0].oracle): 1.0}
     weights = merge_factors(ctx, subs)
-    assert subs[1].entry.duplicate_of == subs[0].oracle
+    assert subs[1].entry.duplicate_of == subs[0].oracle and weights == [5.0, 5.0, 10]
     merged_state, _ = merge(ctx.base, [s.path for s in subs], weights, Strategy("fedavg"), part_scale=[s.entry.clip for s in subs])
-    assert value(ctx, subs, weights, scorer(None, ctx.base, (), None, None, None), scorer(None, merged_state, (), None, None, None)) == "shapley"
-    assert subs[0].entry.contribution == subs[1].entry.contribution and subs[2].entry.contribution > 0.4
-    assert subs[0].entry.contribution + subs[1].entry.contribution == pytest.approx(subs[2].entry.contribution, rel=0.05)
+    marginal(ctx, subs, scorer(None, merged_state, (), None, None, None))
+    assert subs[0].entry.marginal_gain == subs[1].entry.marginal_gain == 0.0
+    assert subs[2].entry.marginal_gain < 0  # w = 0.7 with it, w = 1 without it
+    assert len(ctx.part_scores) == 3  # one merge scored per leave-one-out, memoised for the round
 
 
 def test_a_delta_harmful_alone_is_accepted_when_the_merge_needs_it_and_a_harmful_one_stays_out(tmp_path):
@@ -353,27 +336,3 @@ def test_harmful_alone_is_not_judged_in_the_merge_before_the_base_has_learnt_the
     subs[1].entry.reject(Reason.HARMFUL, "alone")
     assert reconsider(ctx, subs, subs[:1], {"accuracy": 0.6}) == subs[:1] and not calls
     assert subs[1].entry.reason is Reason.HARMFUL and subs[1].entry.in_merge is None
-
-
-def test_rewards_follow_the_work_until_the_base_has_learnt_the_task_then_the_shapley_value(tmp_path):
-    """From a base at the majority class the validation loss says which way a merge tips the class
-    prior, not what a delta taught: contributions there are the work along the round's direction
-    (the third, pulling against it, earns nothing; the two honest ones alike), and no Shapley value
-    is computed. Once the base is above the majority share, the Shapley value pays."""
-    from dgpt.data import Example
-    from dgpt.round import merge_factors, value
-    from dgpt.task import TaskSpec
-
-    ctx, scorer, subs = one_weight_round(tmp_path, [1.0, 1.0, -3.0], accepted=True, part_norm=lambda step: {"backbone": abs(step)},
-                                         part_along=lambda step: {"backbone": step})
-    ctx.task, ctx.labels = TaskSpec(labels=("a", "b")), ("a", "b")
-    ctx.validation = [Example(f"snippet {j}", "a" if j % 2 else "b") for j in range(50)]
-    weights = merge_factors(ctx, subs)
-    merged_state, _ = merge(ctx.base, [s.path for s in subs], weights, Strategy("fedavg"), part_scale=[s.entry.clip for s in subs])
-    after = scorer(None, merged_state, (), None, None, None)
-    before = {**scorer(None, ctx.base, (), None, None, None), "accuracy": 0.5}
-    assert value(ctx, subs, weights, before, after) == "work"
-    assert [s.entry.contribution for s in subs] == [round(1 / 3, 9), round(1 / 3, 9), 0.0]
-    assert all(s.entry.shapley_gain is None for s in subs) and not ctx.part_scores
-    assert value(ctx, subs, weights, {**before, "accuracy": 1.0}, after) == "shapley"
-    assert [s.entry.contribution for s in subs] == [0.5, 0.5, 0.0] and subs[2].entry.shapley_gain < 0
