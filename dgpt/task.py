@@ -52,6 +52,8 @@ class TaskSpec:
         for name in ("lr", "batch_size", "epochs", "max_len"):
             if getattr(self, name) <= 0:
                 raise DGPTError(f"task spec: {name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.warmup <= 1:
+            raise DGPTError(f"task spec: warmup is the share of the steps with a rising lr, in [0, 1], got {self.warmup}")
         try:
             Encoding.of(self)
         except DGPTError as exc:
