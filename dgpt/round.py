@@ -150,7 +150,6 @@ class RoundContext:
     pair_cosine: dict = field(default_factory=dict)  # (oracle, oracle) -> cosine of their deltas, set by screen()
     previous: dict | None = None  # the last round's update (base - previous base) the momentum carries, set by carry()
     previous_base_cid: str | None = None  # the previous base it was taken from
-    part_scores: dict = field(default_factory=dict)  # part_metrics' memo: (merged oracles, kept indices) -> metrics
 
     def loss(self, metrics: dict) -> float:
         """The score a delta must improve: L2 when fine-tuning (L1 is only the auxiliary objective,
@@ -388,13 +387,10 @@ def merged_metrics(ctx: RoundContext, subs: list[Submission], weights: list[floa
 def part_metrics(ctx: RoundContext, merged: list[Submission], keep: frozenset) -> dict:
     """The validation metrics of the merge of the merged deltas `keep` (indices) alone: each with
     the weight and clip factors the round gave it, near-duplicates among them sharing one weight
-    (so that with a copy in the merge, its twin adds nothing). Memoised for the round: the
-    leave-one-out and scripts/bench_shapley.py score the same merges."""
-    key = (tuple(s.oracle for s in merged), keep)
-    if key not in ctx.part_scores:
-        subs = [s for i, s in enumerate(merged) if i in keep]
-        ctx.part_scores[key] = merged_metrics(ctx, subs, _shared_weights(ctx, subs))
-    return ctx.part_scores[key]
+    (so that with a copy in the merge, its twin adds nothing). The leave-one-out and
+    scripts/bench_shapley.py score their merges with it."""
+    subs = [s for i, s in enumerate(merged) if i in keep]
+    return merged_metrics(ctx, subs, _shared_weights(ctx, subs))
 
 
 def reconsider(ctx: RoundContext, scored: list[Submission], accepted: list[Submission], before: dict) -> list[Submission]:
