@@ -68,7 +68,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from harness.demo_processes import run_demo_processes
 
     log = (lambda *a, **k: print(*a, file=sys.stderr, flush=True, **k)) if args.json else (lambda *a: print(*a, flush=True))
-    plan = DemoPlan(oracles=args.oracles, pretrain_rounds=args.pretrain_rounds, finetune_rounds=args.finetune_rounds,
+    rounds = {k: v for k, v in (("pretrain_rounds", args.pretrain_rounds), ("finetune_rounds", args.finetune_rounds)) if v is not None}
+    plan = DemoPlan(oracles=args.oracles, **rounds,
                     examples_per_oracle=args.examples_per_oracle, test_examples=args.test_examples,
                     **({"delta_encoding": args.encoding} if args.encoding else {}))
     plan.tasks()  # a bad --encoding fails here, before anything is deployed
@@ -374,8 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", parents=[common], help="deploy the protocol and run a training round on embedded defaults")
     demo.add_argument("--oracles", type=int, default=4, help="number of oracles (default 4)")
-    demo.add_argument("--pretrain-rounds", type=int, default=1, help="L1 pre-training rounds (default 1)")
-    demo.add_argument("--finetune-rounds", type=int, default=3, help="L3 fine-tuning rounds (default 3)")
+    demo.add_argument("--pretrain-rounds", type=int, help="L1 pre-training rounds (default: the demo plan's, 2)")
+    demo.add_argument("--finetune-rounds", type=int, help="L3 fine-tuning rounds (default: the demo plan's, 3)")
     demo.add_argument("--examples-per-oracle", type=int, help="cap each oracle's shard (default: all of it)")
     demo.add_argument("--test-examples", type=int, default=1000, help="held-out test snippets to report on (default 1000)")
     demo.add_argument("--encoding", help="how the oracles pack their deltas: fp32, bf16, int8, int4 or topk "

@@ -50,7 +50,10 @@ class DemoPlan:
     """What the demo runs; the defaults finish within 10 minutes on 2 CPU cores."""
 
     oracles: int = 4
-    pretrain_rounds: int = 1
+    # Two L1 rounds: averaging four one-epoch runs from a random start loses most of what each
+    # learnt (held-out L1 6.66 against 5.92 central); a second round from the averaged model
+    # gets back much of it (6.21), and the fine-tuning rounds start from a model that can rank.
+    pretrain_rounds: int = 2
     finetune_rounds: int = 3
     max_len: int = 48
     examples_per_oracle: int | None = None  # None: the whole shard
@@ -62,18 +65,19 @@ class DemoPlan:
     momentum: float = 0.0  # the aggregator's server momentum (FedAvgM, dgpt/aggregate.py)
     finetune_batch: int = 32  # the fine-tuning rounds' local batch: smaller takes more local steps a round at equal epochs
     finetune_lr: float = 1e-3  # the fine-tuning rounds' local lr
-    # The share of each fine-tuning round's local steps with a rising lr (TaskSpec.warmup). 0.3, not
-    # GPT-1's 0.002 (one step of 40): each round restarts every oracle's AdamW, whose first steps move
-    # every weight by about the full lr whatever its gradient's noise; averaged, that noise kept the
-    # model on the majority class a round longer (BENCHMARKS.md, the demo, 2026-12-05).
-    finetune_warmup: float = 0.3
+    # The share of every round's local steps with a rising lr (TaskSpec.warmup). 0.3, not GPT-1's
+    # 0.002 (one step of a round's 40-80): each round restarts every oracle's AdamW, whose first
+    # steps move every weight by about the full lr whatever its gradient's noise; averaged, that
+    # noise kept the model on the majority class a round longer, and it made a second pre-training
+    # round worth less than one round of two epochs (BENCHMARKS.md, the demo, 2026-12-05).
+    warmup: float = 0.3
 
     def tasks(self) -> list[TaskSpec]:
-        pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1, delta_encoding=self.delta_encoding)
+        pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1, warmup=self.warmup, delta_encoding=self.delta_encoding)
         # A from-scratch tiny model wants a larger lr than GPT-1's 6.25e-5 (tuned for a pre-trained
         # 117M model); more local steps make the oracles' models drift apart and FedAvg undo them.
         fine = TaskSpec(labels=RT_LABELS, lam=0.5, lr=self.finetune_lr, batch_size=self.finetune_batch, epochs=1, max_len=self.max_len, seed=2,
-                        warmup=self.finetune_warmup,
+                        warmup=self.warmup,
                         delta_encoding=self.delta_encoding)
         return [pre] * self.pretrain_rounds + [fine] * self.finetune_rounds
 

@@ -194,9 +194,11 @@ def main() -> int:
                     help=f"the fine-tuning batch, central and local alike (default {DemoPlan.finetune_batch})")
     ap.add_argument("--local-lr", type=float, default=DemoPlan.finetune_lr,
                     help=f"the oracles' fine-tuning lr; central training keeps {DemoPlan.finetune_lr:g} (default {DemoPlan.finetune_lr:g})")
-    ap.add_argument("--local-warmup", type=float, default=DemoPlan.finetune_warmup,
-                    help=f"the share of each fine-tuning round's local steps with a rising lr; central training keeps "
-                         f"{DemoPlan.finetune_warmup:g} (default {DemoPlan.finetune_warmup:g})")
+    ap.add_argument("--local-warmup", type=float, default=DemoPlan.warmup,
+                    help=f"the share of each round's local steps with a rising lr; central training keeps "
+                         f"{DemoPlan.warmup:g} (default {DemoPlan.warmup:g})")
+    ap.add_argument("--pretrain-rounds", type=int, default=DemoPlan.pretrain_rounds,
+                    help=f"L1 pre-training rounds, an epoch each, central and federated alike (default {DemoPlan.pretrain_rounds})")
     ap.add_argument("--test-examples", type=int, default=1000)
     ap.add_argument("--central-accuracy", type=float,
                     help="reuse the central figure of an earlier run with the same --examples, --finetune-rounds and --test-examples")
@@ -207,6 +209,8 @@ def main() -> int:
     args = ap.parse_args()
     if not 0 <= args.local_warmup <= 1:
         raise SystemExit(f"bench_federated: --local-warmup is a share of the steps, in [0, 1], not {args.local_warmup}")
+    if args.pretrain_rounds < 0:
+        raise SystemExit(f"bench_federated: --pretrain-rounds must be at least 0, not {args.pretrain_rounds}")
     if args.central_batch is not None and args.central_batch < 1:
         raise SystemExit(f"bench_federated: --central-batch must be at least 1, not {args.central_batch}")
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
@@ -215,8 +219,8 @@ def main() -> int:
     if args.examples:
         train_r = random.Random(0).sample(train_r, min(args.examples, len(train_r)))
     validation, test = as_examples(val_r), as_examples(test_r[: args.test_examples])
-    plan = DemoPlan(finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples, finetune_batch=args.batch_size)
-    out = {"examples": len(train_r), "test_examples": len(test), "finetune_rounds": args.finetune_rounds, "server_lr": args.server_lr,
+    plan = DemoPlan(pretrain_rounds=args.pretrain_rounds, finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples, finetune_batch=args.batch_size)
+    out = {"examples": len(train_r), "test_examples": len(test), "pretrain_rounds": args.pretrain_rounds, "finetune_rounds": args.finetune_rounds, "server_lr": args.server_lr,
            "momentum": args.momentum, "batch_size": args.batch_size, "local_lr": args.local_lr, "local_warmup": args.local_warmup, "alpha": args.alpha, "runs": {}}
     t0 = time.monotonic()
     out["central_batch"] = args.central_batch
@@ -228,9 +232,9 @@ def main() -> int:
     out["central_reused"] = args.central_accuracy is not None
     log(f"central: {out['central']:.4f} held-out accuracy on {len(test)} snippets ({time.monotonic() - t0:.0f} s, {len(train_r)} examples)")
     for name, parts in splits([s for s in args.splits.split(",") if s], train_r, args.alpha).items():
-        plan_k = DemoPlan(oracles=len(parts), finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
+        plan_k = DemoPlan(oracles=len(parts), pretrain_rounds=args.pretrain_rounds, finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
                           server_lr=args.server_lr, momentum=args.momentum, finetune_batch=args.batch_size, finetune_lr=args.local_lr,
-                          finetune_warmup=args.local_warmup)
+                          warmup=args.local_warmup)
         run = federated(plan_k, DemoData(parts, validation, test), log, args.reports / name if args.reports else None)
         run["gap_points"] = round(100 * (out["central"] - run["federated"]), 2)
         run["shard_sizes"] = [len(p) for p in parts]

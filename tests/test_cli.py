@@ -15,7 +15,8 @@ from dgpt.store import LocalStore
 
 
 def test_demo_command_runs_rounds_on_embedded_defaults(tmp_path, capsys):
-    args = ["demo", "--home", str(tmp_path), "--json", "--examples-per-oracle", "16", "--finetune-rounds", "1", "--test-examples", "16"]
+    args = ["demo", "--home", str(tmp_path), "--json", "--examples-per-oracle", "16", "--pretrain-rounds", "1", "--finetune-rounds", "1",
+            "--test-examples", "16"]
     assert dgpt_main(args) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["phase"] for r in out["rounds"]] == ["pretrain", "finetune"]
