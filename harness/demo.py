@@ -68,8 +68,7 @@ class DemoPlan:
     # The share of every round's local steps with a rising lr (TaskSpec.warmup). 0.3, not GPT-1's
     # 0.002 (one step of a round's 40-80): each round restarts every oracle's AdamW, whose first
     # steps move every weight by about the full lr whatever its gradient's noise; averaged, that
-    # noise kept the model on the majority class a round longer, and it made a second pre-training
-    # round worth less than one round of two epochs (BENCHMARKS.md, the demo, 2026-12-05).
+    # noise kept the model on the majority class a round longer (BENCHMARKS.md, the demo, 2026-12-05).
     warmup: float = 0.3
 
     def tasks(self) -> list[TaskSpec]:
