@@ -28,6 +28,7 @@ from dgpt.config import Settings
 from dgpt.data import RT_LABELS, Example, rt_splits
 from dgpt.dataset import manifest, merkle_root
 from dgpt.encoding import DEFAULT_ENCODING
+from dgpt.errors import DGPTError
 from dgpt.model import load_model, save_model, tiny_gpt2
 from dgpt.node import Action
 from dgpt.report import Report
@@ -70,6 +71,17 @@ class DemoPlan:
     # steps move every weight by about the full lr whatever its gradient's noise; averaged, that
     # noise kept the model on the majority class a round longer (BENCHMARKS.md, the demo, 2026-12-05).
     warmup: float = 0.3
+
+    def __post_init__(self):
+        # Checked before anything is deployed: a zero would divide later (the shards, the test
+        # accuracy) and a negative round count would silently run nothing.
+        for name in ("oracles", "pretrain_rounds", "finetune_rounds", "max_len", "examples_per_oracle", "validation_examples", "test_examples",
+                     "validators", "finetune_batch"):
+            value, least = getattr(self, name), 0 if name in ("pretrain_rounds", "finetune_rounds", "validators") else 1
+            if value is not None and value < least:
+                raise DGPTError(f"demo: {name.replace('_', ' ')} must be at least {least}, got {value}")
+        if self.pretrain_rounds + self.finetune_rounds == 0:
+            raise DGPTError("demo: no rounds to run: give at least one pre-training or fine-tuning round")
 
     def tasks(self) -> list[TaskSpec]:
         pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1, warmup=self.warmup, delta_encoding=self.delta_encoding)

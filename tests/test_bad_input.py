@@ -68,6 +68,10 @@ def files(tmp_path):
 CASES = [
     ("cid: missing file", ["cid", "{t}/absent.bin"], "cannot read"),
     ("cid: a directory", ["cid", "{t}/a_directory"], "cannot read"),
+    ("demo: no oracles", ["demo", "--oracles", "0", "--home", "{t}"], "oracles must be at least 1, got 0"),
+    ("demo: negative rounds", ["demo", "--finetune-rounds", "-1", "--home", "{t}"], "finetune rounds must be at least 0, got -1"),
+    ("demo: no rounds", ["demo", "--pretrain-rounds", "0", "--finetune-rounds", "0", "--home", "{t}"], "no rounds to run"),
+    ("demo: no test snippets", ["demo", "--test-examples", "0", "--home", "{t}"], "test examples must be at least 1, got 0"),
     ("demo: --dashboard with --rpc-url", ["demo", "--rpc-url", "http://127.0.0.1:9", "--home", "{t}", "--dashboard"], "run `dgpt dashboard` beside it"),
     ("config: missing file", ["status", "--config", "{t}/absent.toml"], "does not exist"),
     ("config: TOML syntax", ["status", "--config", "{t}/config_syntax.toml"], "config_syntax.toml"),
