@@ -201,7 +201,7 @@ def main() -> int:
                     help=f"L1 pre-training rounds, an epoch each, central and federated alike (default {DemoPlan.pretrain_rounds})")
     ap.add_argument("--test-examples", type=int, default=1000)
     ap.add_argument("--central-accuracy", type=float,
-                    help="reuse the central figure of an earlier run with the same --examples, --finetune-rounds and --test-examples")
+                    help="reuse the central figure of an earlier run with the same --examples, --pretrain-rounds, --finetune-rounds and --test-examples")
     ap.add_argument("--central-batch", type=int,
                     help="central training's batch in both phases (default: the task specs'); n x 32 is the large-batch control for n oracles")
     ap.add_argument("--reports", type=Path, help="write each run's fine-tuning reports to DIR/SPLIT/report-round-N.json")
