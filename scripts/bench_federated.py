@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from dgpt.config import Settings  # noqa: E402
 from dgpt.data import RT_LABELS, Example, as_examples, rotten_tomatoes, shards, split_by_movie  # noqa: E402
+from dgpt.errors import DGPTError  # noqa: E402
 from dgpt.model import ModelBundle, load_model, tiny_gpt2  # noqa: E402
 from dgpt.report import Report  # noqa: E402
 from dgpt.store import LocalStore  # noqa: E402
@@ -209,8 +210,6 @@ def main() -> int:
     args = ap.parse_args()
     if not 0 <= args.local_warmup <= 1:
         raise SystemExit(f"bench_federated: --local-warmup is a share of the steps, in [0, 1], not {args.local_warmup}")
-    if args.pretrain_rounds < 0:
-        raise SystemExit(f"bench_federated: --pretrain-rounds must be at least 0, not {args.pretrain_rounds}")
     if args.central_batch is not None and args.central_batch < 1:
         raise SystemExit(f"bench_federated: --central-batch must be at least 1, not {args.central_batch}")
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
@@ -219,7 +218,11 @@ def main() -> int:
     if args.examples:
         train_r = random.Random(0).sample(train_r, min(args.examples, len(train_r)))
     validation, test = as_examples(val_r), as_examples(test_r[: args.test_examples])
-    plan = DemoPlan(pretrain_rounds=args.pretrain_rounds, finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples, finetune_batch=args.batch_size)
+    try:  # the plan checks its own sizes (rounds, batch, test snippets), before central training's ~10 minutes
+        plan = DemoPlan(pretrain_rounds=args.pretrain_rounds, finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
+                        finetune_batch=args.batch_size)
+    except DGPTError as exc:
+        raise SystemExit(f"bench_federated: {exc}") from None
     out = {"examples": len(train_r), "test_examples": len(test), "pretrain_rounds": args.pretrain_rounds, "finetune_rounds": args.finetune_rounds, "server_lr": args.server_lr,
            "momentum": args.momentum, "batch_size": args.batch_size, "local_lr": args.local_lr, "local_warmup": args.local_warmup, "alpha": args.alpha, "runs": {}}
     t0 = time.monotonic()
