@@ -16,7 +16,7 @@ from dgpt.chain.protocol import SlashReason
 from dgpt.commitments import EntriesTree, EntryLeaf, Result, SlashesTree
 from dgpt.errors import DGPTError
 
-FORMAT = "dgpt-report/6"
+FORMAT = "dgpt-report/7"
 
 
 class Reason(str, Enum):

@@ -8,7 +8,7 @@
              a paired test says it raises the loss or lowers the accuracy (rules.significantly_harmful)
     reconsider  each delta found harmful alone, judged again in the merge of the accepted and the
              harmful-alone deltas (backward elimination, paired tests): accepted when it is shown
-             to help the merge; when fine-tuning, only once the base is above the majority class
+             to help the merge; when fine-tuning, only once the base ranks the labels better than chance
     merge    the accepted deltas into the new model with the round's strategy: weights at most the
              median count, near-duplicates sharing one weight, each part clipped to a multiple of
              the round's median norm of that part; with momentum, plus the last round's update
@@ -28,11 +28,9 @@ float64 on the CPU and every metric is quantised to 1e-6 before any decision or 
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -54,7 +52,7 @@ from dgpt.errors import DGPTError
 from dgpt.model import bundle_from_state, read_state, with_initial_head
 from dgpt.report import Entry, Reason, Report, Slash
 from dgpt.rules import (CLIP_RATIO, DUPLICATE_COSINE, HARMFUL_LEVEL, HARMFUL_Z, MICRO, MAX_REWARD_SHARE, MAX_WEIGHT_RATIO, clip_factors, cosine_floor,
-                        duplicate_groups, max_delta_bytes, merge_weights, micro_units, paired_gain, reward_shares,
+                        duplicate_groups, max_delta_bytes, merge_weights, micro_units, paired_gain, ranking, reward_shares,
                         significantly_harmful)
 from dgpt.store import ContentTooLarge, MalformedContent, Store
 from dgpt.task import TaskSpec
@@ -74,6 +72,8 @@ def quantise(metrics: dict) -> dict:
     out = {k: round(v, METRIC_DECIMALS) if isinstance(v, float) else v for k, v in metrics.items()}
     if "per_example" in metrics:
         out["per_example"] = micro_units(metrics["per_example"])  # integers: the paired test sums them exactly
+    if "per_example_logits" in metrics:
+        out["per_example_logits"] = [micro_units(row) for row in metrics["per_example_logits"]]  # integers: ranked exactly
     return out
 
 
@@ -158,8 +158,13 @@ class RoundContext:
         return metrics["l2"] if self.task.phase == "finetune" else metrics["l1"]
 
     def metrics(self, state: dict) -> dict:
-        """The validation metrics of `state`, every one: the base's and the new model's."""
-        return self.scorer(self.base_path, state, self.labels, self.task, self.validation, self.policy.device)
+        """The validation metrics of `state`, every one: the base's and the new model's; when
+        fine-tuning, with how well it ranks the labels ("auc", "auc_se": rules.ranking)."""
+        m = self.scorer(self.base_path, state, self.labels, self.task, self.validation, self.policy.device)
+        if "per_example_logits" in m:
+            auc, se = ranking(m["per_example_logits"], [self.labels.index(e.label) for e in self.validation])
+            m["auc"], m["auc_se"] = round(auc, METRIC_DECIMALS), round(se, METRIC_DECIMALS)
+        return m
 
     def delta_metrics(self, state: dict) -> dict:
         """The metrics that judge a delta (alone, in the merge, left out of it): when fine-tuning,
@@ -416,7 +421,8 @@ def reconsider(ctx: RoundContext, scored: list[Submission], accepted: list[Submi
     pool = [s for s in scored if s.entry.accepted or s.entry.reason is Reason.HARMFUL]
     judged = [s for s in pool if s.entry.reason is Reason.HARMFUL]
     if judged and not has_learnt(ctx, before):
-        ctx.log(f"  {len(judged)} harmful alone, not judged in the merge: the base is not above the majority class")
+        ctx.log(f"  {len(judged)} harmful alone, not judged in the merge: the base does not rank the labels better than chance "
+                f"(AUC {before['auc']:.3f} +- {before['auc_se']:.3f})")
         return accepted
     while True:
         live = [s for s in judged if s in pool]
@@ -456,18 +462,16 @@ def reconsider(ctx: RoundContext, scored: list[Submission], accepted: list[Submi
 
 
 def has_learnt(ctx: RoundContext, before: dict) -> bool:
-    """When fine-tuning, whether the base's validation accuracy is above the share of the slice's
-    most frequent label at the one-sided level of the harmful test (accuracy - z x se > share, se
-    the binomial standard error at that share). Always true when pre-training."""
+    """When fine-tuning, whether the base ranks the validation labels better than chance: its AUC
+    (rules.ranking) above 1/2 at the one-sided level of the harmful test (auc - z x se > 1/2).
+    Ranking, not accuracy: a base that has learnt the task but leans to one label (a merge of
+    label-skewed deltas) can sit at the majority label's share in accuracy; at that criterion the
+    stage stayed closed in every fine-tuning round of bench_federated's Dirichlet split, whose
+    bases ranked at AUC ~0.75 (BENCHMARKS.md). From a near-chance base (AUC ~0.5) it stays
+    closed. Always true when pre-training."""
     if ctx.task.phase != "finetune":
         return True
-    n = len(ctx.validation)
-    if n == 0:
-        return False
-    counts = [sum(e.label == name for e in ctx.validation) for name in ctx.labels]
-    share = Fraction(max(counts), n)
-    se = math.sqrt(share * (1 - share) / n)
-    return before["accuracy"] - HARMFUL_Z * se > share
+    return before["auc"] - HARMFUL_Z * before["auc_se"] > 0.5
 
 
 def helps(g: dict) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from bisect import bisect_left, bisect_right
 from fractions import Fraction
 
 
@@ -73,6 +74,46 @@ def significantly_harmful(gain: float, se: float, z: float = HARMFUL_Z) -> bool:
     is zero or better is rejected with probability at most 0.5% (z = 2.576); a delta that raises
     the loss by d is caught once d > z * se, i.e. once the validation set is large enough."""
     return gain + z * se < 0
+
+
+# --- whether a model ranks the labels ------------------------------------------------------------
+
+
+def ranking(logits: list[list[int]], labels: list[int]) -> tuple[float, float]:
+    """(AUC, its standard error): how well per-example class logits (integers, e.g. micro-units)
+    rank the examples' labels, whatever the model's calibration. For each class c, the one-vs-rest
+    AUC of the centred score K x z_c - sum(z) (a shift of every logit, or of one class's, moves a
+    class's threshold, not its order), with DeLong's standard error; then their mean, whose
+    standard error is taken as the mean of the classes' (an upper bound: the classes' AUCs are
+    correlated). 1/2 is chance. Exact comparisons and sums; a class with no example, or with every
+    example, is left out; none left: (0.5, 0.0)."""
+    k = len(logits[0]) if logits else 0
+    aucs, ses = [], []
+    for c in range(k):
+        scores = [k * row[c] - sum(row) for row in logits]
+        pos = [x for x, y in zip(scores, labels) if y == c]
+        neg = sorted(x for x, y in zip(scores, labels) if y != c)
+        if not pos or not neg:
+            continue
+        pos_sorted = sorted(pos)
+        # structural components (DeLong 1988), in halves: 2 x (pairs won) + (pairs tied)
+        v10 = [Fraction(bisect_left(neg, p) + bisect_right(neg, p), 2 * len(neg)) for p in pos]
+        v01 = [Fraction(2 * len(pos) - bisect_left(pos_sorted, q) - bisect_right(pos_sorted, q), 2 * len(pos)) for q in neg]
+        auc = sum(v10, Fraction(0)) / len(pos)
+        aucs.append(auc)
+        ses.append(math.sqrt(float(_variance(v10) / len(pos) + _variance(v01) / len(neg))))
+    if not aucs:
+        return 0.5, 0.0
+    return float(sum(aucs, Fraction(0)) / len(aucs)), sum(ses) / len(ses)
+
+
+def _variance(xs: list[Fraction]) -> Fraction:
+    """Sample variance, exact (0 for fewer than two values)."""
+    n = len(xs)
+    if n < 2:
+        return Fraction(0)
+    mean = sum(xs, Fraction(0)) / n
+    return sum(((x - mean) ** 2 for x in xs), Fraction(0)) / (n - 1)
 
 
 # --- per-part magnitude --------------------------------------------------------------------------

@@ -220,9 +220,10 @@ def evaluate(bundle: ModelBundle, examples: list[Example], task: TaskSpec, devic
              per_example: bool = False, lm: bool = True) -> dict:
     """Accuracy (if the model has a head), L1 per token, L2 per example and L3 on labelled examples.
     per_example: also "per_example", each example's own score (its L2 with a head, else its mean
-    L1 per token), and with a head "per_example_correct" (1 where the prediction is right): what
-    the aggregator's paired tests compare. `lm=False` (a model with a head only): no L1 and no L3
-    (None), so no LM head over the vocabulary, about three quarters of the pass on the tiny model."""
+    L1 per token), and with a head "per_example_correct" (1 where the prediction is right) and
+    "per_example_logits" (the head's outputs): what the aggregator's tests compare. `lm=False` (a
+    model with a head only): no L1 and no L3 (None), so no LM head over the vocabulary, about
+    three quarters of the pass on the tiny model."""
     model = bundle.model.to(device).eval()
     labels = bundle.labels if model.head is not None else ()
     if not lm and model.head is None:
@@ -233,6 +234,7 @@ def evaluate(bundle: ModelBundle, examples: list[Example], task: TaskSpec, devic
     n_tok = correct = 0
     rows: list[float] = []
     hits: list[int] = []
+    logits: list[list[float]] = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
     for b in range(0, len(examples), batch_size):
         idx = list(range(b, min(b + batch_size, len(examples))))
@@ -251,12 +253,14 @@ def evaluate(bundle: ModelBundle, examples: list[Example], task: TaskSpec, devic
             rows.extend(per_example_scores(lm_logits, targets, cls_logits, y).tolist())
             if cls_logits is not None:
                 hits.extend((cls_logits.argmax(-1) == y).long().tolist())
+                logits.extend(cls_logits.double().tolist())
     l1v = s1 / n_tok if lm else None
     out = {"n": len(examples), "l1": l1v, "l2": None, "l3": None, "accuracy": None}
     if per_example:
         out["per_example"] = rows
         if model.head is not None:
             out["per_example_correct"] = hits
+            out["per_example_logits"] = logits
     if model.head is not None:
         out.update(l2=s2 / len(examples), accuracy=correct / len(examples), l3=s2 / len(examples) + task.lam * l1v if lm else None)
     return out

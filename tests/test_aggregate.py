@@ -315,11 +315,13 @@ def test_a_delta_harmful_alone_is_accepted_when_the_merge_needs_it_and_a_harmful
     assert reconsider(ctx, subs[1:2], subs[1:2], before) == subs[1:2] and not calls
 
 
-def test_harmful_alone_is_not_judged_in_the_merge_before_the_base_has_learnt_the_task(tmp_path):
+def test_harmful_alone_is_not_judged_in_the_merge_before_the_base_ranks_the_labels(tmp_path):
     """From a near-chance base the merge's loss accepted a label flip (the Byzantine harness from
     the bare model): when fine-tuning, a delta harmful alone is judged in the merge only once the
-    base's validation accuracy is above the majority label's share (12 of 20 here) at the
-    harmful test's level; until then the verdict alone stands, and nothing is evaluated."""
+    base ranks the validation labels better than chance (AUC - 2.576 x se > 1/2). Ranking, not
+    accuracy: a base that ranks every example right but calls them all the majority label (12
+    of 20) has learnt the task; at the old criterion (accuracy above the majority share) it had
+    not, and in bench_federated's Dirichlet split the stage never opened."""
     from dgpt.data import Example
     from dgpt.report import Entry, Reason
     from dgpt.round import RoundContext, RoundPolicy, Submission, has_learnt, reconsider
@@ -328,13 +330,48 @@ def test_harmful_alone_is_not_judged_in_the_merge_before_the_base_has_learnt_the
     validation = [Example(f"s{i}", "a" if i < 12 else "b") for i in range(20)]
     calls = []
     ctx = RoundContext(1, None, TaskSpec(labels=("a", "b")), tmp_path / "base.safetensors", {}, {}, ("a", "b"), 1 << 20, validation,
-                       RoundPolicy(), tmp_path, lambda *a: calls.append(1), log=lambda *a: None)
-    assert not has_learnt(ctx, {"accuracy": 0.6})  # the majority class
-    assert not has_learnt(ctx, {"accuracy": 0.85})  # 0.85 - 2.576 x 0.110 < 0.6
-    assert has_learnt(ctx, {"accuracy": 0.9})
-    assert has_learnt(RoundContext(1, None, TaskSpec(phase="pretrain"), tmp_path, {}, {}, (), 1, [], RoundPolicy(), tmp_path, None),
-                      {"accuracy": None})
+                       RoundPolicy(), tmp_path, lambda *a, **k: calls.append(1) or scored, log=lambda *a: None)
+    # every example called "a" (accuracy 0.6, the majority share), the "b" ones less surely: perfect ranking
+    scored = {"accuracy": 0.6, "per_example_logits": [[5_000_000, 0] if i < 12 else [1_000_000, 0] for i in range(20)]}
+    ranked = ctx.metrics({})
+    assert (ranked["auc"], ranked["auc_se"]) == (1.0, 0.0) and has_learnt(ctx, ranked)
+    # the same logits for every example: no ranking at all
+    scored = {"accuracy": 0.6, "per_example_logits": [[5_000_000, 0]] * 20}
+    flat = ctx.metrics({})
+    assert flat["auc"] == 0.5 and not has_learnt(ctx, flat)
+    assert not has_learnt(ctx, {"auc": 0.75, "auc_se": 0.1})  # 0.75 - 2.576 x 0.1 < 0.5
+    assert has_learnt(ctx, {"auc": 0.8, "auc_se": 0.1})
+    assert has_learnt(RoundContext(1, None, TaskSpec(phase="pretrain"), tmp_path, {}, {}, (), 1, [], RoundPolicy(), tmp_path, None), {})
     subs = [Submission(Entry(f"0x{i:040x}", f"cid{i}", 10, accepted=i == 0), tmp_path / f"d{i}") for i in range(2)]
     subs[1].entry.reject(Reason.HARMFUL, "alone")
-    assert reconsider(ctx, subs, subs[:1], {"accuracy": 0.6}) == subs[:1] and not calls
+    calls.clear()
+    assert reconsider(ctx, subs, subs[:1], flat) == subs[:1] and not calls
     assert subs[1].entry.reason is Reason.HARMFUL and subs[1].entry.in_merge is None
+
+
+def test_ranking_is_the_one_vs_rest_auc_of_the_centred_logits_whatever_the_calibration():
+    """rules.ranking against the AUC counted pair by pair (ties count one half), for two and
+    three classes; adding a constant to one class's logit (a model leaning to that label) leaves
+    it unchanged, and the standard error shrinks as the slice grows."""
+    import random
+
+    from dgpt.rules import ranking
+
+    def brute(logits, labels, c):
+        k = len(logits[0])
+        s = [k * row[c] - sum(row) for row in logits]
+        pos = [x for x, y in zip(s, labels) if y == c]
+        neg = [x for x, y in zip(s, labels) if y != c]
+        return sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
+
+    rng = random.Random(0)
+    for k in (2, 3):
+        labels = [rng.randrange(k) for _ in range(120)]
+        logits = [[rng.randrange(-4, 5) + (3 if c == y else 0) for c in range(k)] for y in labels]  # small range: many ties
+        auc, se = ranking(logits, labels)
+        assert auc == pytest.approx(sum(brute(logits, labels, c) for c in range(k)) / k, abs=1e-12)
+        assert 0.5 < auc < 1 and 0 < se < 0.1
+        leaning = [[z + (7 if c == 0 else 0) for c, z in enumerate(row)] for row in logits]
+        assert ranking(leaning, labels) == (auc, se)
+        assert ranking(logits * 4, labels * 4)[1] < se
+    assert ranking([[1, 0], [2, 0]], [0, 0]) == (0.5, 0.0)  # one class only: no ranking to measure
