@@ -10,7 +10,7 @@
              harmful-alone deltas (backward elimination, paired tests): accepted when it is shown
              to help the merge; when fine-tuning, only once the base ranks the labels better than chance
     merge    the accepted deltas into the new model with the round's strategy: weights at most the
-             median count, near-duplicates sharing one weight, each part clipped to a multiple of
+             median count of the round's well-formed submissions, near-duplicates sharing one weight, each part clipped to a multiple of
              the round's median norm of that part; with momentum, plus the last round's update
              (base - previous base, both public) times the momentum
     marginal each merged delta left out of the merge (leave-one-out), scored against the merge:
@@ -147,6 +147,7 @@ class RoundContext:
     log: Callable = print
     validation_cid: str | None = None  # where the round's validation slice is published
     cosine_floor: float = 0.0  # set by screen()
+    typical_counts: list[int] = field(default_factory=list)  # the well-formed submissions' example counts (merge weight cap), set by screen()
     pair_cosine: dict = field(default_factory=dict)  # (oracle, oracle) -> cosine of their deltas, set by screen()
     previous: dict | None = None  # the last round's update (base - previous base) the momentum carries, set by carry()
     previous_base_cid: str | None = None  # the previous base it was taken from
@@ -249,6 +250,7 @@ def screen(ctx: RoundContext, subs: list[Submission], protocol: Protocol, store:
         valid.append(sub)
         fetched.step(f"{e.oracle}: {rate(e.delta_bytes, time.monotonic() - t0)}, well-formed, norm {e.norm:.3f}")
 
+    ctx.typical_counts = [s.entry.num_examples for s in valid]
     geo = geometry([s.path for s in valid], ctx.expected) if valid else None
     few = len(valid) < 3  # no majority to point anywhere: no direction check
     cosines = [1.0] * len(valid) if few else geo.cosine
@@ -336,7 +338,7 @@ def describe(g: dict, what: str) -> str:
 def merge_factors(ctx: RoundContext, accepted: list[Submission]) -> list[float]:
     """Sets each accepted entry's weight, near-duplicate group and per-part clip factors; returns
     the merge weights as the strategy takes them (a group of k near-duplicates shares one weight)."""
-    for s, w in zip(accepted, merge_weights([s.entry.num_examples for s in accepted])):
+    for s, w in zip(accepted, merge_weights([s.entry.num_examples for s in accepted], ctx.typical_counts)):
         s.entry.weight = w
     groups = _groups(ctx, accepted)
     for i, s in enumerate(accepted):

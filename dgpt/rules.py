@@ -34,12 +34,17 @@ def cosine_floor(cosines: list[float], ratio: float) -> tuple[float, float]:
 MAX_WEIGHT_RATIO = 1
 
 
-def merge_weights(counts: list[int], ratio: int = MAX_WEIGHT_RATIO) -> list[int]:
-    """Revealed example counts -> merge weights, each capped at `ratio` x the median count (the
-    lower median: an integer, so the weights are exact on any machine)."""
+def merge_weights(counts: list[int], typical: list[int] | None = None, ratio: int = MAX_WEIGHT_RATIO) -> list[int]:
+    """Revealed example counts -> merge weights, each capped at `ratio` x the median of `typical`
+    (default: of `counts`): the round's typical oracle's count, taken over every well-formed
+    submission, not only the merged ones. Over the merged ones alone, a round that accepted a
+    5,872-snippet delta and a 270-snippet one capped both at 270 and merged them half and half
+    (bench_federated's Dirichlet split, BENCHMARKS.md). The lower median: an integer, so the
+    weights are exact on any machine."""
     if not counts:
         return []
-    cap = ratio * sorted(counts)[(len(counts) - 1) // 2]
+    ref = sorted(typical or counts)
+    cap = ratio * ref[(len(ref) - 1) // 2]
     return [min(int(n), cap) for n in counts]
 
 

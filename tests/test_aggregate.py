@@ -375,3 +375,18 @@ def test_ranking_is_the_one_vs_rest_auc_of_the_centred_logits_whatever_the_calib
         assert ranking(leaning, labels) == (auc, se)
         assert ranking(logits * 4, labels * 4)[1] < se
     assert ranking([[1, 0], [2, 0]], [0, 0]) == (0.5, 0.0)  # one class only: no ranking to measure
+
+
+def test_the_merge_weight_cap_is_the_typical_count_of_the_rounds_well_formed_submissions(tmp_path):
+    """bench_federated's Dirichlet split: of eight label-skewed deltas two were merged, one from
+    5,872 snippets and one from 270, and capping at the median of those two merged them half and
+    half (the model fell from 68.1% to 59.2% on the slice). The cap is now the median count of
+    every well-formed submission of the round (498 there), which screen() records."""
+    from dgpt.round import merge_factors
+
+    ctx, scorer, subs = one_weight_round(tmp_path, [1.0, 0.5], accepted=True, part_norm=lambda step: {})
+    subs[0].entry.num_examples, subs[1].entry.num_examples = 5872, 270
+    ctx.typical_counts = [230, 270, 419, 498, 823, 833, 1217, 5872]
+    assert merge_factors(ctx, subs) == [498, 270]
+    ctx.typical_counts = []  # no screen (a merge of given deltas): the merged ones' own median
+    assert merge_factors(ctx, subs) == [270, 270]

@@ -106,3 +106,6 @@ def test_a_declared_count_cannot_buy_the_merge():
     assert MAX_WEIGHT_RATIO == 1 and weights == [600, 600, 580, 600, 590]
     assert merge_weights([10, 20]) == [10, 10] and merge_weights([]) == []
     assert max(weights) / sum(weights) < 0.21
+    # the cap is the typical count of the round's well-formed submissions when given, not of the merged few
+    assert merge_weights([270, 5872], [230, 270, 419, 498, 823, 833, 1217, 5872]) == [270, 498]
+    assert merge_weights([600, 2**64 - 1], [600, 2**64 - 1, 580, 610, 590]) == [600, 600]
