@@ -1,7 +1,7 @@
 """Where the federated pre-training gap comes from: FedAvg of L1 pre-training in memory.
 
     .venv/bin/python scripts/bench_pretrain.py [--oracles 4] [--batch-size 32] [--lr 2e-3] [--warmup 0.3] [--rounds 1]
-                                               [--whole-epochs] [--json]
+                                               [--whole-epochs] [--save MODEL] [--json]
 
 From the demo's genesis (the bare tiny model, seed 0) and its pre-training task spec, each of K
 oracles trains on its demo shard with `dgpt.train.train`; the new model is the example-weighted
@@ -13,7 +13,8 @@ Printed per round: the held-out L1 (nats per token, the demo's 1,000 test snippe
 average and of oracle 0's model before averaging. `--oracles 1` is central training on the
 union at `--batch-size`: with `--batch-size K x 32` the large-batch control for K oracles.
 Last line with --json: {"oracles", "batch_size", "lr", "warmup", "whole_epochs", "rounds": [{"round", "average_l1",
-"oracle0_l1", "seconds"}]}.
+"oracle0_l1", "seconds"}]}. `--save MODEL` writes the last average as a model file (the start of
+scripts/bench_first_round.py).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from dgpt.data import Example  # noqa: E402
 from dgpt.errors import DGPTError  # noqa: E402
-from dgpt.model import tiny_gpt2  # noqa: E402
+from dgpt.model import save_model, tiny_gpt2  # noqa: E402
 from dgpt.train import TrainOptions, evaluate, train  # noqa: E402
 from harness.demo import DemoPlan, demo_data  # noqa: E402
 
@@ -46,6 +47,7 @@ def main() -> int:
                     help="the share of each round's local steps with a rising lr (default: the demo's)")
     ap.add_argument("--rounds", type=int, default=1, help="rounds the one epoch is cut into (default 1)")
     ap.add_argument("--whole-epochs", action="store_true", help="each round a whole epoch of every shard, not 1/R of one")
+    ap.add_argument("--save", type=Path, help="write the last round's average here (a model file)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.oracles < 1 or args.batch_size < 1 or args.rounds < 1 or not args.lr > 0:
@@ -88,6 +90,9 @@ def main() -> int:
         out["rounds"].append(row)
         log(f"round {r + 1}/{args.rounds}: held-out L1 of the average {row['average_l1']:.4f}, "
             f"of oracle 0 alone {row['oracle0_l1']:.4f} ({row['seconds']:.0f} s)")
+    if args.save:
+        save_model(args.save, bundle)
+        log(f"saved the average to {args.save}")
     if args.json:
         print(json.dumps(out))
     return 0
