@@ -69,6 +69,9 @@ class Entry:
     gain_se: float | None = None  # its standard error (the paired test when pre-training: rules.significantly_harmful)
     accuracy_gain: float | None = None  # change of the validation accuracy, alone (the paired test when fine-tuning)
     accuracy_gain_se: float | None = None
+    # change of how the model ranks the validation labels, alone (rules.ranking_gain: the paired test when fine-tuning)
+    ranking_gain: float | None = None
+    ranking_gain_se: float | None = None
     # What it adds to the merge: the merged model's mean loss fall (and accuracy change) against the
     # same merge without it, per validation example (round.marginal), and their standard errors
     marginal_gain: float | None = None
@@ -77,7 +80,8 @@ class Entry:
     marginal_accuracy_gain_se: float | None = None
     # A delta found harmful alone, judged again in the merge (round.reconsider): what it adds to the
     # merge of the round's accepted and harmful-alone deltas ({"loss_gain", "gain_se", and when
-    # fine-tuning "accuracy_gain", "accuracy_gain_se"}); accepted unless harmful there too
+    # fine-tuning "accuracy_gain", "accuracy_gain_se", "ranking_gain", "ranking_gain_se"}); accepted
+    # only when shown to help there
     in_merge: dict | None = None
     weight: int = 0  # merge weight: the revealed example count when merged, at most the round's median
     duplicate_of: str | None = None  # the first oracle of its group of near-duplicates (they share one weight)

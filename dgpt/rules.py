@@ -84,6 +84,22 @@ def significantly_harmful(gain: float, se: float, z: float = HARMFUL_Z) -> bool:
 # --- whether a model ranks the labels ------------------------------------------------------------
 
 
+def _components(logits: list[list[int]], labels: list[int], c: int) -> tuple[list[Fraction], list[Fraction]] | None:
+    """DeLong's structural components of class c's one-vs-rest AUC on the centred score
+    K x z_c - sum(z): per example of class c, the share of the others it outranks, and per other
+    example the share of class c's it falls below (ties count one half). None without both."""
+    k = len(logits[0])
+    scores = [k * row[c] - sum(row) for row in logits]
+    pos = [x for x, y in zip(scores, labels) if y == c]
+    neg = sorted(x for x, y in zip(scores, labels) if y != c)
+    if not pos or not neg:
+        return None
+    pos_sorted = sorted(pos)
+    v10 = [Fraction(bisect_left(neg, p) + bisect_right(neg, p), 2 * len(neg)) for p in pos]
+    v01 = [Fraction(2 * len(pos) - bisect_left(pos_sorted, q) - bisect_right(pos_sorted, q), 2 * len(pos)) for q in neg]
+    return v10, v01
+
+
 def ranking(logits: list[list[int]], labels: list[int]) -> tuple[float, float]:
     """(AUC, its standard error): how well per-example class logits (integers, e.g. micro-units)
     rank the examples' labels, whatever the model's calibration. For each class c, the one-vs-rest
@@ -92,24 +108,36 @@ def ranking(logits: list[list[int]], labels: list[int]) -> tuple[float, float]:
     standard error is taken as the mean of the classes' (an upper bound: the classes' AUCs are
     correlated). 1/2 is chance. Exact comparisons and sums; a class with no example, or with every
     example, is left out; none left: (0.5, 0.0)."""
-    k = len(logits[0]) if logits else 0
     aucs, ses = [], []
-    for c in range(k):
-        scores = [k * row[c] - sum(row) for row in logits]
-        pos = [x for x, y in zip(scores, labels) if y == c]
-        neg = sorted(x for x, y in zip(scores, labels) if y != c)
-        if not pos or not neg:
+    for c in range(len(logits[0]) if logits else 0):
+        comps = _components(logits, labels, c)
+        if comps is None:
             continue
-        pos_sorted = sorted(pos)
-        # structural components (DeLong 1988), in halves: 2 x (pairs won) + (pairs tied)
-        v10 = [Fraction(bisect_left(neg, p) + bisect_right(neg, p), 2 * len(neg)) for p in pos]
-        v01 = [Fraction(2 * len(pos) - bisect_left(pos_sorted, q) - bisect_right(pos_sorted, q), 2 * len(pos)) for q in neg]
-        auc = sum(v10, Fraction(0)) / len(pos)
-        aucs.append(auc)
-        ses.append(math.sqrt(float(_variance(v10) / len(pos) + _variance(v01) / len(neg))))
+        v10, v01 = comps
+        aucs.append(sum(v10, Fraction(0)) / len(v10))
+        ses.append(math.sqrt(float(_variance(v10) / len(v10) + _variance(v01) / len(v01))))
     if not aucs:
         return 0.5, 0.0
     return float(sum(aucs, Fraction(0)) / len(aucs)), sum(ses) / len(ses)
+
+
+def ranking_gain(before: list[list[int]], after: list[list[int]], labels: list[int]) -> tuple[float, float]:
+    """(change of `ranking`'s AUC from the `before` logits to the `after` logits of the same
+    examples, its paired standard error): per class the difference of the two models' DeLong
+    components, example by example, then the classes' mean, its standard error the mean of the
+    classes' (as in `ranking`). Exact; (0.0, 0.0) when no class has examples of both kinds."""
+    gains, ses = [], []
+    for c in range(len(before[0]) if before else 0):
+        a, b = _components(before, labels, c), _components(after, labels, c)
+        if a is None:
+            continue
+        d10 = [y - x for x, y in zip(a[0], b[0])]
+        d01 = [y - x for x, y in zip(a[1], b[1])]
+        gains.append(sum(d10, Fraction(0)) / len(d10))
+        ses.append(math.sqrt(float(_variance(d10) / len(d10) + _variance(d01) / len(d01))))
+    if not gains:
+        return 0.0, 0.0
+    return float(sum(gains, Fraction(0)) / len(gains)), sum(ses) / len(ses)
 
 
 def _variance(xs: list[Fraction]) -> Fraction:

@@ -14,9 +14,9 @@ scorer (`round.StateScorer`, float64, quantised) and three paired tests, each as
 standard error; the harmful test rejects at -2.576):
   - L2: the per-example cross-entropy fall (`round.gains`, what the aggregator's harmful test reads);
   - accuracy: the per-example change in right answers (the same);
-  - ranking: the change of the one-vs-rest AUC of the centred logits (`rules.ranking`), paired by
-    DeLong's structural components: how the delta changes the model's ordering of the examples,
-    whatever its calibration.
+  - ranking: the change of the one-vs-rest AUC of the centred logits (`rules.ranking_gain`, paired
+    by DeLong's structural components): how the delta changes the model's ordering of the
+    examples, whatever its calibration (the same).
 Then the honest deltas alone are merged (FedAvg by count, the honest-only run) into the next
 round's base, and from the second round on the previous round's deltas are also judged again at
 the new base ("deferred": the evidence a later round would hold about them).
@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
-from bisect import bisect_left, bisect_right
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,33 +49,6 @@ from harness.byzantine import flip_labels, random_labels  # noqa: E402
 from harness.demo import DemoPlan, demo_data  # noqa: E402
 
 ATTACKS = {"label_flip": lambda shard, i: flip_labels(shard), "random_labels": lambda shard, i: random_labels(shard, f"oracle {i}")}
-
-
-def ranking_gain(before: list[list[int]], after: list[list[int]], labels: list[int]) -> tuple[float, float]:
-    """(change of rules.ranking's AUC from `before` to `after` logits, its paired standard error):
-    per class, the difference of the two models' DeLong components on the same examples; the
-    classes' standard errors averaged, as rules.ranking does."""
-    k = len(before[0])
-    gains_, ses = [], []
-    for c in range(k):
-        comps = []
-        for logits in (before, after):
-            scores = [k * row[c] - sum(row) for row in logits]
-            pos = [x for x, y in zip(scores, labels) if y == c]
-            neg = sorted(x for x, y in zip(scores, labels) if y != c)
-            pos_sorted = sorted(pos)
-            comps.append(([(bisect_left(neg, p) + bisect_right(neg, p)) / (2 * len(neg)) for p in pos],
-                          [(2 * len(pos) - bisect_left(pos_sorted, q) - bisect_right(pos_sorted, q)) / (2 * len(pos)) for q in neg]))
-        d10 = [b - a for a, b in zip(comps[0][0], comps[1][0])]
-        d01 = [b - a for a, b in zip(comps[0][1], comps[1][1])]
-        gains_.append(sum(d10) / len(d10))
-        ses.append(math.sqrt(_var(d10) / len(d10) + _var(d01) / len(d01)))
-    return sum(gains_) / k, sum(ses) / k
-
-
-def _var(xs: list[float]) -> float:
-    m = sum(xs) / len(xs)
-    return sum((x - m) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
 
 
 def z(gain: float, se: float) -> float | None:
@@ -128,10 +99,10 @@ def main() -> int:
 
     def judge(before: dict, delta: dict, at: dict) -> dict:
         after = scored({k: (at[k].double() + delta[k]).to(at[k].dtype) for k in at})
-        g = gains(before, after)
-        rg, rse = ranking_gain(before["per_example_logits"], after["per_example_logits"], labels)
+        g = gains(before, after, labels)
         return {"l2_gain": g["loss_gain"], "l2_z": z(g["loss_gain"], g["gain_se"]), "accuracy_gain": g["accuracy_gain"],
-                "accuracy_z": z(g["accuracy_gain"], g["accuracy_gain_se"]), "ranking_gain": round(rg, 6), "ranking_z": z(rg, rse)}
+                "accuracy_z": z(g["accuracy_gain"], g["accuracy_gain_se"]), "ranking_gain": g["ranking_gain"],
+                "ranking_z": z(g["ranking_gain"], g["ranking_gain_se"])}
 
     out = {"base": str(args.base), "oracles": args.oracles, "attacks": attacks, "validation": len(data.validation), "rounds": []}
     previous: list[dict] = []

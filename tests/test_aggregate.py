@@ -390,3 +390,40 @@ def test_the_merge_weight_cap_is_the_typical_count_of_the_rounds_well_formed_sub
     assert merge_factors(ctx, subs) == [498, 270]
     ctx.typical_counts = []  # no screen (a merge of given deltas): the merged ones' own median
     assert merge_factors(ctx, subs) == [270, 270]
+
+
+def test_a_delta_that_ranks_the_labels_worse_is_harmful_though_loss_and_accuracy_do_not_say_so(tmp_path):
+    """Attack (random labels, a label flip on a small slice: scripts/bench_first_round.py): the
+    delta recalibrates the model, so its validation loss and accuracy do not move significantly,
+    while it orders the examples against their labels. The ranking test (rules.ranking_gain)
+    rejects it as harmful; before it, it was accepted and paid. A delta that keeps the order is
+    accepted."""
+    from dgpt.data import Example
+    from dgpt.report import Entry, Reason
+    from dgpt.round import RoundContext, RoundPolicy, Submission, quantise, score
+    from dgpt.task import TaskSpec
+
+    n = 40
+    validation = [Example(f"s{i}", "a" if i % 2 == 0 else "b") for i in range(n)]
+
+    def scorer(base_path, state, labels, task, validation, device, lm=True):
+        w = float(state["w"][0])
+        sign = 1.0 if w <= 0.5 else -1.0  # w = 1: the margins reversed
+        margins = [sign * (1 + i % 5) * (1 if i % 2 == 0 else -1) for i in range(n)]
+        wobble = 0.001 * w  # the loss moves, by nothing significant either way
+        return quantise({"l2": 0.6, "accuracy": 0.5, "per_example": [0.6 + wobble * (-1) ** i for i in range(n)],
+                         "per_example_correct": [1] * (n // 2) + [0] * (n // 2), "per_example_logits": [[m / 10, 0.0] for m in margins]})
+
+    subs = []
+    for i, step in enumerate([1.0, 0.3]):
+        path = tmp_path / f"d{i}.safetensors"
+        save_file({"w": torch.tensor([step])}, str(path))
+        subs.append(Submission(Entry(f"0x{i:040x}", f"cid{i}", 10, norm=step), path))
+    ctx = RoundContext(1, None, TaskSpec(labels=("a", "b")), tmp_path / "base.safetensors", {"w": torch.tensor([0.0])}, {"w": (1,)},
+                       ("a", "b"), 1 << 20, validation, RoundPolicy(), tmp_path, scorer, log=lambda *a: None)
+    before = scorer(None, ctx.base, None, None, None, None)
+    accepted = score(ctx, subs, before)
+    assert accepted == subs[1:] and subs[0].entry.reason is Reason.HARMFUL
+    assert subs[0].entry.loss_gain == 0.0 and subs[0].entry.accuracy_gain == 0.0
+    assert subs[0].entry.ranking_gain == -1.0 and "ranking -1.0000" in subs[0].entry.detail
+    assert subs[1].entry.ranking_gain == 0.0 and subs[1].entry.accepted
