@@ -168,9 +168,10 @@ class RoundContext:
             m["auc"], m["auc_se"] = round(auc, METRIC_DECIMALS), round(se, METRIC_DECIMALS)
         return m
 
-    def label_ids(self) -> list[int]:
-        """Each validation example's label as the head's output index."""
-        return [self.labels.index(e.label) for e in self.validation]
+    def label_ids(self) -> list[int] | None:
+        """Each validation example's label as the head's output index; None when pre-training (the
+        slice's labels are there, but no head to rank them)."""
+        return [self.labels.index(e.label) for e in self.validation] if self.task.phase == "finetune" else None
 
     def delta_metrics(self, state: dict) -> dict:
         """The metrics that judge a delta (alone, in the merge, left out of it): when fine-tuning,

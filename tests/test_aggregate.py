@@ -427,3 +427,16 @@ def test_a_delta_that_ranks_the_labels_worse_is_harmful_though_loss_and_accuracy
     assert subs[0].entry.loss_gain == 0.0 and subs[0].entry.accuracy_gain == 0.0
     assert subs[0].entry.ranking_gain == -1.0 and "ranking -1.0000" in subs[0].entry.detail
     assert subs[1].entry.ranking_gain == 0.0 and subs[1].entry.accepted
+
+
+def test_a_pretraining_round_scores_on_a_labelled_slice_without_ranking(tmp_path):
+    """The aggregator's validation slices carry labels in every round; a pre-training round has no
+    head, so there is nothing to rank and no label to look up (the first version of the ranking
+    test looked them up and failed in the demo's first round)."""
+    from dgpt.data import Example
+    from dgpt.round import score
+
+    ctx, scorer, subs = one_weight_round(tmp_path, [1.0], part_norm=lambda step: {})
+    ctx.validation = [Example("a snippet", "fresh"), Example("another", "rotten")]
+    accepted = score(ctx, subs, scorer(None, ctx.base, (), None, None, None))
+    assert accepted == subs and subs[0].entry.ranking_gain is None
