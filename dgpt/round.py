@@ -345,8 +345,9 @@ def worse_by_labels(g: dict) -> bool:
     the one-sided paired test. The ranking test sees what the loss and accuracy miss on a small
     slice: a delta that reorders the examples against their labels while it recalibrates the
     model (scripts/bench_first_round.py: on 250 snippets random labels and a label flip passed
-    the L2 and accuracy tests in the third round, at ranking z -2.73 and -4.00; the lowest honest
-    ranking z in any round was +1.74)."""
+    the L2 and accuracy tests in the third round, at ranking z -2.73 and -4.00; the lowest IID
+    honest ranking z in any round was +1.74). Label-skewed honest deltas rank worse alone too,
+    as their loss says: reconsider judges them in the merge."""
     return ("accuracy_gain" in g and significantly_harmful(g["accuracy_gain"], g["accuracy_gain_se"])) or (
         "ranking_gain" in g and significantly_harmful(g["ranking_gain"], g["ranking_gain_se"]))
 
