@@ -11,9 +11,10 @@
              harmful-alone deltas (backward elimination, paired tests): accepted when it is shown
              to help the merge; when fine-tuning, only once the base ranks the labels better than chance
     merge    the accepted deltas into the new model with the round's strategy: weights at most the
-             median count of the round's well-formed submissions, near-duplicates sharing one weight, each part clipped to a multiple of
-             the round's median norm of that part; with momentum, plus the last round's update
-             (base - previous base, both public) times the momentum
+             median count of the round's well-formed submissions, near-duplicates sharing one
+             weight, each part clipped to a multiple of the round's median norm of that part;
+             with momentum, plus the last round's update (base - previous base, both public)
+             times the momentum
     marginal each merged delta left out of the merge (leave-one-out), scored against the merge:
              what it adds, recorded with its paired standard error (neither gates nor pays)
     value    each merged delta's contribution: its share of the merge, times its work along the
