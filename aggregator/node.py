@@ -52,7 +52,7 @@ class AggregatorNode(Node):
     def __init__(self, protocol: Protocol, store: Store, account: LocalAccount, cfg: AggregatorConfig, log=print):
         super().__init__(protocol, store, account, cfg.home, log)
         self.cfg = cfg
-        self.slices = validation_slices(cfg.validation, len(cfg.plan))
+        self.slices = validation_slices(cfg.validation, [t.phase for t in cfg.plan])
         self._quorum: int | None = None
         self.plan_root = slices_root(self.slices).hex()
 

@@ -61,11 +61,25 @@ def examples_from_bytes(data: bytes) -> list[Example]:
     return out
 
 
-def validation_slices(examples: list[Example], rounds: int) -> list[list[Example]]:
+# A fine-tuning round's validation slice is this many times a pre-training round's. A pre-training
+# round's paired test reads L1, the mean over a snippet's ~30-50 tokens; a fine-tuning round's
+# reads L2, one label a snippet, and needs the snippets: with equal slices a near-chance network's
+# label flips and random labels passed its fine-tuning rounds on 250 snippets and were caught in
+# every round on 955 (scripts/bench_first_round.py, BENCHMARKS.md).
+FINETUNE_SLICE_SHARE = 4
+
+
+def validation_slices(examples: list[Example], phases: list[str]) -> list[list[Example]]:
     """The aggregator's validation set cut into one fresh slice per round, in order: a slice is
-    published with its round's report, so it is never scored again."""
-    size = len(examples) // max(1, rounds)
-    return [examples[i * size : (i + 1) * size] for i in range(rounds)]
+    published with its round's report, so it is never scored again. A round's slice is one unit
+    when pre-training and FINETUNE_SLICE_SHARE units when fine-tuning, rounded down; the remainder is left unused."""
+    shares = [FINETUNE_SLICE_SHARE if phase == "finetune" else 1 for phase in phases]
+    out, start = [], 0
+    for share in shares:
+        size = len(examples) * share // max(1, sum(shares))
+        out.append(examples[start : start + size])
+        start += size
+    return out
 
 
 def slices_root(slices: list[list[Example]]) -> bytes:

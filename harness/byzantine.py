@@ -96,10 +96,29 @@ class SimPlan:
     # its pre-training round; "untrained": the bare tiny model (no head, no pre-training)
     genesis: str = "warm"
     lr: float = 3e-4  # the fine-tuning rounds'; from a near-chance genesis 3e-4 left the honest model at chance after 2 rounds
+    warmup: float = TaskSpec.warmup  # every round's share of local steps with a rising lr
+    pretrain_rounds: int = 0  # L1 rounds through the protocol before the fine-tuning rounds, as a new network starts
+    held_out: float = 0.2  # the share of the movies held out of the oracles' shards: half validation, half test
 
     def task(self) -> TaskSpec:
         return TaskSpec(labels=RT_LABELS, lam=0.5, lr=self.lr, epochs=1, max_len=self.max_len, seed=2, max_update_norm=self.max_update_norm,
-                        delta_encoding=self.delta_encoding)
+                        warmup=self.warmup, delta_encoding=self.delta_encoding)
+
+    def tasks(self) -> list[TaskSpec]:
+        """Every round's task spec, in order: the pre-training rounds (the demo's L1 spec), then the fine-tuning rounds."""
+        pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1, warmup=self.warmup, delta_encoding=self.delta_encoding)
+        return [pre] * self.pretrain_rounds + [self.task()] * self.rounds
+
+
+def new_network(**overrides) -> SimPlan:
+    """A network as it starts: the bare model, two L1 pre-training rounds through the protocol,
+    then fine-tuning rounds with the demo's recipe (lr 1e-3, warm-up over 30% of a round's steps).
+    A near-chance model is where label flips are hardest to see, and what a fine-tuning round's
+    paired tests need is validation snippets (scripts/bench_first_round.py): so 30% of the movies
+    are held out, and 1,900 validation snippets give each fine-tuning round 760 (dgpt/dataset.py's
+    four shares a fine-tuning round)."""
+    return SimPlan(**{**dict(genesis="untrained", pretrain_rounds=2, lr=1e-3, warmup=0.3, held_out=0.3, examples_per_oracle=1000,
+                             validation_examples=1900), **overrides})
 
 
 @dataclass
@@ -113,7 +132,7 @@ class SimData:
 def sim_data(plan: SimPlan) -> SimData:
     """Rotten Tomatoes split by movie: disjoint oracle shards, held-out validation and test movies;
     the genesis model's warm-up data are the training movies' snippets the oracles do not hold."""
-    train_r, held = split_by_movie(rotten_tomatoes(), held_out=0.2, seed=0)
+    train_r, held = split_by_movie(rotten_tomatoes(), held_out=plan.held_out, seed=0)
     val_r, test_r = split_by_movie(held, held_out=0.5, seed=1)  # ~1,060 movies' snippets each
     parts = shards(train_r, plan.n, seed=0)
     warmup = as_examples([r for s in parts for r in s[plan.examples_per_oracle :]][: plan.warmup_examples])
@@ -192,6 +211,8 @@ class ByzantineOracle(SimOracle):
         return super().tick()
 
     def make_delta(self, rid, info):
+        if TaskSpec.from_bytes(self.store.get_bytes(info.task_spec_cid, max_bytes=1 << 20)).phase == "pretrain":
+            return super().make_delta(rid, info)  # the cheaters attack the fine-tuning rounds (L1 has no labels to flip)
         if self.attack == "partial":  # trains on a tenth, declares all
             full = self.cfg.examples
             self.cfg.examples = full[: len(full) // 10]
@@ -313,6 +334,13 @@ class RunResult:
         return sum(e.reward for r in self.reports if r.round in self.attack_rounds
                    for e in r.submissions if e.oracle in self.cheaters)
 
+    def paid_per_seat_round(self, who: list[str]) -> float:
+        """What the oracles in `who` earned, on average, per oracle and attacked round (every round
+        when nothing was attacked)."""
+        rounds = self.attack_rounds or [r.round for r in self.reports]
+        paid = [e.reward for r in self.reports if r.round in rounds for e in r.submissions if e.oracle in who]
+        return sum(paid) / (len(who) * len(rounds)) if who and rounds else 0.0
+
     def recorded(self, key: str, cheaters: bool, accepted_only: bool = False) -> list[float]:
         """What the reports recorded under `key` (e.g. cosine_to_median, loss_gain), for the
         cheaters' or the honest oracles' submissions."""
@@ -399,7 +427,7 @@ class Simulator:
             fund_aggregator(protocol, admin, agg_account.address, AggregatorConfig.reward_budget)
             agg = AggregatorNode(
                 protocol, self.store, agg_account,
-                AggregatorConfig(home / "aggregator", self.genesis, [plan.task()] * plan.rounds, self.data.validation, policy,
+                AggregatorConfig(home / "aggregator", self.genesis, plan.tasks(), self.data.validation, policy,
                                  scorer=MemoisedScorer(self.metrics_memo)),
                 log=lambda *a: None,
             )
@@ -411,17 +439,20 @@ class Simulator:
                 self.test_memo[model_cid] = (evaluate(bundle, self.data.test, plan.task())["accuracy"],
                                              1 - evaluate(bundle, triggered, plan.task())["accuracy"])
             everyone = [oracle_accounts[i].address for i in seats]
-            reports = [Report.from_bytes(self.store.get_bytes(protocol.round(r).report_cid)) for r in range(1, plan.rounds + 1)]
+            total = plan.pretrain_rounds + plan.rounds
+            reports = [Report.from_bytes(self.store.get_bytes(protocol.round(r).report_cid)) for r in range(1, total + 1)]
+            # the attacked rounds: every fine-tuning round, but a replayer's first round (honest, to have something to replay)
+            first = plan.pretrain_rounds + (2 if attack == "replay" and plan.pretrain_rounds == 0 else 1)
             return RunResult(
                 accuracy=self.test_memo[model_cid][0],
                 asr=self.test_memo[model_cid][1],
                 model_cid=model_cid,
                 rewards={a: sum(e.reward for r in reports for e in r.submissions if e.oracle == a) for a in everyone},
-                slashed={a: _was_slashed(protocol, a, plan.rounds) for a in everyone},
+                slashed={a: _was_slashed(protocol, a, total) for a in everyone},
                 cheaters=cheaters,
                 reports=reports,
                 copy_refusals=[r for o in oracles if isinstance(o, ByzantineOracle) for r in o.copy_refusals],
-                attack_rounds=list(range(2 if attack == "replay" else 1, plan.rounds + 1)) if cheaters else [],
+                attack_rounds=list(range(first, total + 1)) if cheaters else [],
             )
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dgpt.aggregate import STRATEGIES, Strategy
 from dgpt.encoding import DEFAULT_ENCODING, ENCODINGS
-from harness.byzantine import ATTACKS, SimPlan, Simulator
+from harness.byzantine import ATTACKS, SimPlan, Simulator, new_network
 from dgpt.store.local import LocalStore
 
 PARAMS = {"trimmed_mean": {"trim": 0.2}, "clipped_mean": {"clip": 5.0}, "krum": {"f": 2}}
@@ -40,12 +40,12 @@ def main() -> int:
     parser.add_argument("--encoding", default=DEFAULT_ENCODING, help=f"the rounds' delta encoding (default {DEFAULT_ENCODING})")
     parser.add_argument("--genesis", choices=("warm", "pretrained", "untrained"), default="warm",
                         help="the rounds' start: warm (pre-trained and fine-tuned on public snippets, default), pretrained (L1 on "
-                             "them only: no head, near chance, as a new network's first fine-tuning round) or untrained (the bare model)")
-    parser.add_argument("--lr", type=float, default=SimPlan.lr, help=f"the fine-tuning rounds' lr (default {SimPlan.lr:g})")
+                             "them only: no head, near chance, as a new network's first fine-tuning round) or untrained (a new network: "
+                             "the bare model, two pre-training rounds through the protocol, then the fine-tuning rounds; harness.byzantine.new_network)")
+    parser.add_argument("--lr", type=float, help=f"the fine-tuning rounds' lr (default {SimPlan.lr:g}; untrained: 1e-3)")
     parser.add_argument("--max-update-norm", type=float, default=SimPlan.max_update_norm,
                         help=f"the task's bound on a delta's norm (default {SimPlan.max_update_norm:g})")
-    parser.add_argument("--examples", type=int, default=SimPlan.examples_per_oracle,
-                        help=f"snippets per oracle (default {SimPlan.examples_per_oracle})")
+    parser.add_argument("--examples", type=int, help=f"snippets per oracle (default {SimPlan.examples_per_oracle}; untrained: 1000)")
     parser.add_argument("--cache", default=".bench-byzantine", help="store and memo folder, reused across runs")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
@@ -63,12 +63,15 @@ def main() -> int:
     cache = Path(args.cache)
     if args.encoding not in ENCODINGS:
         parser.error(f"unknown encoding {args.encoding!r}; one of {', '.join(ENCODINGS)}")
-    sim = Simulator(SimPlan(n=args.n, delta_encoding=args.encoding, genesis=args.genesis, lr=args.lr,
-                          max_update_norm=args.max_update_norm, examples_per_oracle=args.examples), LocalStore(cache / "store"), cache / "memo", log=log)
+    given = {k: v for k, v in (("lr", args.lr), ("examples_per_oracle", args.examples)) if v is not None}
+    common = dict(n=args.n, delta_encoding=args.encoding, max_update_norm=args.max_update_norm, **given)
+    plan = new_network(**common) if args.genesis == "untrained" else SimPlan(genesis=args.genesis, **common)
+    sim = Simulator(plan, LocalStore(cache / "store"), cache / "memo", log=log)
     genesis = sim.genesis_accuracy()
     log(f"genesis model (the rounds' start): held-out accuracy {genesis:.3f}")
     result = {"n": args.n, "f": args.f, "encoding": args.encoding, "genesis": genesis, "genesis_kind": args.genesis,
-              "lr": args.lr, "max_update_norm": args.max_update_norm, "examples_per_oracle": args.examples, "results": {}, "honest_by_strategy": {},
+              "lr": plan.lr, "max_update_norm": args.max_update_norm, "examples_per_oracle": plan.examples_per_oracle,
+              "pretrain_rounds": plan.pretrain_rounds, "rounds": plan.rounds, "validation_examples": len(sim.data.validation), "results": {}, "honest_by_strategy": {},
               "honest_asr": {}, "honest_accepted": {}, "honest_reward": {}, "cheater_rewards": {}, "cheater_reward_per_seat": {},
               "honest_reward_per_seat": {}, "asr": {}, "slashed": {}}
     for s in strategies:
@@ -87,9 +90,8 @@ def main() -> int:
             result["asr"].setdefault(s, {})[a] = r.asr
             result["cheater_rewards"].setdefault(s, {})[a] = str(r.cheater_rewards)
             # per seat and attacked round, to compare with what an honest oracle earns in the same run
-            seat_rounds = len(r.cheaters) * len(r.attack_rounds)
-            per_seat = r.cheater_rewards / seat_rounds if seat_rounds else 0.0
-            honest_seat = r.honest_mean_reward / len(r.reports) if r.reports else 0.0
+            per_seat = r.paid_per_seat_round(r.cheaters)
+            honest_seat = r.paid_per_seat_round([o for o in r.rewards if o not in r.cheaters])
             result["cheater_reward_per_seat"].setdefault(s, {})[a] = str(int(per_seat))
             result["honest_reward_per_seat"].setdefault(s, {})[a] = str(int(honest_seat))
             result["slashed"].setdefault(s, {})[a] = all(r.slashed[c] for c in r.cheaters)

@@ -82,13 +82,6 @@ def test_label_flipped_and_noise_deltas_are_rejected_unpaid_and_not_slashed(tmp_
         assert run.model_cid == honest.model_cid, attack
 
 
-def per_seat_round(run, who) -> float:
-    """What the oracles in `who` earned, on average, per oracle and attacked round."""
-    rounds = run.attack_rounds or list(range(1, len(run.reports) + 1))
-    paid = [e.reward for r in run.reports if r.round in rounds for e in r.submissions if e.oracle in who]
-    return sum(paid) / (len(who) * len(rounds))
-
-
 def honest_of(run):
     return [o for o in run.rewards if o not in run.cheaters]
 
@@ -133,7 +126,7 @@ def test_copies_from_two_addresses_share_one_contribution(sim):
 
 def test_work_on_a_tenth_of_the_data_earns_a_fraction(sim):
     run = sim.run(Strategy(), "partial", f=2)
-    assert per_seat_round(run, run.cheaters) < 0.5 * per_seat_round(run, honest_of(run))
+    assert run.paid_per_seat_round(run.cheaters) < 0.5 * run.paid_per_seat_round(honest_of(run))
 
 
 def test_a_headless_genesis_scores_with_the_initial_head(tmp_path):
@@ -151,3 +144,23 @@ def test_a_headless_genesis_scores_with_the_initial_head(tmp_path):
     expected = evaluate(bundle_from_state(sim.genesis, state, RT_LABELS), sim.data.test, task)["accuracy"]
     acc = sim.genesis_accuracy()
     assert acc is not None and acc == expected and 0 < acc < 1
+
+
+def test_a_new_network_pre_trains_through_the_protocol_and_its_cheaters_attack_the_fine_tuning_rounds(tmp_path):
+    """harness.byzantine.new_network: the bare model, two L1 rounds, then fine-tuning; a cheater
+    does honest L1 work (paid) and attacks only the fine-tuning rounds, whose validation slices are
+    four times a pre-training round's."""
+    from harness.byzantine import new_network
+
+    plan = new_network(n=3, examples_per_oracle=40, validation_examples=140, test_examples=50)
+    sim = Simulator(plan, LocalStore(tmp_path / "store"), tmp_path / "memo", log=lambda *a: None)
+    run = sim.run(Strategy(), "zero", f=1)
+    assert [r.phase for r in run.reports] == ["pretrain", "pretrain", "finetune", "finetune"]
+    assert [r.validation["n"] for r in run.reports] == [14, 14, 56, 56]
+    assert run.attack_rounds == [3, 4]
+    for r in run.reports:
+        (cheat,) = cheater_entries(run, r.round - 1)
+        if r.phase == "pretrain":
+            assert cheat.accepted and cheat.reward > 0
+        else:
+            assert cheat.reason in (Reason.FREE_RIDING, Reason.REPLAYED) and cheat.reward == 0  # a second zero delta is a replay

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from dgpt.data import RT_LABELS, Example, as_examples, load_examples, rotten_tomatoes, shards, split_by_movie, write_jsonl
-from dgpt.dataset import canonical, manifest, merkle_root
+from dgpt.dataset import canonical, manifest, merkle_root, validation_slices
 from dgpt.delta import apply_delta, compute_delta, load_delta, save_delta
 from dgpt.errors import DGPTError
 from dgpt.model import load_model, save_model, state_dict, tiny_gpt2
@@ -137,6 +137,15 @@ def test_dataset_commitment_is_deterministic_and_binding(reviews):
     import hashlib
 
     assert merkle_root(ex[:1]) == hashlib.sha256(b"\x00" + canonical(ex[0])).digest()
+
+
+def test_validation_slices_are_disjoint_in_order_and_fine_tuning_rounds_get_four_shares(reviews):
+    ex = small_examples(reviews, 103)
+    slices = validation_slices(ex, ["pretrain", "pretrain", "finetune", "finetune", "finetune"])
+    n = len(ex)  # 14 shares: one for each pre-training round, four for each fine-tuning round
+    assert [len(s) for s in slices] == [n // 14] * 2 + [n * 4 // 14] * 3
+    assert [e for s in slices for e in s] == ex[: sum(map(len, slices))]  # in order and disjoint
+    assert [len(s) for s in validation_slices(ex, ["finetune"] * 2)] == [n // 2] * 2  # equal phases: equal halves
 
 
 def test_real_data_splits_keep_movies_apart(reviews):
