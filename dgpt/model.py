@@ -310,12 +310,19 @@ def bundle_from_state(base_path: str | Path, state: dict[str, torch.Tensor], lab
     bundle = load_model(base_path)
     if "head.weight" in state and bundle.model.head is None:
         bundle.model.add_head(state["head.weight"].shape[0], seed=0)
-    missing, unexpected = bundle.model.load_state_dict(state, strict=False)
-    if unexpected or set(missing) - {"lm.lm_head.weight"}:
-        raise DGPTError(f"tensors do not fit {base_path}: missing {missing[:3]}, extra {unexpected[:3]}")
-    bundle.model.lm.tie_weights()
+    load_state(bundle, state, base_path)
     bundle.labels = labels
     return bundle
+
+
+def load_state(bundle: ModelBundle, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """`state` into `bundle`'s model, every tensor but the LM head (tied to the embeddings, so a
+    model file leaves it out); `source` names the model in the error."""
+    with torch.no_grad():
+        missing, unexpected = bundle.model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"lm.lm_head.weight"}:
+        raise DGPTError(f"tensors do not fit {source}: missing {missing[:3]}, extra {unexpected[:3]}")
+    bundle.model.lm.tie_weights()
 
 
 # --- Hugging Face export --------------------------------------------------------------------------

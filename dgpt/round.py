@@ -51,7 +51,7 @@ from dgpt.progress import Steps, rate
 from dgpt.delta import apply_delta
 from dgpt.encoding import Encoding
 from dgpt.errors import DGPTError
-from dgpt.model import bundle_from_state, read_state, with_initial_head
+from dgpt.model import bundle_from_state, load_state, read_state, with_initial_head
 from dgpt.report import Entry, Reason, Report, Slash
 from dgpt.rules import (CLIP_RATIO, DUPLICATE_COSINE, HARMFUL_LEVEL, HARMFUL_Z, MICRO, MAX_REWARD_SHARE, MAX_WEIGHT_RATIO, clip_factors, cosine_floor,
                         duplicate_groups, max_delta_bytes, merge_weights, micro_units, paired_gain, ranking, ranking_gain, reward_shares,
@@ -99,11 +99,7 @@ class StateScorer:
             bundle = self._models[key] = bundle_from_state(base_path, state, labels)
             bundle.model.double()
         else:
-            with torch.no_grad():
-                missing, unexpected = bundle.model.load_state_dict(state, strict=False)
-            if unexpected or set(missing) - {"lm.lm_head.weight"}:
-                raise DGPTError(f"tensors do not fit {base_path}: missing {missing[:3]}, extra {unexpected[:3]}")
-            bundle.model.lm.tie_weights()
+            load_state(bundle, state, base_path)
         return quantise(evaluate(bundle, validation, task, "cpu", per_example=True, lm=lm))
 
 

@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--lr", type=float, help=f"the fine-tuning rounds' lr (default {SimPlan.lr:g}; untrained: 1e-3)")
     parser.add_argument("--max-update-norm", type=float, default=SimPlan.max_update_norm,
                         help=f"the task's bound on a delta's norm (default {SimPlan.max_update_norm:g})")
-    parser.add_argument("--examples", type=int, help=f"snippets per oracle (default {SimPlan.examples_per_oracle}; untrained: 1000)")
+    parser.add_argument("--examples", type=int, help=f"snippets per oracle (default {SimPlan.examples_per_oracle}; untrained: 1100, the whole shard)")
     parser.add_argument("--cache", default=".bench-byzantine", help="store and memo folder, reused across runs")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()

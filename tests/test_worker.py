@@ -186,6 +186,21 @@ def test_model_file_round_trips_with_its_head_and_tokenizer(tmp_path):
     assert torch.equal(a, a2) and torch.equal(c, c2)
 
 
+def test_tensors_that_do_not_fit_the_model_are_refused_in_one_line(tmp_path):
+    from dgpt.model import bundle_from_state, load_state, read_state
+
+    path = tmp_path / "m.safetensors"
+    save_model(path, tiny_gpt2(seed=0))
+    state, _ = read_state(path)
+    assert bundle_from_state(path, state, ()).model.lm.lm_head.weight is not None  # the tied LM head may be missing
+    extra = {**state, "lm.extra.weight": torch.zeros(2)}
+    with pytest.raises(DGPTError, match="tensors do not fit .*extra"):
+        bundle_from_state(path, extra, ())
+    short = {k: v for k, v in state.items() if k != sorted(state)[0]}
+    with pytest.raises(DGPTError, match="tensors do not fit .*missing"):
+        load_state(load_model(path), short, path)
+
+
 def test_pickles_are_never_loaded(tmp_path):
     path = tmp_path / "evil.safetensors"
     path.write_bytes(pickle.dumps({"w": [1, 2, 3]}))
