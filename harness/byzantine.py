@@ -112,16 +112,15 @@ class SimPlan:
 
 def new_network(**overrides) -> SimPlan:
     """A network as it starts: the bare model, four L1 pre-training rounds through the protocol,
-    then fine-tuning rounds with the demo's recipe (lr 1e-3, warm-up over 30% of a round's steps,
-    48 tokens). A near-chance model is where label flips are hardest to see. Two pre-training
-    rounds of seven oracles left a held-out L1 of 6.65, from which two fine-tuning rounds learnt
-    nothing (every run ended on the majority label; BENCHMARKS.md); eight oracles' L1 falls by
-    about 0.2 a round (scripts/bench_pretrain.py). What a fine-tuning round's paired tests need
-    is validation snippets (scripts/bench_first_round.py): so 40% of the movies are held out,
-    and 2,400 validation snippets give each fine-tuning round 800 (dgpt/dataset.py's four
-    shares a fine-tuning round) and each pre-training round 200."""
-    return SimPlan(**{**dict(genesis="untrained", pretrain_rounds=4, lr=1e-3, warmup=0.3, max_len=48, held_out=0.4,
-                             examples_per_oracle=1100, validation_examples=2400), **overrides})
+    then three fine-tuning rounds with the demo's recipe (lr 1e-3, warm-up over 30% of a round's
+    steps, 48 tokens). A near-chance model is where label flips are hardest to see. Two
+    pre-training rounds of seven oracles at 32 tokens left a held-out L1 of 6.65, from which two
+    fine-tuning rounds learnt nothing; four at 48 tokens reach 6.35 (BENCHMARKS.md). What a
+    fine-tuning round's paired tests need is validation snippets (scripts/bench_first_round.py):
+    so 40% of the movies are held out, and 2,560 validation snippets give each fine-tuning round
+    640 (dgpt/dataset.py's four shares a fine-tuning round) and each pre-training round 160."""
+    return SimPlan(**{**dict(genesis="untrained", pretrain_rounds=4, rounds=3, lr=1e-3, warmup=0.3, max_len=48, held_out=0.4,
+                             examples_per_oracle=1100, validation_examples=2560), **overrides})
 
 
 @dataclass

@@ -152,7 +152,7 @@ def test_a_new_network_pre_trains_through_the_protocol_and_its_cheaters_attack_t
     four times a pre-training round's."""
     from harness.byzantine import new_network
 
-    plan = new_network(n=3, examples_per_oracle=40, validation_examples=140, test_examples=50)
+    plan = new_network(n=3, pretrain_rounds=2, rounds=2, examples_per_oracle=40, validation_examples=140, test_examples=50)
     sim = Simulator(plan, LocalStore(tmp_path / "store"), tmp_path / "memo", log=lambda *a: None)
     run = sim.run(Strategy(), "zero", f=1)
     assert [r.phase for r in run.reports] == ["pretrain", "pretrain", "finetune", "finetune"]
