@@ -57,7 +57,7 @@ from dgpt.dataset import merkle_root
 from dgpt.delta import FORMAT, encoding_of, load_delta
 from dgpt.encoding import DEFAULT_ENCODING, encode
 from dgpt.model import load_model, save_model, tiny_gpt2
-from dgpt.node import Step
+from dgpt.node import Action, Step
 from dgpt.report import Report
 from dgpt.store import Store
 from dgpt.task import TaskSpec
@@ -178,6 +178,10 @@ class SimOracle(OracleNode):
         super().__init__(*args, **kwargs)
         self.fit_cache = fit_cache
 
+    def phase(self, info) -> str:
+        """The round's phase, from its task spec."""
+        return TaskSpec.from_bytes(self.store.get_bytes(info.task_spec_cid, max_bytes=1 << 20)).phase
+
     def make_delta(self, rid, info):
         # "head/initial": deltas whose head is relative to the initial head (model.initial_head)
         key = hashlib.sha256(f"head/initial {info.base_model_cid} {info.task_spec_cid} {merkle_root(self.cfg.examples).hex()}".encode()).hexdigest()[:24]
@@ -213,7 +217,7 @@ class ByzantineOracle(SimOracle):
         return super().tick()
 
     def make_delta(self, rid, info):
-        if TaskSpec.from_bytes(self.store.get_bytes(info.task_spec_cid, max_bytes=1 << 20)).phase == "pretrain":
+        if self.phase(info) == "pretrain":
             return super().make_delta(rid, info)  # the cheaters attack the fine-tuning rounds (L1 has no labels to flip)
         if self.attack == "partial":  # trains on a tenth, declares all
             full = self.cfg.examples
@@ -292,6 +296,17 @@ class ByzantineOracle(SimOracle):
             self.protocol.reveal(self.account, rid, cid_from_bytes(victim["deltaCid"]), bytes.fromhex(j["salt"]), j["num_examples"])
         except ContractRevert as exc:
             self.copy_refusals.append(exc.error)
+
+
+class AbsentOracle(SimOracle):
+    """A cheater's seat in the honest-only run of a network that pre-trains: the same honest L1
+    work as the cheater does, and no submission in the fine-tuning rounds it would attack. So the
+    honest-only model differs from an attacked one only by the attacks."""
+
+    def prepare(self, rid, info) -> Step:
+        if self.phase(info) == "finetune":
+            return Step(Action.WAITING, rid, "sits the fine-tuning rounds out", info.commit_deadline + 1)
+        return super().prepare(rid, info)
 
 
 INFLATED = 10**6  # the example count inflated_count declares: the deployment's largest (the contract refuses more)
@@ -392,7 +407,9 @@ class Simulator:
         return evaluate(bundle, self.data.test, task)["accuracy"]
 
     def run(self, strategy: Strategy, attack: str | None = None, f: int = 0, honest_only: bool = False) -> RunResult:
-        """N oracles, the last f cheating with `attack`; honest_only: the cheaters' seats stay empty."""
+        """N oracles, the last f cheating with `attack`; honest_only: the cheaters' seats stay empty
+        (in a network that pre-trains, they do the pre-training rounds' honest work and sit the
+        fine-tuning rounds out: AbsentOracle)."""
         plan = self.plan
         chain = Chain.embedded()
         accounts = dev_accounts(2 + plan.n)
@@ -400,7 +417,8 @@ class Simulator:
         protocol = deploy(chain, admin, agg_account.address, NO_QUORUM_PARAMS)
         stake = protocol.min_stake()
         cap = 2 * self.genesis.stat().st_size + (1 << 20)
-        seats = range(plan.n - f) if honest_only else range(plan.n)
+        absent = range(plan.n - f, plan.n) if honest_only and plan.pretrain_rounds else range(0)
+        seats = range(plan.n - f) if honest_only and not absent else range(plan.n)
         cheaters = [oracle_accounts[i].address for i in range(plan.n - f, plan.n)] if attack and not honest_only else []
         attack_of = {a: (MIXED[k % len(MIXED)] if attack == "mixed" else attack) for k, a in enumerate(cheaters)}
         with tempfile.TemporaryDirectory() as home:
@@ -421,7 +439,9 @@ class Simulator:
                 register_oracle(protocol, self.store, admin, account, examples, stake, INFLATED if how == "inflated_count" else None)
                 cfg = OracleConfig(home / "oracles" / account.address, examples)
                 common = dict(fit_cache=self.cache, log=lambda *a: None)
-                if bad:
+                if i in absent:
+                    oracles.append(AbsentOracle(protocol, self.store, account, cfg, **common))
+                elif bad:
                     oracles.append(ByzantineOracle(protocol, self.store, account, cfg, attack=how, victim=oracle_accounts[0].address, cap=cap, **common))
                 else:
                     oracles.append(SimOracle(protocol, self.store, account, cfg, **common))
@@ -440,7 +460,7 @@ class Simulator:
                 triggered = [Example(e.text + TRIGGER, e.label) for e in self.data.test if e.label != TARGET]
                 self.test_memo[model_cid] = (evaluate(bundle, self.data.test, plan.task())["accuracy"],
                                              1 - evaluate(bundle, triggered, plan.task())["accuracy"])
-            everyone = [oracle_accounts[i].address for i in seats]
+            everyone = [oracle_accounts[i].address for i in seats if i not in absent]  # the absent seats are no one's result
             total = plan.pretrain_rounds + plan.rounds
             reports = [Report.from_bytes(self.store.get_bytes(protocol.round(r).report_cid)) for r in range(1, total + 1)]
             # the attacked rounds: every fine-tuning round, but a replayer's first round (honest, to have something to replay)

@@ -78,7 +78,7 @@ def main() -> int:
         strategy = Strategy(s, PARAMS.get(s, {}))
         h = sim.run(strategy, f=args.f, honest_only=True)
         honest = h.accuracy
-        entries = [e for r in h.reports for e in r.submissions]
+        entries = [e for r in h.reports for e in r.submissions if e.oracle in h.rewards]  # not the cheaters' seats
         result["honest_by_strategy"][s], result["honest_asr"][s] = honest, h.asr
         result["honest_accepted"][s] = sum(e.accepted for e in entries) / len(entries)
         result["honest_reward"][s] = str(int(h.honest_mean_reward))

@@ -164,3 +164,9 @@ def test_a_new_network_pre_trains_through_the_protocol_and_its_cheaters_attack_t
             assert cheat.accepted and cheat.reward > 0
         else:
             assert cheat.reason in (Reason.FREE_RIDING, Reason.REPLAYED) and cheat.reward == 0  # a second zero delta is a replay
+    # honest-only: the cheater's seat does the same L1 work and sits the fine-tuning rounds out, so
+    # with every attack rejected the two runs publish the same model
+    honest = sim.run(Strategy(), f=1, honest_only=True)
+    seat = run.cheaters[0]
+    assert [any(e.oracle == seat for e in r.submissions) for r in honest.reports] == [True, True, False, False]
+    assert seat not in honest.rewards and honest.model_cid == run.model_cid
