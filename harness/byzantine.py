@@ -5,6 +5,9 @@ real roles (`oracle.node`, `aggregator.node`); a cheater is an `OracleNode` whos
 is replaced by its attack. After the rounds the published model is evaluated on the held-out test
 set, and the run reports what each cheater earned and whether it was slashed.
 
+A plan may start with pre-training rounds (`new_network`: the bare model, as a network starts):
+the cheaters do honest L1 work there and attack the fine-tuning rounds.
+
 Deterministic computations are memoised by content, so that a table of many runs stays affordable
 on a CPU: an oracle's training is keyed by (base model CID, task spec CID, dataset root) and the
 aggregator's validation metrics by the digest of the evaluated weights. Training and evaluation are
