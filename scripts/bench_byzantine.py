@@ -6,7 +6,8 @@ attack success rate (asr: triggered held-out snippets called the target label). 
 protocol run on a fresh embedded chain with the real oracle and aggregator roles (harness/byzantine.py).
 
 With --json the last line is one JSON object:
-{"honest": acc, "results": {strategy: {attack: acc}}, "n": N, "f": f, "genesis": acc,
+{"honest": acc, "results": {strategy: {attack: acc}}, "n": N, "f": f, "genesis": acc, "genesis_kind": ...,
+ "pretrain_rounds": ..., "rounds": ..., "validation_examples": ...,
  "honest_by_strategy": {...}, "honest_asr": {strategy: asr}, "honest_accepted": {strategy: fraction},
  "honest_reward": {strategy: wei per honest oracle}, "cheater_rewards": {strategy: {attack: wei}},
  "cheater_reward_per_seat": {...}, "honest_reward_per_seat": {...}, "asr": {strategy: {attack: asr}},
