@@ -348,18 +348,19 @@ class RunResult:
         honest = [v for a, v in self.rewards.items() if a not in self.cheaters]
         return sum(honest) / len(honest) if honest else 0.0
 
+    def _paid(self, who: list[str], rounds: list[int]) -> int:
+        return sum(e.reward for r in self.reports if r.round in rounds for e in r.submissions if e.oracle in who)
+
     @property
     def cheater_rewards(self) -> int:
         """What the cheaters earned for their attacks (a replayer's first round is honest work)."""
-        return sum(e.reward for r in self.reports if r.round in self.attack_rounds
-                   for e in r.submissions if e.oracle in self.cheaters)
+        return self._paid(self.cheaters, self.attack_rounds)
 
     def paid_per_seat_round(self, who: list[str]) -> float:
         """What the oracles in `who` earned, on average, per oracle and attacked round (every round
         when nothing was attacked)."""
         rounds = self.attack_rounds or [r.round for r in self.reports]
-        paid = [e.reward for r in self.reports if r.round in rounds for e in r.submissions if e.oracle in who]
-        return sum(paid) / (len(who) * len(rounds)) if who and rounds else 0.0
+        return self._paid(who, rounds) / (len(who) * len(rounds)) if who and rounds else 0.0
 
     def recorded(self, key: str, cheaters: bool, accepted_only: bool = False) -> list[float]:
         """What the reports recorded under `key` (e.g. cosine_to_median, loss_gain), for the
