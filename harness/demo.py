@@ -66,6 +66,10 @@ class DemoPlan:
     momentum: float = 0.0  # the aggregator's server momentum (FedAvgM, dgpt/aggregate.py)
     finetune_batch: int = 32  # the fine-tuning rounds' local batch: smaller takes more local steps a round at equal epochs
     finetune_lr: float = 1e-3  # the fine-tuning rounds' local lr
+    # Local epochs a fine-tuning round (TaskSpec.epochs). One: more make each round's deltas
+    # overconfident (held-out L2 above the class prior's while accuracy rises), which the
+    # aggregator's L2 test reads as harm (BENCHMARKS.md, bench_federated, local epochs).
+    finetune_epochs: int = 1
     # The share of every round's local steps with a rising lr (TaskSpec.warmup). 0.3, not GPT-1's
     # 0.002 (one step of a round's 40-80): each round restarts every oracle's AdamW, whose first
     # steps move every weight by about the full lr whatever its gradient's noise; averaged, that
@@ -76,7 +80,7 @@ class DemoPlan:
         # Checked before anything is deployed: a zero would divide later (the shards, the test
         # accuracy) and a negative round count would silently run nothing.
         for name in ("oracles", "pretrain_rounds", "finetune_rounds", "max_len", "examples_per_oracle", "validation_examples", "test_examples",
-                     "validators", "finetune_batch"):
+                     "validators", "finetune_batch", "finetune_epochs"):
             value, least = getattr(self, name), 0 if name in ("pretrain_rounds", "finetune_rounds", "validators") else 1
             if value is not None and value < least:
                 raise DGPTError(f"demo: {name.replace('_', ' ')} must be at least {least}, got {value}")
@@ -87,7 +91,7 @@ class DemoPlan:
         pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1, warmup=self.warmup, delta_encoding=self.delta_encoding)
         # A from-scratch tiny model wants a larger lr than GPT-1's 6.25e-5 (tuned for a pre-trained
         # 117M model); more local steps make the oracles' models drift apart and FedAvg undo them.
-        fine = TaskSpec(labels=RT_LABELS, lam=0.5, lr=self.finetune_lr, batch_size=self.finetune_batch, epochs=1, max_len=self.max_len, seed=2,
+        fine = TaskSpec(labels=RT_LABELS, lam=0.5, lr=self.finetune_lr, batch_size=self.finetune_batch, epochs=self.finetune_epochs, max_len=self.max_len, seed=2,
                         warmup=self.warmup,
                         delta_encoding=self.delta_encoding)
         return [pre] * self.pretrain_rounds + [fine] * self.finetune_rounds

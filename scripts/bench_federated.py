@@ -3,13 +3,15 @@
     .venv/bin/python scripts/bench_federated.py [--splits iid-4,iid-8,dirichlet-8] [--examples N] [--central-batch N] [--reports DIR] [--json]
 
 Both start from the same genesis (the bare tiny model), train the same total epochs with the same
-task specs as the demo (one L1 pre-training epoch, then R L3 fine-tuning epochs), and are scored
-on the same held-out test set (movies no oracle holds):
+task specs as the demo (P L1 pre-training epochs, then R x E L3 fine-tuning epochs), and are
+scored on the same held-out test set (movies no oracle holds):
 
-- central: one worker trains on the union of the oracles' data (R epochs in one schedule);
+- central: one worker trains on the union of the oracles' data (P epochs, then R x E epochs in
+  one schedule);
 - federated: `harness.demo.run_demo` with the oracles holding the split's shards (embedded chain
-  and store, the real oracle and aggregator code, one pre-training round and R fine-tuning rounds
-  of one epoch each), no validator quorum (the benchmark's subject is the learning, not disputes).
+  and store, the real oracle and aggregator code, P pre-training rounds of one epoch and R
+  fine-tuning rounds of E epochs, `--local-epochs`), no validator quorum (the benchmark's subject
+  is the learning, not disputes).
 
 Splits: `iid-K` gives K oracles whole movies at random (about equal, IID shards); `dirichlet-K`
 gives K oracles label-skewed shards: for each label, the shares of its snippets are drawn from a
@@ -198,11 +200,14 @@ def main() -> int:
     ap.add_argument("--local-warmup", type=float, default=DemoPlan.warmup,
                     help=f"the share of each round's local steps with a rising lr; central training keeps "
                          f"{DemoPlan.warmup:g} (default {DemoPlan.warmup:g})")
+    ap.add_argument("--local-epochs", type=int, default=DemoPlan.finetune_epochs,
+                    help=f"epochs a fine-tuning round; central training takes rounds x epochs in one schedule, the same total "
+                         f"(default {DemoPlan.finetune_epochs})")
     ap.add_argument("--pretrain-rounds", type=int, default=DemoPlan.pretrain_rounds,
                     help=f"L1 pre-training rounds, an epoch each, central and federated alike (default {DemoPlan.pretrain_rounds})")
     ap.add_argument("--test-examples", type=int, default=1000)
     ap.add_argument("--central-accuracy", type=float,
-                    help="reuse the central figure of an earlier run with the same --examples, --pretrain-rounds, --finetune-rounds and --test-examples")
+                    help="reuse the central figure of an earlier run with the same --examples, --pretrain-rounds, --finetune-rounds, --local-epochs and --test-examples")
     ap.add_argument("--central-batch", type=int,
                     help="central training's batch in both phases (default: the task specs'); n x 32 is the large-batch control for n oracles")
     ap.add_argument("--reports", type=Path, help="write each run's fine-tuning reports to DIR/SPLIT/report-round-N.json")
@@ -220,11 +225,11 @@ def main() -> int:
     validation, test = as_examples(val_r), as_examples(test_r[: args.test_examples])
     try:  # the plan checks its own sizes (rounds, batch, test snippets), before central training's ~10 minutes
         plan = DemoPlan(pretrain_rounds=args.pretrain_rounds, finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
-                        finetune_batch=args.batch_size)
+                        finetune_batch=args.batch_size, finetune_epochs=args.local_epochs)
     except DGPTError as exc:
         raise SystemExit(f"bench_federated: {exc}") from None
     out = {"examples": len(train_r), "test_examples": len(test), "pretrain_rounds": args.pretrain_rounds, "finetune_rounds": args.finetune_rounds, "server_lr": args.server_lr,
-           "momentum": args.momentum, "batch_size": args.batch_size, "local_lr": args.local_lr, "local_warmup": args.local_warmup, "alpha": args.alpha, "runs": {}}
+           "momentum": args.momentum, "batch_size": args.batch_size, "local_lr": args.local_lr, "local_warmup": args.local_warmup, "local_epochs": args.local_epochs, "alpha": args.alpha, "runs": {}}
     t0 = time.monotonic()
     out["central_batch"] = args.central_batch
     if args.central_accuracy is not None:
@@ -237,7 +242,7 @@ def main() -> int:
     for name, parts in splits([s for s in args.splits.split(",") if s], train_r, args.alpha).items():
         plan_k = DemoPlan(oracles=len(parts), pretrain_rounds=args.pretrain_rounds, finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
                           server_lr=args.server_lr, momentum=args.momentum, finetune_batch=args.batch_size, finetune_lr=args.local_lr,
-                          warmup=args.local_warmup)
+                          warmup=args.local_warmup, finetune_epochs=args.local_epochs)
         run = federated(plan_k, DemoData(parts, validation, test), log, args.reports / name if args.reports else None)
         run["gap_points"] = round(100 * (out["central"] - run["federated"]), 2)
         run["shard_sizes"] = [len(p) for p in parts]

@@ -8,6 +8,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from bench_federated import dirichlet_shards, rank_stats, ranking  # noqa: E402
@@ -49,3 +51,15 @@ def test_ranking_of_a_model_without_a_head_is_none(tmp_path):
     save_model(tmp_path / "m.safetensors", tiny_gpt2(seed=0))
     test = [Example(f"snippet {i}", RT_LABELS[i % 2]) for i in range(4)]
     assert ranking(load_model(tmp_path / "m.safetensors"), test, 16) is None
+
+
+def test_local_epochs_set_each_fine_tuning_round_and_are_checked():
+    """`--local-epochs` reaches every fine-tuning round's task spec (the CID the oracles train by),
+    not the pre-training ones; zero is refused before anything is deployed."""
+    from harness.demo import DemoPlan
+    from dgpt.errors import DGPTError
+
+    tasks = DemoPlan(pretrain_rounds=1, finetune_rounds=2, finetune_epochs=3).tasks()
+    assert [(t.phase, t.epochs) for t in tasks] == [("pretrain", 1), ("finetune", 3), ("finetune", 3)]
+    with pytest.raises(DGPTError, match="^demo: finetune epochs must be at least 1, got 0$"):
+        DemoPlan(finetune_epochs=0)
