@@ -91,7 +91,7 @@ class DemoPlan:
     def tasks(self) -> list[TaskSpec]:
         pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1, warmup=self.warmup, delta_encoding=self.delta_encoding)
         # A from-scratch tiny model wants a larger lr than GPT-1's 6.25e-5 (tuned for a pre-trained
-        # 117M model); more local steps make the oracles' models drift apart and FedAvg undo them.
+        # 117M model). Local epochs: see finetune_epochs.
         fine = TaskSpec(labels=RT_LABELS, lam=0.5, lr=self.finetune_lr, batch_size=self.finetune_batch, epochs=self.finetune_epochs, max_len=self.max_len, seed=2,
                         warmup=self.warmup,
                         delta_encoding=self.delta_encoding)
