@@ -240,9 +240,8 @@ def main() -> int:
     out["central_reused"] = args.central_accuracy is not None
     log(f"central: {out['central']:.4f} held-out accuracy on {len(test)} snippets ({time.monotonic() - t0:.0f} s, {len(train_r)} examples)")
     for name, parts in splits([s for s in args.splits.split(",") if s], train_r, args.alpha).items():
-        plan_k = DemoPlan(oracles=len(parts), pretrain_rounds=args.pretrain_rounds, finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
-                          server_lr=args.server_lr, momentum=args.momentum, finetune_batch=args.batch_size, finetune_lr=args.local_lr,
-                          warmup=args.local_warmup, finetune_epochs=args.local_epochs)
+        # Central's plan with the split's oracles and the federated-only settings (central keeps the default lr and warm-up).
+        plan_k = replace(plan, oracles=len(parts), server_lr=args.server_lr, momentum=args.momentum, finetune_lr=args.local_lr, warmup=args.local_warmup)
         run = federated(plan_k, DemoData(parts, validation, test), log, args.reports / name if args.reports else None)
         run["gap_points"] = round(100 * (out["central"] - run["federated"]), 2)
         run["shard_sizes"] = [len(p) for p in parts]

@@ -14,7 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from bench_federated import dirichlet_shards, rank_stats, ranking  # noqa: E402
 from dgpt.data import RT_LABELS, Example  # noqa: E402
+from dgpt.errors import DGPTError  # noqa: E402
 from dgpt.model import load_model, save_model, tiny_gpt2  # noqa: E402
+from harness.demo import DemoPlan  # noqa: E402
 
 
 def test_dirichlet_shards_deal_every_snippet_once_with_skewed_labels():
@@ -56,9 +58,6 @@ def test_ranking_of_a_model_without_a_head_is_none(tmp_path):
 def test_local_epochs_set_each_fine_tuning_round_and_are_checked():
     """`--local-epochs` reaches every fine-tuning round's task spec (the CID the oracles train by),
     not the pre-training ones; zero is refused before anything is deployed."""
-    from harness.demo import DemoPlan
-    from dgpt.errors import DGPTError
-
     tasks = DemoPlan(pretrain_rounds=1, finetune_rounds=2, finetune_epochs=3).tasks()
     assert [(t.phase, t.epochs) for t in tasks] == [("pretrain", 1), ("finetune", 3), ("finetune", 3)]
     with pytest.raises(DGPTError, match="^demo: finetune epochs must be at least 1, got 0$"):
