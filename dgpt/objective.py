@@ -2,7 +2,8 @@
 
 L1 (language modelling): negative log-likelihood of each next token of the input, padding masked;
 normalised per predicted token. L2 (classification): negative log-likelihood of the label;
-normalised per example. L3 = L2 + λ·L1. These are losses (negated log-likelihoods, minimised), and
+normalised per example (training may smooth its target, TaskSpec.label_smoothing; every
+evaluation reads the plain NLL). L3 = L2 + λ·L1. These are losses (negated log-likelihoods, minimised), and
 every log and evaluation reports L1, L2 and L3 with exactly these normalisations.
 
 Under data parallelism each process returns sums and counts, and the loss divides by the global
@@ -37,9 +38,11 @@ def l1_sum(lm_logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor
     return nll, (targets != IGNORE).sum()
 
 
-def l2_sum(cls_logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of label NLLs, number of examples)."""
-    return F.cross_entropy(_wide(cls_logits), labels, reduction="sum"), torch.tensor(labels.numel(), device=labels.device)
+def l2_sum(cls_logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of label NLLs, number of examples). `smoothing` (training only, TaskSpec.label_smoothing):
+    the target is 1 - smoothing on the label plus smoothing / C on each of the C labels."""
+    nll = F.cross_entropy(_wide(cls_logits), labels, reduction="sum", label_smoothing=smoothing)
+    return nll, torch.tensor(labels.numel(), device=labels.device)
 
 
 def l3(l1: torch.Tensor, l2: torch.Tensor, lam: float) -> torch.Tensor:

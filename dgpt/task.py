@@ -28,6 +28,11 @@ class TaskSpec:
     warmup: float = 0.002  # fraction of the steps with linearly rising lr, then linear decay to 0
     weight_decay: float = 0.01
     clf_dropout: float = 0.1
+    # Label smoothing of the trained L2 (the target puts 1 - ε on the label and spreads ε over all
+    # the labels). Training only: every evaluation and the aggregator's tests read the plain L2.
+    # Over several local epochs it keeps each oracle's model from the overconfidence that the
+    # aggregator's L2 test reads as harm (BENCHMARKS.md, bench_federated, label smoothing).
+    label_smoothing: float = 0.0
     grad_clip: float = 1.0
     max_len: int = 128  # tokens per example, start and extract tokens included
     seed: int = 0  # shuffling, dropout and the new head's initialisation
@@ -54,6 +59,8 @@ class TaskSpec:
                 raise DGPTError(f"task spec: {name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.warmup <= 1:
             raise DGPTError(f"task spec: warmup is the share of the steps with a rising lr, in [0, 1], got {self.warmup}")
+        if not 0 <= self.label_smoothing < 1:
+            raise DGPTError(f"task spec: label_smoothing is the target's share spread over the labels, in [0, 1), got {self.label_smoothing}")
         try:
             Encoding.of(self)
         except DGPTError as exc:

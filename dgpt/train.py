@@ -123,7 +123,7 @@ class Step:
         loss1 = l1_sum(lm_logits, lm_targets(ids, lengths))[0] / n_tokens
         if not self.finetune:
             return loss1, torch.zeros_like(loss1), loss1
-        loss2 = l2_sum(cls_logits, labels)[0] / n_examples
+        loss2 = l2_sum(cls_logits, labels, self.task.label_smoothing)[0] / n_examples
         return loss1, loss2, l3(loss1, loss2, self.task.lam)
 
     def __call__(self, ids, lengths, labels, n_tokens: int, n_examples: int):

@@ -71,6 +71,7 @@ class DemoPlan:
     # and ranking rose), which the aggregator's L2 test reads as harm: 62% of honest deltas merged
     # (BENCHMARKS.md, bench_federated, local epochs).
     finetune_epochs: int = 1
+    label_smoothing: float = 0.0  # the fine-tuning rounds' TaskSpec.label_smoothing (training only)
     # The share of every round's local steps with a rising lr (TaskSpec.warmup). 0.3, not GPT-1's
     # 0.002 (one step of a round's 40-80): each round restarts every oracle's AdamW, whose first
     # steps move every weight by about the full lr whatever its gradient's noise; averaged, that
@@ -87,13 +88,14 @@ class DemoPlan:
                 raise DGPTError(f"demo: {name.replace('_', ' ')} must be at least {least}, got {value}")
         if self.pretrain_rounds + self.finetune_rounds == 0:
             raise DGPTError("demo: no rounds to run: give at least one pre-training or fine-tuning round")
+        self.tasks()  # each task spec checks its own fields (label smoothing in [0, 1)) before anything is deployed
 
     def tasks(self) -> list[TaskSpec]:
         pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1, warmup=self.warmup, delta_encoding=self.delta_encoding)
         # A from-scratch tiny model wants a larger lr than GPT-1's 6.25e-5 (tuned for a pre-trained
         # 117M model). Local epochs: see finetune_epochs.
         fine = TaskSpec(labels=RT_LABELS, lam=0.5, lr=self.finetune_lr, batch_size=self.finetune_batch, epochs=self.finetune_epochs, max_len=self.max_len, seed=2,
-                        warmup=self.warmup,
+                        warmup=self.warmup, label_smoothing=self.label_smoothing,
                         delta_encoding=self.delta_encoding)
         return [pre] * self.pretrain_rounds + [fine] * self.finetune_rounds
 

@@ -62,3 +62,14 @@ def test_local_epochs_set_each_fine_tuning_round_and_are_checked():
     assert [(t.phase, t.epochs) for t in tasks] == [("pretrain", 1), ("finetune", 3), ("finetune", 3)]
     with pytest.raises(DGPTError, match="^demo: finetune epochs must be at least 1, got 0$"):
         DemoPlan(finetune_epochs=0)
+
+
+def test_label_smoothing_reaches_the_fine_tuning_specs_and_is_checked():
+    """`--label-smoothing` sets the fine-tuning rounds' spec (so its CID), not the pre-training
+    one's; a value outside [0, 1) is refused in one line before anything is deployed."""
+    tasks = DemoPlan(pretrain_rounds=1, finetune_rounds=1, label_smoothing=0.1).tasks()
+    assert [(t.phase, t.label_smoothing) for t in tasks] == [("pretrain", 0.0), ("finetune", 0.1)]
+    assert tasks[1].to_bytes() != DemoPlan(pretrain_rounds=1, finetune_rounds=1).tasks()[1].to_bytes()
+    for bad in (1.0, -0.1):
+        with pytest.raises(DGPTError, match=r"^task spec: label_smoothing is the target's share spread over the labels, in \[0, 1\), got "):
+            DemoPlan(label_smoothing=bad)

@@ -20,7 +20,7 @@ from dgpt.errors import DGPTError
 from dgpt.model import load_model, save_model, state_dict, tiny_gpt2
 from dgpt.objective import IGNORE, l1_sum, l2_sum, lm_targets
 from dgpt.task import TaskSpec
-from dgpt.train import TrainOptions, encode, evaluate, train
+from dgpt.train import Step, TrainOptions, attach_head, encode, evaluate, train
 
 TASK = TaskSpec(labels=RT_LABELS, epochs=1, batch_size=8, lr=1e-3, max_len=32)
 
@@ -71,6 +71,35 @@ def test_l2_is_the_label_negative_log_likelihood():
     s, n = l2_sum(logits, labels)
     assert n.item() == 2
     assert torch.isclose(s, F.cross_entropy(logits, labels, reduction="sum"))
+
+
+def test_label_smoothing_spreads_its_share_of_the_target_over_the_labels():
+    """L2 with smoothing eps: (1 - eps) x the label's NLL + eps x the mean NLL over the C labels."""
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0]])
+    labels = torch.tensor([0, 1])
+    logp = F.log_softmax(logits, -1)
+    by_hand = -(0.8 * logp[[0, 1], labels] + 0.2 * logp.mean(-1)).sum()
+    assert torch.isclose(l2_sum(logits, labels, 0.2)[0], by_hand)
+    assert not torch.isclose(l2_sum(logits, labels, 0.2)[0], l2_sum(logits, labels)[0])
+
+
+def test_training_uses_the_task_label_smoothing_and_evaluation_the_plain_l2(reviews):
+    """The trained L2 is the smoothed one (TaskSpec.label_smoothing); evaluate, and so every test
+    of the aggregator, reads the plain NLL of the label whatever the spec says."""
+    examples = as_examples(reviews[:8])
+    task = TaskSpec(labels=RT_LABELS, max_len=32, label_smoothing=0.3)
+    b = tiny_gpt2(seed=0)
+    attach_head(b, task)
+    b.model.eval()  # no dropout: the step's logits are the model's
+    data = encode(b, examples, RT_LABELS, 32)
+    ids, lengths, y = data.batch(list(range(8)), b.special_ids[2], None, "cpu")
+    step = Step(b.model, task, TrainOptions(device="cpu"), total_steps=1)
+    with torch.no_grad():
+        _, loss2, _ = step.losses(ids, lengths, y, torch.tensor(1.0), torch.tensor(8.0))
+        cls_logits = b.model(ids, lengths - 1)[1]
+    assert torch.isclose(loss2, F.cross_entropy(cls_logits, y, label_smoothing=0.3))
+    plain = evaluate(b, examples, task)["l2"]
+    assert abs(plain - F.cross_entropy(cls_logits, y).item()) < 1e-5
 
 
 def test_scoring_without_the_lm_head_gives_the_same_l2_scores_bit_for_bit(reviews):
