@@ -30,8 +30,8 @@ class TaskSpec:
     clf_dropout: float = 0.1
     # Label smoothing of the trained L2 (the target puts 1 - ε on the label and spreads ε over all
     # the labels). Training only: every evaluation and the aggregator's tests read the plain L2.
-    # Over several local epochs it keeps each oracle's model from the overconfidence that the
-    # aggregator's L2 test reads as harm (BENCHMARKS.md, bench_federated, label smoothing).
+    # Meant to keep several-epoch local models from the overconfidence the aggregator's L2 test reads
+    # as harm; measured not enough for that (BENCHMARKS.md, bench_federated, label smoothing).
     label_smoothing: float = 0.0
     grad_clip: float = 1.0
     max_len: int = 128  # tokens per example, start and extract tokens included

@@ -195,6 +195,10 @@ def test_task_spec_round_trips_and_rejects_nonsense():
     # a plan's item (no format field) is the same task spec
     item = {"phase": "finetune", "labels": ["rotten", "fresh"], "lr": 1e-3, "epochs": 1}
     assert TaskSpec.from_bytes(json.dumps(item).encode()) == TaskSpec(labels=("rotten", "fresh"), lr=1e-3, epochs=1)
+    # an aggregator's spec that would train on a target with no weight on the label is refused where oracles read it
+    for bad in (1.0, 2.5, float("nan")):
+        with pytest.raises(DGPTError, match="^task spec: label_smoothing "):
+            TaskSpec.from_bytes(json.dumps({**item, "label_smoothing": bad}).encode())
 
 
 # --- model file and deltas --------------------------------------------------------------------------
