@@ -6,7 +6,8 @@
              whole and per part: the head apart from the backbone)
     score    each survivor alone on the validation set, per example; rejected as harmful only when
              a paired test says it raises the loss or lowers the accuracy or the ranking of the
-             labels (rules.significantly_harmful, rules.ranking_gain)
+             labels (rules.significantly_harmful, rules.ranking_gain); a rise of L2 is not harm
+             when the delta is shown to rank the labels better (ranks_better: overconfident, not wrong)
     reconsider  each delta found harmful alone, judged again in the merge of the accepted and the
              harmful-alone deltas (backward elimination, paired tests): accepted when it is shown
              to help the merge; when fine-tuning, only once the base ranks the labels better than chance
@@ -333,8 +334,15 @@ def gains(old: dict, new: dict, labels: list[int] | None = None) -> dict:
 
 def harmful_by(g: dict) -> bool:
     """The paired tests: harmful when the evidence says the loss rises or (fine-tuning) the
-    accuracy falls or the model ranks the labels worse."""
-    return significantly_harmful(g["loss_gain"], g["gain_se"]) or worse_by_labels(g)
+    accuracy falls or the model ranks the labels worse. When fine-tuning, a rise of L2 is not
+    harm when the same slice shows the delta ranks the labels better (`ranks_better`) and its
+    accuracy does not fall: that is an overconfident delta, not a wrong one."""
+    return (significantly_harmful(g["loss_gain"], g["gain_se"]) and not ranks_better(g)) or worse_by_labels(g)
+
+
+def ranks_better(g: dict) -> bool:
+    """Fine-tuning: shown to rank the labels better, at the one-sided level of the harmful test."""
+    return "ranking_gain" in g and g["ranking_gain"] - HARMFUL_Z * g["ranking_gain_se"] > 0
 
 
 def worse_by_labels(g: dict) -> bool:

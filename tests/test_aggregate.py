@@ -440,3 +440,47 @@ def test_a_pretraining_round_scores_on_a_labelled_slice_without_ranking(tmp_path
     ctx.validation = [Example("a snippet", "fresh"), Example("another", "rotten")]
     accepted = score(ctx, subs, scorer(None, ctx.base, (), None, None, None))
     assert accepted == subs and subs[0].entry.ranking_gain is None
+
+
+def test_a_delta_that_ranks_the_labels_better_is_not_harmful_by_an_overconfident_loss(tmp_path):
+    """Several local epochs (bench_federated iid-8 at two a round) make an honest oracle's model
+    overconfident: alone it ranks the slice better while its L2 rises, and the L2 test rejected it
+    as harmful. A rise of L2 is now not harm when the same slice shows the delta ranks the labels
+    better (ranking z above 2.576) and its accuracy does not fall. The same L2 rise without the
+    better ranking stays harmful (a delta that only moves the margins, e.g. random labels), and so
+    does a better ranking whose accuracy falls."""
+    from dgpt.data import Example
+    from dgpt.report import Reason
+    from dgpt.report import Entry
+    from dgpt.round import RoundContext, RoundPolicy, Submission, quantise, score
+    from dgpt.task import TaskSpec
+
+    n = 60
+    validation = [Example(f"s{i}", "a" if i % 2 == 0 else "b") for i in range(n)]
+    unordered = [0.1 * (1 + i % 5) * (1 if (i // 2) % 2 == 0 else -1) for i in range(n)]  # no relation to the labels
+    ordered = [2.0 + (1 if i % 2 == 0 else 0) for i in range(n)]  # every "a" above every "b", all called "a"
+
+    def scorer(base_path, state, labels, task, validation, device, lm=True):
+        w = round(float(state["w"][0]))
+        rise = 0.0 if w == 0 else 0.3  # every delta raises L2 by 0.3 on each example, +-0.05
+        correct = [1] * (n // 2) + [0] * (n // 2) if w != 3 else [0] * n
+        margins = ordered if w in (1, 3) else unordered
+        losses = [0.6 + rise + 0.05 * (-1) ** (i // 3) * (w > 0) for i in range(n)]
+        return quantise({"l2": sum(losses) / n, "accuracy": sum(correct) / n, "per_example": losses,
+                         "per_example_correct": correct, "per_example_logits": [[m, 0.0] for m in margins]})
+
+    subs = []
+    for i, step in enumerate([1.0, 2.0, 3.0]):
+        path = tmp_path / f"d{i}.safetensors"
+        save_file({"w": torch.tensor([step])}, str(path))
+        subs.append(Submission(Entry(f"0x{i:040x}", f"cid{i}", 10, norm=step), path))
+    ctx = RoundContext(1, None, TaskSpec(labels=("a", "b")), tmp_path / "base.safetensors", {"w": torch.tensor([0.0])}, {"w": (1,)},
+                       ("a", "b"), 1 << 20, validation, RoundPolicy(), tmp_path, scorer, log=lambda *a: None)
+    before = scorer(None, ctx.base, None, None, None, None)
+    accepted = score(ctx, subs, before)
+    e = [s.entry for s in subs]
+    assert all(x.loss_gain / x.gain_se < -2.576 for x in e)  # the L2 test alone finds each harmful
+    assert e[0].ranking_gain / e[0].ranking_gain_se > 2.576 and e[0].accuracy_gain == 0.0
+    assert accepted == subs[:1] and e[0].accepted
+    assert e[1].reason is Reason.HARMFUL and e[1].ranking_gain == 0.0
+    assert e[2].reason is Reason.HARMFUL and e[2].accuracy_gain == -0.5
