@@ -71,6 +71,10 @@ class DemoPlan:
     # and ranking rose), which the aggregator's L2 test reads as harm: 62% of honest deltas merged
     # (BENCHMARKS.md, bench_federated, local epochs).
     finetune_epochs: int = 1
+    # The first fine-tuning round's local epochs (None: finetune_epochs). That round starts from a
+    # base at the majority class whose one-epoch deltas, at eight oracles, teach no oracle anything
+    # an average keeps (BENCHMARKS.md, bench_federated, local epochs); later rounds overfit at two.
+    first_finetune_epochs: int | None = None
     # The fine-tuning rounds' TaskSpec.label_smoothing (training only). 0: at ε 0.1, two rounds of
     # two local epochs were worse than one epoch a round on every bench_federated split (BENCHMARKS.md).
     label_smoothing: float = 0.0
@@ -84,7 +88,7 @@ class DemoPlan:
         # Checked before anything is deployed: a zero would divide later (the shards, the test
         # accuracy) and a negative round count would silently run nothing.
         for name in ("oracles", "pretrain_rounds", "finetune_rounds", "max_len", "examples_per_oracle", "validation_examples", "test_examples",
-                     "validators", "finetune_batch", "finetune_epochs"):
+                     "validators", "finetune_batch", "finetune_epochs", "first_finetune_epochs"):
             value, least = getattr(self, name), 0 if name in ("pretrain_rounds", "finetune_rounds", "validators") else 1
             if value is not None and value < least:
                 raise DGPTError(f"demo: {name.replace('_', ' ')} must be at least {least}, got {value}")
@@ -99,7 +103,8 @@ class DemoPlan:
         fine = TaskSpec(labels=RT_LABELS, lam=0.5, lr=self.finetune_lr, batch_size=self.finetune_batch, epochs=self.finetune_epochs, max_len=self.max_len, seed=2,
                         warmup=self.warmup, label_smoothing=self.label_smoothing,
                         delta_encoding=self.delta_encoding)
-        return [pre] * self.pretrain_rounds + [fine] * self.finetune_rounds
+        first = replace(fine, epochs=self.first_finetune_epochs or self.finetune_epochs)
+        return [pre] * self.pretrain_rounds + [first] * min(1, self.finetune_rounds) + [fine] * (self.finetune_rounds - 1)
 
 
 @dataclass

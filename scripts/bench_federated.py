@@ -1,7 +1,7 @@
 """Central training against federated training through the real roles, side by side.
 
     .venv/bin/python scripts/bench_federated.py [--splits iid-4,iid-8,dirichlet-8] [--examples N] [--local-epochs E]
-        [--label-smoothing EPS] [--central-batch N] [--reports DIR] [--json]
+        [--first-local-epochs E1] [--label-smoothing EPS] [--central-batch N] [--reports DIR] [--json]
 
 Both start from the same genesis (the bare tiny model), train the same total epochs with the same
 task specs as the demo (P L1 pre-training epochs, then R x E L3 fine-tuning epochs), and are
@@ -11,7 +11,8 @@ scored on the same held-out test set (movies no oracle holds):
   one schedule);
 - federated: `harness.demo.run_demo` with the oracles holding the split's shards (embedded chain
   and store, the real oracle and aggregator code, P pre-training rounds of one epoch and R
-  fine-tuning rounds of E epochs, `--local-epochs`), no validator quorum (the benchmark's subject
+  fine-tuning rounds of E epochs, `--local-epochs`, the first of E1, `--first-local-epochs`;
+  central training then takes E1 + (R - 1) x E fine-tuning epochs), no validator quorum (the benchmark's subject
   is the learning, not disputes).
 
 Splits: `iid-K` gives K oracles whole movies at random (about equal, IID shards); `dirichlet-K`
@@ -139,7 +140,7 @@ def central(plan: DemoPlan, union: list[Example], test: list[Example], batch: in
     phases' batch instead of the task specs' (the large-batch control: averaging n oracles' deltas
     is at best one model trained with an n times larger batch at the same lr)."""
     pre, fine = plan.tasks()[0], plan.tasks()[-1]
-    fine_all = replace(fine, epochs=fine.epochs * plan.finetune_rounds)  # the rounds' epochs in one schedule
+    fine_all = replace(fine, epochs=sum(t.epochs for t in plan.tasks() if t.phase == "finetune"))  # the rounds' epochs in one schedule
     if batch is not None:
         pre, fine_all = replace(pre, batch_size=batch), replace(fine_all, batch_size=batch)
     bundle = tiny_gpt2(seed=0)
@@ -204,13 +205,15 @@ def main() -> int:
     ap.add_argument("--local-epochs", type=int, default=DemoPlan.finetune_epochs,
                     help=f"epochs a fine-tuning round; central training takes rounds x epochs in one schedule, the same total "
                          f"(default {DemoPlan.finetune_epochs})")
+    ap.add_argument("--first-local-epochs", type=int,
+                    help="epochs of the first fine-tuning round (default: --local-epochs); central training takes the sum of the rounds' epochs")
     ap.add_argument("--label-smoothing", type=float, default=DemoPlan.label_smoothing,
                     help=f"the fine-tuning rounds' label smoothing (training only), central and local alike (default {DemoPlan.label_smoothing:g})")
     ap.add_argument("--pretrain-rounds", type=int, default=DemoPlan.pretrain_rounds,
                     help=f"L1 pre-training rounds, an epoch each, central and federated alike (default {DemoPlan.pretrain_rounds})")
     ap.add_argument("--test-examples", type=int, default=1000)
     ap.add_argument("--central-accuracy", type=float,
-                    help="reuse the central figure of an earlier run with the same --examples, --pretrain-rounds, --finetune-rounds, --local-epochs, --label-smoothing and --test-examples")
+                    help="reuse the central figure of an earlier run with the same --examples, --pretrain-rounds, --finetune-rounds, --local-epochs, --first-local-epochs, --label-smoothing and --test-examples")
     ap.add_argument("--central-batch", type=int,
                     help="central training's batch in both phases (default: the task specs'); n x 32 is the large-batch control for n oracles")
     ap.add_argument("--reports", type=Path, help="write each run's fine-tuning reports to DIR/SPLIT/report-round-N.json")
@@ -228,12 +231,13 @@ def main() -> int:
     validation, test = as_examples(val_r), as_examples(test_r[: args.test_examples])
     try:  # the plan checks its own sizes (rounds, batch, test snippets), before central training's ~10 minutes
         plan = DemoPlan(pretrain_rounds=args.pretrain_rounds, finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
-                        finetune_batch=args.batch_size, finetune_epochs=args.local_epochs,
+                        finetune_batch=args.batch_size, finetune_epochs=args.local_epochs, first_finetune_epochs=args.first_local_epochs,
                         label_smoothing=args.label_smoothing)
     except DGPTError as exc:
         raise SystemExit(f"bench_federated: {exc}") from None
     out = {"examples": len(train_r), "test_examples": len(test), "pretrain_rounds": args.pretrain_rounds, "finetune_rounds": args.finetune_rounds, "server_lr": args.server_lr,
            "momentum": args.momentum, "batch_size": args.batch_size, "local_lr": args.local_lr, "local_warmup": args.local_warmup, "local_epochs": args.local_epochs,
+           "first_local_epochs": args.first_local_epochs or args.local_epochs,
            "label_smoothing": args.label_smoothing, "alpha": args.alpha, "runs": {}}
     t0 = time.monotonic()
     out["central_batch"] = args.central_batch

@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
+import bench_federated  # noqa: E402
 from bench_federated import dirichlet_shards, rank_stats, ranking  # noqa: E402
 from dgpt.data import RT_LABELS, Example  # noqa: E402
 from dgpt.errors import DGPTError  # noqa: E402
@@ -73,3 +74,22 @@ def test_label_smoothing_reaches_the_fine_tuning_specs_and_is_checked():
     for bad in (1.0, -0.1):
         with pytest.raises(DGPTError, match=r"^task spec: label_smoothing is the target's share spread over the labels, in \[0, 1\), got "):
             DemoPlan(label_smoothing=bad)
+
+
+def test_the_first_fine_tuning_round_takes_its_own_epochs_and_central_their_sum():
+    """`--first-local-epochs` sets the first fine-tuning round's spec only (later rounds keep
+    `--local-epochs`), and central training takes the rounds' epochs summed, so both sides still
+    train the same total; zero is refused before anything is deployed."""
+    plan = DemoPlan(pretrain_rounds=1, finetune_rounds=3, first_finetune_epochs=2)
+    assert [(t.phase, t.epochs) for t in plan.tasks()] == [("pretrain", 1), ("finetune", 2), ("finetune", 1), ("finetune", 1)]
+    assert [t.epochs for t in DemoPlan(pretrain_rounds=0, finetune_rounds=1, first_finetune_epochs=3).tasks()] == [3]
+    assert [t.epochs for t in DemoPlan(finetune_rounds=2).tasks()] == [1, 1, 1, 1]
+    with pytest.raises(DGPTError, match="^demo: first finetune epochs must be at least 1, got 0$"):
+        DemoPlan(first_finetune_epochs=0)
+    seen = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bench_federated, "train", lambda bundle, task, examples, *a, **k: seen.setdefault(task.phase, task.epochs))
+        mp.setattr(bench_federated, "evaluate", lambda *a, **k: {"l1": 0.0, "accuracy": 0.0})
+        mp.setattr(bench_federated, "ranking", lambda *a: None)
+        bench_federated.central(plan, [Example("a snippet", RT_LABELS[0])], [Example("another", RT_LABELS[1])])
+    assert seen == {"pretrain": 1, "finetune": 4}
