@@ -399,9 +399,8 @@ def test_a_delta_that_ranks_the_labels_worse_is_harmful_though_loss_and_accuracy
     rejects it as harmful; before it, it was accepted and paid. A delta that keeps the order is
     accepted."""
     from dgpt.data import Example
-    from dgpt.report import Entry, Reason
-    from dgpt.round import RoundContext, RoundPolicy, Submission, quantise, score
-    from dgpt.task import TaskSpec
+    from dgpt.report import Reason
+    from dgpt.round import quantise
 
     n = 40
     validation = [Example(f"s{i}", "a" if i % 2 == 0 else "b") for i in range(n)]
@@ -414,15 +413,7 @@ def test_a_delta_that_ranks_the_labels_worse_is_harmful_though_loss_and_accuracy
         return quantise({"l2": 0.6, "accuracy": 0.5, "per_example": [0.6 + wobble * (-1) ** i for i in range(n)],
                          "per_example_correct": [1] * (n // 2) + [0] * (n // 2), "per_example_logits": [[m / 10, 0.0] for m in margins]})
 
-    subs = []
-    for i, step in enumerate([1.0, 0.3]):
-        path = tmp_path / f"d{i}.safetensors"
-        save_file({"w": torch.tensor([step])}, str(path))
-        subs.append(Submission(Entry(f"0x{i:040x}", f"cid{i}", 10, norm=step), path))
-    ctx = RoundContext(1, None, TaskSpec(labels=("a", "b")), tmp_path / "base.safetensors", {"w": torch.tensor([0.0])}, {"w": (1,)},
-                       ("a", "b"), 1 << 20, validation, RoundPolicy(), tmp_path, scorer, log=lambda *a: None)
-    before = scorer(None, ctx.base, None, None, None, None)
-    accepted = score(ctx, subs, before)
+    subs, accepted = labelled_round_scored(tmp_path, [1.0, 0.3], scorer, validation)
     assert accepted == subs[1:] and subs[0].entry.reason is Reason.HARMFUL
     assert subs[0].entry.loss_gain == 0.0 and subs[0].entry.accuracy_gain == 0.0
     assert subs[0].entry.ranking_gain == -1.0 and "ranking -1.0000" in subs[0].entry.detail
@@ -451,9 +442,7 @@ def test_a_delta_that_ranks_the_labels_better_is_not_harmful_by_an_overconfident
     does a better ranking whose accuracy falls."""
     from dgpt.data import Example
     from dgpt.report import Reason
-    from dgpt.report import Entry
-    from dgpt.round import RoundContext, RoundPolicy, Submission, quantise, score
-    from dgpt.task import TaskSpec
+    from dgpt.round import quantise
 
     n = 60
     validation = [Example(f"s{i}", "a" if i % 2 == 0 else "b") for i in range(n)]
@@ -469,18 +458,27 @@ def test_a_delta_that_ranks_the_labels_better_is_not_harmful_by_an_overconfident
         return quantise({"l2": sum(losses) / n, "accuracy": sum(correct) / n, "per_example": losses,
                          "per_example_correct": correct, "per_example_logits": [[m, 0.0] for m in margins]})
 
-    subs = []
-    for i, step in enumerate([1.0, 2.0, 3.0]):
-        path = tmp_path / f"d{i}.safetensors"
-        save_file({"w": torch.tensor([step])}, str(path))
-        subs.append(Submission(Entry(f"0x{i:040x}", f"cid{i}", 10, norm=step), path))
-    ctx = RoundContext(1, None, TaskSpec(labels=("a", "b")), tmp_path / "base.safetensors", {"w": torch.tensor([0.0])}, {"w": (1,)},
-                       ("a", "b"), 1 << 20, validation, RoundPolicy(), tmp_path, scorer, log=lambda *a: None)
-    before = scorer(None, ctx.base, None, None, None, None)
-    accepted = score(ctx, subs, before)
+    subs, accepted = labelled_round_scored(tmp_path, [1.0, 2.0, 3.0], scorer, validation)
     e = [s.entry for s in subs]
     assert all(x.loss_gain / x.gain_se < -2.576 for x in e)  # the L2 test alone finds each harmful
     assert e[0].ranking_gain / e[0].ranking_gain_se > 2.576 and e[0].accuracy_gain == 0.0
     assert accepted == subs[:1] and e[0].accepted
     assert e[1].reason is Reason.HARMFUL and e[1].ranking_gain == 0.0
     assert e[2].reason is Reason.HARMFUL and e[2].accuracy_gain == -0.5
+
+
+def labelled_round_scored(tmp_path, steps, scorer, validation):
+    """A fine-tuning round over one weight w (labels "a", "b"): one delta per step, each scored
+    alone against the base w = 0 by `scorer`. Returns (submissions, accepted)."""
+    from dgpt.report import Entry
+    from dgpt.round import RoundContext, RoundPolicy, Submission, score
+    from dgpt.task import TaskSpec
+
+    subs = []
+    for i, step in enumerate(steps):
+        path = tmp_path / f"d{i}.safetensors"
+        save_file({"w": torch.tensor([step])}, str(path))
+        subs.append(Submission(Entry(f"0x{i:040x}", f"cid{i}", 10, norm=step), path))
+    ctx = RoundContext(1, None, TaskSpec(labels=("a", "b")), tmp_path / "base.safetensors", {"w": torch.tensor([0.0])}, {"w": (1,)},
+                       ("a", "b"), 1 << 20, validation, RoundPolicy(), tmp_path, scorer, log=lambda *a: None)
+    return subs, score(ctx, subs, scorer(None, ctx.base, None, None, None, None))
