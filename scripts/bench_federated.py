@@ -139,8 +139,9 @@ def central(plan: DemoPlan, union: list[Example], test: list[Example], batch: in
     """Held-out (accuracy, L1 after pre-training, `ranking`) of one worker trained on the union. `batch`: both
     phases' batch instead of the task specs' (the large-batch control: averaging n oracles' deltas
     is at best one model trained with an n times larger batch at the same lr)."""
-    pre, fine = plan.tasks()[0], plan.tasks()[-1]
-    fine_all = replace(fine, epochs=sum(t.epochs for t in plan.tasks() if t.phase == "finetune"))  # the rounds' epochs in one schedule
+    tasks = plan.tasks()
+    pre, fine = tasks[0], tasks[-1]
+    fine_all = replace(fine, epochs=sum(t.epochs for t in tasks if t.phase == "finetune"))  # the rounds' epochs in one schedule
     if batch is not None:
         pre, fine_all = replace(pre, batch_size=batch), replace(fine_all, batch_size=batch)
     bundle = tiny_gpt2(seed=0)
@@ -203,7 +204,7 @@ def main() -> int:
                     help=f"the share of each round's local steps with a rising lr; central training keeps "
                          f"{DemoPlan.warmup:g} (default {DemoPlan.warmup:g})")
     ap.add_argument("--local-epochs", type=int, default=DemoPlan.finetune_epochs,
-                    help=f"epochs a fine-tuning round; central training takes rounds x epochs in one schedule, the same total "
+                    help=f"epochs a fine-tuning round; central training takes the rounds' epochs summed in one schedule, the same total "
                          f"(default {DemoPlan.finetune_epochs})")
     ap.add_argument("--first-local-epochs", type=int,
                     help="epochs of the first fine-tuning round (default: --local-epochs); central training takes the sum of the rounds' epochs")
