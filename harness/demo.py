@@ -75,6 +75,11 @@ class DemoPlan:
     # base at the majority class whose one-epoch deltas, at eight oracles, teach no oracle anything
     # an average keeps (BENCHMARKS.md, bench_federated, local epochs); later rounds overfit at two.
     first_finetune_epochs: int | None = None
+    # Whether the fine-tuning rounds' lr falls linearly over the rounds (round k of R, from 0, takes
+    # finetune_lr x (R - k) / R), as central training's one schedule decays over its epochs. Without
+    # it every round restarts at the full lr, and a last round of eight oracles overfit their
+    # shards (BENCHMARKS.md, bench_federated, first-round epochs).
+    finetune_lr_decay: bool = False
     # The fine-tuning rounds' TaskSpec.label_smoothing (training only). 0: at ε 0.1, two rounds of
     # two local epochs were worse than one epoch a round on every bench_federated split (BENCHMARKS.md).
     label_smoothing: float = 0.0
@@ -103,8 +108,11 @@ class DemoPlan:
         fine = TaskSpec(labels=RT_LABELS, lam=0.5, lr=self.finetune_lr, batch_size=self.finetune_batch, epochs=self.finetune_epochs, max_len=self.max_len, seed=2,
                         warmup=self.warmup, label_smoothing=self.label_smoothing,
                         delta_encoding=self.delta_encoding)
-        first = replace(fine, epochs=self.first_finetune_epochs or self.finetune_epochs)
-        return [pre] * self.pretrain_rounds + [first] * min(1, self.finetune_rounds) + [fine] * (self.finetune_rounds - 1)
+        r = self.finetune_rounds
+        rounds = [replace(fine, epochs=self.first_finetune_epochs or self.finetune_epochs)] * min(1, r) + [fine] * (r - 1)
+        if self.finetune_lr_decay:
+            rounds = [replace(t, lr=self.finetune_lr * (r - k) / r) for k, t in enumerate(rounds)]
+        return [pre] * self.pretrain_rounds + rounds
 
 
 @dataclass

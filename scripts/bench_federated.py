@@ -140,7 +140,8 @@ def central(plan: DemoPlan, union: list[Example], test: list[Example], batch: in
     phases' batch instead of the task specs' (the large-batch control: averaging n oracles' deltas
     is at best one model trained with an n times larger batch at the same lr)."""
     tasks = plan.tasks()
-    pre, fine = tasks[0], tasks[-1]
+    pre = tasks[0]
+    fine = next(t for t in tasks if t.phase == "finetune")  # the first: the full lr, when the rounds' lr decays
     fine_all = replace(fine, epochs=sum(t.epochs for t in tasks if t.phase == "finetune"))  # the rounds' epochs in one schedule
     if batch is not None:
         pre, fine_all = replace(pre, batch_size=batch), replace(fine_all, batch_size=batch)
@@ -208,6 +209,9 @@ def main() -> int:
                          f"(default {DemoPlan.finetune_epochs})")
     ap.add_argument("--first-local-epochs", type=int,
                     help="epochs of the first fine-tuning round (default: --local-epochs); central training takes the sum of the rounds' epochs")
+    ap.add_argument("--local-lr-decay", action="store_true",
+                    help="the fine-tuning rounds' lr falls linearly over the rounds (round k of R, from 0: lr x (R - k) / R); "
+                         "central training keeps its one schedule")
     ap.add_argument("--label-smoothing", type=float, default=DemoPlan.label_smoothing,
                     help=f"the fine-tuning rounds' label smoothing (training only), central and local alike (default {DemoPlan.label_smoothing:g})")
     ap.add_argument("--pretrain-rounds", type=int, default=DemoPlan.pretrain_rounds,
@@ -233,12 +237,12 @@ def main() -> int:
     try:  # the plan checks its own sizes (rounds, batch, test snippets), before central training's ~10 minutes
         plan = DemoPlan(pretrain_rounds=args.pretrain_rounds, finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
                         finetune_batch=args.batch_size, finetune_epochs=args.local_epochs, first_finetune_epochs=args.first_local_epochs,
-                        label_smoothing=args.label_smoothing)
+                        label_smoothing=args.label_smoothing, finetune_lr_decay=args.local_lr_decay)
     except DGPTError as exc:
         raise SystemExit(f"bench_federated: {exc}") from None
     out = {"examples": len(train_r), "test_examples": len(test), "pretrain_rounds": args.pretrain_rounds, "finetune_rounds": args.finetune_rounds, "server_lr": args.server_lr,
            "momentum": args.momentum, "batch_size": args.batch_size, "local_lr": args.local_lr, "local_warmup": args.local_warmup, "local_epochs": args.local_epochs,
-           "first_local_epochs": args.first_local_epochs or args.local_epochs,
+           "first_local_epochs": args.first_local_epochs or args.local_epochs, "local_lr_decay": args.local_lr_decay,
            "label_smoothing": args.label_smoothing, "alpha": args.alpha, "runs": {}}
     t0 = time.monotonic()
     out["central_batch"] = args.central_batch

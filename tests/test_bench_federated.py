@@ -93,3 +93,20 @@ def test_the_first_fine_tuning_round_takes_its_own_epochs_and_central_their_sum(
         mp.setattr(bench_federated, "ranking", lambda *a: None)
         bench_federated.central(plan, [Example("a snippet", RT_LABELS[0])], [Example("another", RT_LABELS[1])])
     assert seen == {"pretrain": 1, "finetune": 4}
+
+
+def test_the_fine_tuning_rounds_lr_decays_over_the_rounds_and_central_keeps_the_full_lr():
+    """`--local-lr-decay`: fine-tuning round k of R takes lr x (R - k) / R (pre-training rounds keep
+    theirs), and central training runs its one schedule from the full lr, not the last round's."""
+    plan = DemoPlan(pretrain_rounds=1, finetune_rounds=3, first_finetune_epochs=2, finetune_lr_decay=True)
+    tasks = plan.tasks()
+    assert [t.lr for t in tasks] == [tasks[0].lr, plan.finetune_lr, plan.finetune_lr * 2 / 3, plan.finetune_lr / 3]
+    assert [t.epochs for t in tasks] == [1, 2, 1, 1]
+    assert {t.lr for t in DemoPlan(finetune_rounds=3).tasks() if t.phase == "finetune"} == {DemoPlan.finetune_lr}
+    seen = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bench_federated, "train", lambda bundle, task, examples, *a, **k: seen.setdefault(task.phase, (task.epochs, task.lr)))
+        mp.setattr(bench_federated, "evaluate", lambda *a, **k: {"l1": 0.0, "accuracy": 0.0})
+        mp.setattr(bench_federated, "ranking", lambda *a: None)
+        bench_federated.central(plan, [Example("a snippet", RT_LABELS[0])], [Example("another", RT_LABELS[1])])
+    assert seen["finetune"] == (4, plan.finetune_lr)
