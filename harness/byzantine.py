@@ -44,7 +44,7 @@ import random
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -102,6 +102,7 @@ class SimPlan:
     warmup: float = TaskSpec.warmup  # every round's share of local steps with a rising lr
     pretrain_rounds: int = 0  # L1 rounds through the protocol before the fine-tuning rounds, as a new network starts
     held_out: float = 0.2  # the share of the movies held out of the oracles' shards: half validation, half test
+    first_epochs: int = 1  # the first fine-tuning round's local epochs (later rounds take one)
 
     def task(self) -> TaskSpec:
         return TaskSpec(labels=RT_LABELS, lam=0.5, lr=self.lr, epochs=1, max_len=self.max_len, seed=2, max_update_norm=self.max_update_norm,
@@ -110,7 +111,8 @@ class SimPlan:
     def tasks(self) -> list[TaskSpec]:
         """Every round's task spec, in order: the pre-training rounds (the demo's L1 spec), then the fine-tuning rounds."""
         pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1, warmup=self.warmup, delta_encoding=self.delta_encoding)
-        return [pre] * self.pretrain_rounds + [self.task()] * self.rounds
+        fine = [replace(self.task(), epochs=self.first_epochs)] * min(1, self.rounds) + [self.task()] * (self.rounds - 1)
+        return [pre] * self.pretrain_rounds + fine
 
 
 def new_network(**overrides) -> SimPlan:

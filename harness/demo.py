@@ -75,11 +75,11 @@ class DemoPlan:
     # base at the majority class whose one-epoch deltas, at eight oracles, teach no oracle anything
     # an average keeps (BENCHMARKS.md, bench_federated, local epochs); later rounds overfit at two.
     first_finetune_epochs: int | None = None
-    # Whether the fine-tuning rounds' lr falls linearly over the rounds (round k of R, from 0, takes
-    # finetune_lr x (R - k) / R), as central training's one schedule decays over its epochs. Without
-    # it every round restarts at the full lr, and a last round of eight oracles overfit their
-    # shards (BENCHMARKS.md, bench_federated, first-round epochs).
-    finetune_lr_decay: bool = False
+    # Each fine-tuning round's lr as a multiple of finetune_lr, in round order (() or a shorter tuple:
+    # 1 for the rest). Every round restarts its local schedule at the full lr, where central
+    # training's one schedule decays over its epochs; a lower lr in the last round keeps eight
+    # oracles from overfitting their shards there (BENCHMARKS.md, bench_federated, the rounds' lr).
+    finetune_lr_scale: tuple[float, ...] = ()
     # The fine-tuning rounds' TaskSpec.label_smoothing (training only). 0: at ε 0.1, two rounds of
     # two local epochs were worse than one epoch a round on every bench_federated split (BENCHMARKS.md).
     label_smoothing: float = 0.0
@@ -110,8 +110,9 @@ class DemoPlan:
                         delta_encoding=self.delta_encoding)
         r = self.finetune_rounds
         rounds = [replace(fine, epochs=self.first_finetune_epochs or self.finetune_epochs)] * min(1, r) + [fine] * (r - 1)
-        if self.finetune_lr_decay:
-            rounds = [replace(t, lr=self.finetune_lr * (r - k) / r) for k, t in enumerate(rounds)]
+        if len(self.finetune_lr_scale) > r:
+            raise DGPTError(f"demo: {len(self.finetune_lr_scale)} fine-tuning lr scales for {r} fine-tuning rounds")
+        rounds = [replace(t, lr=self.finetune_lr * x) for t, x in zip(rounds, (*self.finetune_lr_scale, *[1.0] * r))]
         return [pre] * self.pretrain_rounds + rounds
 
 

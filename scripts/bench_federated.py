@@ -189,6 +189,17 @@ def federated(plan: DemoPlan, data: DemoData, log, keep: Path | None = None) -> 
     }
 
 
+def scales(text: str) -> tuple[float, ...]:
+    """`--local-lr-scale`: positive multiples, comma-separated."""
+    try:
+        out = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated numbers expected, got {text!r}") from None
+    if not all(x > 0 for x in out):
+        raise argparse.ArgumentTypeError(f"every lr scale must be positive, got {text!r}")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--splits", default="iid-4,iid-8,dirichlet-8")
@@ -209,9 +220,9 @@ def main() -> int:
                          f"(default {DemoPlan.finetune_epochs})")
     ap.add_argument("--first-local-epochs", type=int,
                     help="epochs of the first fine-tuning round (default: --local-epochs); central training takes the sum of the rounds' epochs")
-    ap.add_argument("--local-lr-decay", action="store_true",
-                    help="the fine-tuning rounds' lr falls linearly over the rounds (round k of R, from 0: lr x (R - k) / R); "
-                         "central training keeps its one schedule")
+    ap.add_argument("--local-lr-scale", type=scales, default=(),
+                    help="each fine-tuning round's lr as a multiple of --local-lr, comma-separated in round order (e.g. 1,1,0.5; "
+                         "default 1 for every round); central training keeps its one schedule at the full lr")
     ap.add_argument("--label-smoothing", type=float, default=DemoPlan.label_smoothing,
                     help=f"the fine-tuning rounds' label smoothing (training only), central and local alike (default {DemoPlan.label_smoothing:g})")
     ap.add_argument("--pretrain-rounds", type=int, default=DemoPlan.pretrain_rounds,
@@ -237,12 +248,12 @@ def main() -> int:
     try:  # the plan checks its own sizes (rounds, batch, test snippets), before central training's ~10 minutes
         plan = DemoPlan(pretrain_rounds=args.pretrain_rounds, finetune_rounds=args.finetune_rounds, validators=0, test_examples=args.test_examples,
                         finetune_batch=args.batch_size, finetune_epochs=args.local_epochs, first_finetune_epochs=args.first_local_epochs,
-                        label_smoothing=args.label_smoothing, finetune_lr_decay=args.local_lr_decay)
+                        label_smoothing=args.label_smoothing, finetune_lr_scale=args.local_lr_scale)
     except DGPTError as exc:
         raise SystemExit(f"bench_federated: {exc}") from None
     out = {"examples": len(train_r), "test_examples": len(test), "pretrain_rounds": args.pretrain_rounds, "finetune_rounds": args.finetune_rounds, "server_lr": args.server_lr,
            "momentum": args.momentum, "batch_size": args.batch_size, "local_lr": args.local_lr, "local_warmup": args.local_warmup, "local_epochs": args.local_epochs,
-           "first_local_epochs": args.first_local_epochs or args.local_epochs, "local_lr_decay": args.local_lr_decay,
+           "first_local_epochs": args.first_local_epochs or args.local_epochs, "local_lr_scale": list(args.local_lr_scale),
            "label_smoothing": args.label_smoothing, "alpha": args.alpha, "runs": {}}
     t0 = time.monotonic()
     out["central_batch"] = args.central_batch

@@ -3,6 +3,7 @@ every snippet once and actually skew the labels, or its figures mean nothing."""
 
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 from collections import Counter
@@ -95,18 +96,28 @@ def test_the_first_fine_tuning_round_takes_its_own_epochs_and_central_their_sum(
     assert seen == {"pretrain": 1, "finetune": 4}
 
 
-def test_the_fine_tuning_rounds_lr_decays_over_the_rounds_and_central_keeps_the_full_lr():
-    """`--local-lr-decay`: fine-tuning round k of R takes lr x (R - k) / R (pre-training rounds keep
-    theirs), and central training runs its one schedule from the full lr, not the last round's."""
-    plan = DemoPlan(pretrain_rounds=1, finetune_rounds=3, first_finetune_epochs=2, finetune_lr_decay=True)
+def test_each_fine_tuning_round_takes_its_lr_scale_and_central_keeps_the_full_lr():
+    """`--local-lr-scale`: fine-tuning round k takes lr x its scale (the rest 1; pre-training rounds
+    keep theirs); more scales than rounds, or a zero scale, are refused before anything is deployed;
+    central training runs its one schedule from the full lr, not the last round's."""
+    plan = DemoPlan(pretrain_rounds=1, finetune_rounds=3, first_finetune_epochs=2, finetune_lr_scale=(1, 0.5))
     tasks = plan.tasks()
-    assert [t.lr for t in tasks] == [tasks[0].lr, plan.finetune_lr, plan.finetune_lr * 2 / 3, plan.finetune_lr / 3]
+    assert [t.lr for t in tasks] == [tasks[0].lr, plan.finetune_lr, plan.finetune_lr * 0.5, plan.finetune_lr]
     assert [t.epochs for t in tasks] == [1, 2, 1, 1]
     assert {t.lr for t in DemoPlan(finetune_rounds=3).tasks() if t.phase == "finetune"} == {DemoPlan.finetune_lr}
+    with pytest.raises(DGPTError, match="^demo: 3 fine-tuning lr scales for 2 fine-tuning rounds$"):
+        DemoPlan(finetune_rounds=2, finetune_lr_scale=(1, 1, 1))
+    with pytest.raises(DGPTError, match="^task spec: lr must be positive, got 0.0$"):
+        DemoPlan(finetune_lr_scale=(0,))
     seen = {}
+    last = DemoPlan(pretrain_rounds=1, finetune_rounds=3, finetune_lr_scale=(1, 1, 0.25))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(bench_federated, "train", lambda bundle, task, examples, *a, **k: seen.setdefault(task.phase, (task.epochs, task.lr)))
         mp.setattr(bench_federated, "evaluate", lambda *a, **k: {"l1": 0.0, "accuracy": 0.0})
         mp.setattr(bench_federated, "ranking", lambda *a: None)
-        bench_federated.central(plan, [Example("a snippet", RT_LABELS[0])], [Example("another", RT_LABELS[1])])
-    assert seen["finetune"] == (4, plan.finetune_lr)
+        bench_federated.central(last, [Example("a snippet", RT_LABELS[0])], [Example("another", RT_LABELS[1])])
+    assert seen["finetune"] == (3, last.finetune_lr)
+    assert bench_federated.scales("1,1,0.5") == (1.0, 1.0, 0.5)
+    for bad in ("1,x", "1,-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench_federated.scales(bad)
