@@ -170,3 +170,13 @@ def test_a_new_network_pre_trains_through_the_protocol_and_its_cheaters_attack_t
     seat = run.cheaters[0]
     assert [any(e.oracle == seat for e in r.submissions) for r in honest.reports] == [True, True, False, False]
     assert seat not in honest.rewards and honest.model_cid == run.model_cid
+
+
+def test_the_first_fine_tuning_round_takes_the_plans_first_epochs():
+    """SimPlan.first_epochs (bench_byzantine --first-epochs): the first fine-tuning round's spec
+    only; the pre-training rounds and the later fine-tuning rounds keep one epoch."""
+    from harness.byzantine import SimPlan, new_network
+
+    assert [(t.phase, t.epochs) for t in new_network(first_epochs=2).tasks()] == [("pretrain", 1)] * 4 + [("finetune", 2), ("finetune", 1), ("finetune", 1)]
+    assert [t.epochs for t in SimPlan().tasks()] == [1, 1]
+    assert [t.epochs for t in SimPlan(rounds=1, first_epochs=3).tasks()] == [3]
