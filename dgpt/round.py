@@ -10,7 +10,8 @@
              when the delta is shown to rank the labels better (ranks_better: overconfident, not wrong)
     reconsider  each delta found harmful alone, judged again in the merge of the accepted and the
              harmful-alone deltas (backward elimination, paired tests): accepted when it is shown
-             to help the merge; when fine-tuning, only once the base ranks the labels better than chance
+             to help the merge and that merge is not harmful to the base; when fine-tuning, only
+             once the base ranks the labels better than chance
     merge    the accepted deltas into the new model with the round's strategy: weights at most the
              median count of the round's well-formed submissions, near-duplicates sharing one
              weight, each part clipped to a multiple of the round's median norm of that part;
@@ -446,6 +447,11 @@ def reconsider(ctx: RoundContext, scored: list[Submission], accepted: list[Submi
     The burden of proof is on the delta: a label flip, alone worse, was measured in the merge at
     a loss fall of -0.018 +- 0.009, which "not shown harmful" would have accepted. One at a time,
     because a delta leaning the way a worse one pulls looks useless until that one is out.
+    And the merge they were shown to help must itself not be harmful to the base (the paired
+    tests of `score`, the merge against the base): deltas can each help a merge that is still
+    worse than the base, as two label-skewed deltas leaning opposite ways past the balance do; then
+    every delta harmful alone stays out (bench_federated's Dirichlet split, 2026-12-06: three such
+    deltas rescued into a merge of three cost 13 points of validation accuracy).
     Only once the base has learnt the task (`has_learnt`): from a near-chance base the merge's
     loss could not tell a flip from honest work, and a label flip was accepted by it (the
     Byzantine harness from the bare model, BENCHMARKS.md); pre-training has no labels to flip.
@@ -479,6 +485,15 @@ def reconsider(ctx: RoundContext, scored: list[Submission], accepted: list[Submi
         e.detail += f"; {change} with it in the merge of {len(pool)}: not shown to help it"
         ctx.log(f"  {e.oracle}: rejected, harmful alone and not shown to help the merge of {len(pool)} ({change})")
         pool.remove(worst)
+    rescued = [s for s in judged if s in pool]
+    if rescued:  # `full` is the merge of this pool: the last pass found every one in it shown to help
+        g = gains(before, full, ctx.label_ids())
+        if harmful_by(g):
+            change, n = describe(g, "validation"), len(pool)
+            for s in rescued:
+                s.entry.detail += f"; the merge of {n} with it is worse than the base ({change}): not merged"
+                ctx.log(f"  {s.entry.oracle}: rejected, harmful alone, and the merge of {n} it helps is worse than the base ({change})")
+                pool.remove(s)
     for s in judged:
         e = s.entry
         if s in pool:

@@ -482,3 +482,26 @@ def labelled_round_scored(tmp_path, steps, scorer, validation):
     ctx = RoundContext(1, None, TaskSpec(labels=("a", "b")), tmp_path / "base.safetensors", {"w": torch.tensor([0.0])}, {"w": (1,)},
                        ("a", "b"), 1 << 20, validation, RoundPolicy(), tmp_path, scorer, log=lambda *a: None)
     return subs, score(ctx, subs, scorer(None, ctx.base, None, None, None, None))
+
+
+def test_deltas_that_each_help_a_merge_worse_than_the_base_stay_out(tmp_path):
+    """Two deltas overshoot either way (w = 6 and w = -1, the examples want 1): each is harmful
+    alone, and each helps the merge of the two (w = 2.5 is better than either alone), but that
+    merge is worse than the base w = 0. Label-skewed deltas did this in bench_federated's Dirichlet
+    split: rescued into a merge that cost 13 points. The old rule merged both; now neither is
+    merged. With a third delta that balances them (w = 1 in all), the same two are accepted."""
+    from dgpt.report import Reason
+    from dgpt.round import reconsider, score
+
+    ctx, scorer, subs = one_weight_round(tmp_path, [6.0, -1.0], part_norm=lambda step: {})
+    before = scorer(None, ctx.base, (), None, None, None)
+    assert score(ctx, subs, before) == []
+    assert reconsider(ctx, subs, [], before) == []
+    for s in subs:
+        e = s.entry
+        assert e.reason is Reason.HARMFUL and not e.accepted and e.in_merge["loss_gain"] > 0  # it helped the merge of two
+        assert "the merge of 2 with it is worse than the base" in e.detail
+    (tmp_path / "balanced").mkdir()
+    ctx, scorer, subs = one_weight_round(tmp_path / "balanced", [6.0, -1.0, -2.0], part_norm=lambda step: {})
+    accepted = reconsider(ctx, subs, score(ctx, subs, before), before)
+    assert accepted == subs and all(s.entry.reason is None for s in subs)
