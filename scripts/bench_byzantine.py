@@ -44,11 +44,11 @@ def main() -> int:
                              "them only: no head, near chance, as a new network's first fine-tuning round) or untrained (a new network: "
                              "the bare model, two pre-training rounds through the protocol, then the fine-tuning rounds; harness.byzantine.new_network)")
     parser.add_argument("--lr", type=float, help=f"the fine-tuning rounds' lr (default {SimPlan.lr:g}; untrained: 1e-3)")
-    parser.add_argument("--max-update-norm", type=float, default=SimPlan.max_update_norm,
-                        help=f"the task's bound on a delta's norm (default {SimPlan.max_update_norm:g})")
+    parser.add_argument("--max-update-norm", type=float,
+                        help=f"the task's bound on a delta's norm (default {SimPlan.max_update_norm:g}; untrained: 60)")
     parser.add_argument("--examples", type=int, help=f"snippets per oracle (default {SimPlan.examples_per_oracle}; untrained: 1100, the whole shard)")
-    parser.add_argument("--first-epochs", type=int, default=SimPlan.first_epochs,
-                        help=f"the first fine-tuning round's local epochs (default {SimPlan.first_epochs}; later rounds take one)")
+    parser.add_argument("--first-epochs", type=int,
+                        help=f"the first fine-tuning round's local epochs (default {SimPlan.first_epochs}; untrained: 2; later rounds take one)")
     parser.add_argument("--cache", default=".bench-byzantine", help="store and memo folder, reused across runs")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
@@ -66,16 +66,17 @@ def main() -> int:
     cache = Path(args.cache)
     if args.encoding not in ENCODINGS:
         parser.error(f"unknown encoding {args.encoding!r}; one of {', '.join(ENCODINGS)}")
-    given = {k: v for k, v in (("lr", args.lr), ("examples_per_oracle", args.examples)) if v is not None}
-    if args.first_epochs < 1:
+    if args.first_epochs is not None and args.first_epochs < 1:
         parser.error(f"--first-epochs must be at least 1, not {args.first_epochs}")
-    common = dict(n=args.n, delta_encoding=args.encoding, max_update_norm=args.max_update_norm, first_epochs=args.first_epochs, **given)
+    given = {k: v for k, v in (("lr", args.lr), ("examples_per_oracle", args.examples), ("max_update_norm", args.max_update_norm),
+                               ("first_epochs", args.first_epochs)) if v is not None}
+    common = dict(n=args.n, delta_encoding=args.encoding, **given)
     plan = new_network(**common) if args.genesis == "untrained" else SimPlan(genesis=args.genesis, **common)
     sim = Simulator(plan, LocalStore(cache / "store"), cache / "memo", log=log)
     genesis = sim.genesis_accuracy()
     log(f"genesis model (the rounds' start): held-out accuracy {genesis:.3f}")
     result = {"n": args.n, "f": args.f, "encoding": args.encoding, "genesis": genesis, "genesis_kind": args.genesis,
-              "lr": plan.lr, "max_update_norm": args.max_update_norm, "examples_per_oracle": plan.examples_per_oracle,
+              "lr": plan.lr, "max_update_norm": plan.max_update_norm, "examples_per_oracle": plan.examples_per_oracle,
               "pretrain_rounds": plan.pretrain_rounds, "rounds": plan.rounds, "first_epochs": plan.first_epochs, "validation_examples": len(sim.data.validation), "results": {}, "honest_by_strategy": {},
               "honest_asr": {}, "honest_accepted": {}, "honest_reward": {}, "cheater_rewards": {}, "cheater_reward_per_seat": {},
               "honest_reward_per_seat": {}, "asr": {}, "slashed": {}}

@@ -177,6 +177,7 @@ def test_the_first_fine_tuning_round_takes_the_plans_first_epochs():
     only; the pre-training rounds and the later fine-tuning rounds keep one epoch."""
     from harness.byzantine import SimPlan, new_network
 
-    assert [(t.phase, t.epochs) for t in new_network(first_epochs=2).tasks()] == [("pretrain", 1)] * 4 + [("finetune", 2), ("finetune", 1), ("finetune", 1)]
+    assert [(t.phase, t.epochs) for t in new_network().tasks()] == [("pretrain", 1)] * 4 + [("finetune", 2), ("finetune", 1), ("finetune", 1)]
+    assert [t.epochs for t in new_network(first_epochs=1).tasks()] == [1] * 7
     assert [t.epochs for t in SimPlan().tasks()] == [1, 1]
     assert [t.epochs for t in SimPlan(rounds=1, first_epochs=3).tasks()] == [3]
