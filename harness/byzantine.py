@@ -44,7 +44,7 @@ import random
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -66,7 +66,7 @@ from dgpt.store import Store
 from dgpt.task import TaskSpec
 from dgpt import tensorfile
 from dgpt.train import TrainOptions, attach_head, evaluate, train
-from harness.demo import NO_QUORUM_PARAMS, drive, fund_aggregator, register_oracle
+from harness.demo import NO_QUORUM_PARAMS, drive, finetune_rounds, fund_aggregator, register_oracle
 from oracle.node import OracleConfig, OracleNode
 
 ATTACKS = (
@@ -111,8 +111,7 @@ class SimPlan:
     def tasks(self) -> list[TaskSpec]:
         """Every round's task spec, in order: the pre-training rounds (the demo's L1 spec), then the fine-tuning rounds."""
         pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1, warmup=self.warmup, delta_encoding=self.delta_encoding)
-        fine = [replace(self.task(), epochs=self.first_epochs)] * min(1, self.rounds) + [self.task()] * (self.rounds - 1)
-        return [pre] * self.pretrain_rounds + fine
+        return [pre] * self.pretrain_rounds + finetune_rounds(self.task(), self.rounds, self.first_epochs)
 
 
 def new_network(**overrides) -> SimPlan:

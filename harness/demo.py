@@ -46,6 +46,12 @@ DEMO_PARAMS = ProtocolParams(validator_seats=3, validator_quorum=2, challenge_wi
 NO_QUORUM_PARAMS = replace(DEMO_PARAMS, validator_quorum=0)
 
 
+def finetune_rounds(fine: TaskSpec, rounds: int, first_epochs: int) -> list[TaskSpec]:
+    """`rounds` fine-tuning rounds of `fine`, the first with its own local epochs (the demo's plan
+    and the Byzantine harness's)."""
+    return [replace(fine, epochs=first_epochs)] * min(1, rounds) + [fine] * (rounds - 1)
+
+
 @dataclass(frozen=True)
 class DemoPlan:
     """What the demo runs; the defaults finish within 10 minutes on 2 CPU cores."""
@@ -109,7 +115,7 @@ class DemoPlan:
                         warmup=self.warmup, label_smoothing=self.label_smoothing,
                         delta_encoding=self.delta_encoding)
         r = self.finetune_rounds
-        rounds = [replace(fine, epochs=self.first_finetune_epochs or self.finetune_epochs)] * min(1, r) + [fine] * (r - 1)
+        rounds = finetune_rounds(fine, r, self.first_finetune_epochs or self.finetune_epochs)
         if len(self.finetune_lr_scale) > r:
             raise DGPTError(f"demo: {len(self.finetune_lr_scale)} fine-tuning lr scales for {r} fine-tuning rounds")
         rounds = [replace(t, lr=self.finetune_lr * x) for t, x in zip(rounds, (*self.finetune_lr_scale, *[1.0] * r))]
