@@ -55,7 +55,7 @@ from dgpt.encoding import Encoding
 from dgpt.errors import DGPTError
 from dgpt.model import bundle_from_state, load_state, read_state, with_initial_head
 from dgpt.report import Entry, Reason, Report, Slash
-from dgpt.rules import (CLIP_RATIO, DUPLICATE_COSINE, HARMFUL_LEVEL, HARMFUL_Z, MICRO, MAX_REWARD_SHARE, MAX_WEIGHT_RATIO, clip_factors, cosine_floor,
+from dgpt.rules import (CLIP_RATIO, DUPLICATE_COSINE, HARMFUL_LEVEL, HARMFUL_Z, LEARNING_LEVEL, LEARNING_Z, MICRO, MAX_REWARD_SHARE, MAX_WEIGHT_RATIO, clip_factors, cosine_floor,
                         duplicate_groups, max_delta_bytes, merge_weights, micro_units, paired_gain, ranking, ranking_gain, reward_shares,
                         significantly_harmful)
 from dgpt.store import ContentTooLarge, MalformedContent, Store
@@ -291,8 +291,17 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
     the one-sided 0.5% level, so an honest delta with no true effect is rejected with probability
     at most ~1.5%. Label flips were
     caught by one test or the other, never always by the same one (BENCHMARKS.md). Free riding when
-    it changes nothing."""
+    it changes nothing. From a base that ranks the labels at chance (fine-tuning, not `has_learnt`),
+    when more than half of the deltas not found harmful are shown to rank the labels better
+    (`shows_learning`), those not shown to are rejected too: there "not shown harmful" is what any
+    delta is, and random-label deltas were paid by it (the Byzantine harness from the bare model,
+    BENCHMARKS.md). Otherwise the harmful tests alone decide, as before: where most deltas show no
+    learning, the few that pass the 5% test are mostly luck (the tests' five-oracle network: one
+    delta of five at z +2.4 to +2.8, a tenth-of-the-data cheater once, would have taken the whole
+    round), and rejecting every delta would leave the next round on the same base. A majority
+    rather than one: the rule follows what most of the round shows, not a few lucky deltas."""
     accepted = []
+    at_chance = "auc" in before and not has_learnt(ctx, before)
     scored = Steps("scored", len(subs), ctx.log)
     for sub in subs:
         e = sub.entry
@@ -314,7 +323,26 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
         e.accepted = True
         accepted.append(sub)
         scored.step(f"{e.oracle}: accepted, {e.num_examples} examples, {change} alone")
+    shown = [s for s in accepted if shows_learning(gains_of(s.entry))]
+    if at_chance and 2 * len(shown) > len(accepted):
+        for sub in [s for s in accepted if s not in shown]:
+            e = sub.entry
+            e.reject(Reason.NO_RANKING_GAIN, f"{describe(gains_of(e), 'validation')} when applied alone: the base ranks the labels at "
+                     f"chance (AUC {before['auc']:.3f} +- {before['auc_se']:.3f}) and, where {len(shown)} of the round's {len(accepted)} "
+                     f"deltas not found harmful are shown to rank them better, this one is not, at the one-sided {LEARNING_LEVEL} level (z {LEARNING_Z})")
+            ctx.log(f"  {e.oracle}: rejected, no ranking gain from a base at chance where {len(shown)} of {len(accepted)} show one")
+        accepted = shown
     return accepted
+
+
+def gains_of(e: Entry) -> dict:
+    """An entry's paired tests alone, as `gains` gave them."""
+    g = {"loss_gain": e.loss_gain, "gain_se": e.gain_se}
+    if e.accuracy_gain is not None:
+        g |= {"accuracy_gain": e.accuracy_gain, "accuracy_gain_se": e.accuracy_gain_se}
+    if e.ranking_gain is not None:
+        g |= {"ranking_gain": e.ranking_gain, "ranking_gain_se": e.ranking_gain_se}
+    return g
 
 
 def gains(old: dict, new: dict, labels: list[int] | None = None) -> dict:
@@ -341,9 +369,17 @@ def harmful_by(g: dict) -> bool:
     return (significantly_harmful(g["loss_gain"], g["gain_se"]) and not ranks_better(g)) or worse_by_labels(g)
 
 
-def ranks_better(g: dict) -> bool:
+def ranks_better(g: dict, z: float = HARMFUL_Z) -> bool:
     """Fine-tuning: shown to rank the labels better, at the one-sided level of the harmful test."""
-    return "ranking_gain" in g and g["ranking_gain"] - HARMFUL_Z * g["ranking_gain_se"] > 0
+    return "ranking_gain" in g and g["ranking_gain"] - z * g["ranking_gain_se"] > 0
+
+
+def shows_learning(g: dict) -> bool:
+    """From a base at chance: the delta ranks the labels better at the one-sided 5% level
+    (rules.LEARNING_Z). Measured (Byzantine harness from the bare model, first fine-tuning round
+    of two local epochs): honest deltas at ranking z +1.80 to +6.22, random-label ones at +1.10
+    and +0.27, which the harmful tests let through and the round paid."""
+    return ranks_better(g, LEARNING_Z)
 
 
 def worse_by_labels(g: dict) -> bool:
@@ -497,14 +533,9 @@ def reconsider(ctx: RoundContext, scored: list[Submission], accepted: list[Submi
     for s in judged:
         e = s.entry
         if s in pool:
-            alone = {"loss_gain": e.loss_gain, "gain_se": e.gain_se}
-            if e.accuracy_gain is not None:
-                alone |= {"accuracy_gain": e.accuracy_gain, "accuracy_gain_se": e.accuracy_gain_se}
-            if e.ranking_gain is not None:
-                alone |= {"ranking_gain": e.ranking_gain, "ranking_gain_se": e.ranking_gain_se}
             change = describe(e.in_merge, "merged validation")
             e.accepted, e.reason = True, None
-            e.detail = f"harmful alone ({describe(alone, 'validation')}), helps the merge of {len(pool)} ({change})"
+            e.detail = f"harmful alone ({describe(gains_of(e), 'validation')}), helps the merge of {len(pool)} ({change})"
             ctx.log(f"  {e.oracle}: accepted, helps the merge of {len(pool)} ({change})")
     for s in scored:  # merge() sets them again for what it merges
         s.entry.weight, s.entry.duplicate_of, s.entry.clip = 0, None, None
@@ -591,7 +622,7 @@ def make_report(ctx: RoundContext, subs: list[Submission], merged: list[Submissi
         round=ctx.round_id, phase=ctx.task.phase, base_model_cid=ctx.info.base_model_cid, task_spec_cid=ctx.info.task_spec_cid,
         strategy=ctx.policy.strategy.to_json(), strategy_decisions=decided,
         checks={"max_delta_bytes": ctx.max_bytes, "max_weight_ratio": MAX_WEIGHT_RATIO, "max_update_norm": ctx.task.max_update_norm,
-                "harmful_z": HARMFUL_Z, "min_cosine_ratio": ctx.policy.min_cosine_ratio, "cosine_floor": ctx.cosine_floor,
+                "harmful_z": HARMFUL_Z, "learning_z": LEARNING_Z, "min_cosine_ratio": ctx.policy.min_cosine_ratio, "cosine_floor": ctx.cosine_floor,
                 "clip_ratio": CLIP_RATIO, "duplicate_cosine": DUPLICATE_COSINE,
                 "max_reward_share": str(MAX_REWARD_SHARE), "delta_encoding": Encoding.of(ctx.task).label},
         labels=list(ctx.labels), submissions=[s.entry for s in subs], merged=[s.oracle for s in merged],

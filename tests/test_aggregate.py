@@ -467,6 +467,54 @@ def test_a_delta_that_ranks_the_labels_better_is_not_harmful_by_an_overconfident
     assert e[2].reason is Reason.HARMFUL and e[2].accuracy_gain == -0.5
 
 
+def test_from_a_base_at_chance_a_delta_must_show_it_ranks_the_labels_better(tmp_path):
+    """Attack (random labels from a new network's start, the Byzantine harness from the bare
+    model): the base ranks the labels at chance, so a delta trained on random labels is not shown
+    harmful by any test, and it was merged and paid (5.40 DGPT a seat a round). From such a base,
+    where most deltas of the round show they rank the labels better (one-sided 5%, z 1.645), a
+    delta must show it too: the random one is rejected, unpaid and not slashed; the one that learnt
+    the labels and a weaker one (z 2.25) are accepted. The rule needs more than half the round's
+    deltas shown to learn: with one of three (as luck gives one of five at 5%), the harmful tests
+    alone decide, as before. Once the base ranks the labels, the rule is off: a delta that keeps
+    the base's ranking is merged on the harmful tests."""
+    from dgpt.data import Example
+    from dgpt.report import Reason
+    from dgpt.round import quantise
+
+    n = 60
+    validation = [Example(f"s{i}", "a" if i % 2 == 0 else "b") for i in range(n)]
+    unordered = [0.1 * (1 + i % 5) * (1 if (i // 2) % 2 == 0 else -1) for i in range(n)]  # no relation to the labels
+    reshuffled = [0.1 * (1 + i % 7) * (1 if (i // 5) % 2 == 0 else -1) for i in range(n)]  # another: ranking z +1.35
+    weakly = [0.1 * (1 + i % 7) * (1 if (i // 3) % 2 == 0 else -1) for i in range(n)]  # ranking z +2.25
+    ordered = [0.5 + (1 if i % 2 == 0 else 0) for i in range(n)]  # every "a" above every "b"
+    other = [0.1 * (1 + i % 4) * (1 if (i // 4) % 2 == 0 else -1) for i in range(n)]  # ranking z -0.20
+    margins_of = {0: unordered, 1: ordered, 2: reshuffled, 3: weakly, 5: other}
+    base_margins = [unordered]
+
+    def scorer(base_path, state, labels, task, validation, device, lm=True):
+        w = round(float(state["w"][0]))
+        margins = base_margins[0] if w == 0 else margins_of[w]
+        losses = [0.69 + 0.001 * w * (-1) ** i for i in range(n)]  # the loss moves by nothing significant
+        return quantise({"l2": sum(losses) / n, "accuracy": 0.5, "per_example": losses,
+                         "per_example_correct": [1] * (n // 2) + [0] * (n // 2), "per_example_logits": [[m, 0.0] for m in margins]})
+
+    subs, accepted = labelled_round_scored(tmp_path, [1.0, 2.0, 3.0], scorer, validation)
+    learnt, random_labels, weak = (s.entry for s in subs)
+    assert accepted == [subs[0], subs[2]] and learnt.accepted and weak.accepted  # z 2.25: shown at 5%, not at 0.5%
+    assert random_labels.reason is Reason.NO_RANKING_GAIN and not random_labels.accepted
+    assert random_labels.reason.slash_reason is None  # unpaid, not slashed: an honest delta can fail to show it too
+    assert -2.576 < random_labels.ranking_gain / random_labels.ranking_gain_se < 1.645  # no harmful test finds it
+    assert "ranks the labels at chance" in random_labels.detail
+    # one of three shown to learn, as luck gives one delta of five at 5%: the harmful tests alone decide
+    (tmp_path / "few").mkdir()
+    subs, accepted = labelled_round_scored(tmp_path / "few", [3.0, 2.0, 5.0], scorer, validation)
+    assert accepted == subs and all(s.entry.reason is None for s in subs)
+    (tmp_path / "learnt").mkdir()
+    base_margins[0] = margins_of[4] = ordered  # a base that ranks the labels, a delta that keeps its ranking
+    subs, accepted = labelled_round_scored(tmp_path / "learnt", [4.0], scorer, validation)
+    assert accepted == subs and subs[0].entry.ranking_gain == 0.0  # no better ranking shown, and none asked for
+
+
 def labelled_round_scored(tmp_path, steps, scorer, validation):
     """A fine-tuning round over one weight w (labels "a", "b"): one delta per step, each scored
     alone against the base w = 0 by `scorer`. Returns (submissions, accepted)."""
@@ -481,7 +529,7 @@ def labelled_round_scored(tmp_path, steps, scorer, validation):
         subs.append(Submission(Entry(f"0x{i:040x}", f"cid{i}", 10, norm=step), path))
     ctx = RoundContext(1, None, TaskSpec(labels=("a", "b")), tmp_path / "base.safetensors", {"w": torch.tensor([0.0])}, {"w": (1,)},
                        ("a", "b"), 1 << 20, validation, RoundPolicy(), tmp_path, scorer, log=lambda *a: None)
-    return subs, score(ctx, subs, scorer(None, ctx.base, None, None, None, None))
+    return subs, score(ctx, subs, ctx.metrics(ctx.base))  # as aggregate_round scores the base: with its ranking
 
 
 def test_deltas_that_each_help_a_merge_worse_than_the_base_stay_out(tmp_path):

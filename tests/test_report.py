@@ -91,7 +91,7 @@ def test_a_report_round_trips_through_its_bytes():
     result = back.result(raw_cid(b"model"), raw_cid(b"report"))
     assert (result.entries_root, result.entry_count, result.rewards_total, result.slash_count) == (tree.root, 2, 70, 1)
     assert result.validation_root == b"\x44" * 32
-    with pytest.raises(DGPTError, match="not a dgpt-report/7 document"):
+    with pytest.raises(DGPTError, match="not a dgpt-report/8 document"):
         Report.from_bytes(b'{"format": "dgpt-report/1"}')
     with pytest.raises(DGPTError, match="unreadable report"):
         Report.from_bytes(b"[1, 2")
