@@ -121,3 +121,18 @@ def test_each_fine_tuning_round_takes_its_lr_scale_and_central_keeps_the_full_lr
     for bad in ("1,x", "1,-1"):
         with pytest.raises(argparse.ArgumentTypeError):
             bench_federated.scales(bad)
+
+
+def test_a_federated_run_reports_each_rounds_base_auc_and_ranking_z_as_its_reports_have_them(tmp_path):
+    """The figures the no-ranking-gain rule reads (the base's AUC, each delta's ranking z alone)
+    come out of the benchmark's JSON, equal to the kept reports'."""
+    from dgpt.report import Report
+    from harness.demo import demo_data
+
+    plan = DemoPlan(oracles=2, pretrain_rounds=1, finetune_rounds=1, max_len=32, examples_per_oracle=16, test_examples=16, validators=0)
+    run = bench_federated.federated(plan, demo_data(plan), log=lambda *a: None, keep=tmp_path)
+    (verdict,) = run["verdicts"]
+    report = Report.from_bytes((tmp_path / "report-round-2.json").read_bytes())
+    assert verdict["base_auc"] == report.validation["before"]["auc"] and 0 <= verdict["base_auc"] <= 1
+    assert verdict["ranking_z"] == sorted(round(e.ranking_gain / e.ranking_gain_se, 2) for e in report.submissions)
+    assert len(verdict["ranking_z"]) == 2
