@@ -301,7 +301,6 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
     round), and rejecting every delta would leave the next round on the same base. A majority
     rather than one: the rule follows what most of the round shows, not a few lucky deltas."""
     accepted = []
-    at_chance = "auc" in before and not has_learnt(ctx, before)
     scored = Steps("scored", len(subs), ctx.log)
     for sub in subs:
         e = sub.entry
@@ -323,6 +322,7 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
         e.accepted = True
         accepted.append(sub)
         scored.step(f"{e.oracle}: accepted, {e.num_examples} examples, {change} alone")
+    at_chance = "auc" in before and not has_learnt(ctx, before)
     shown = [s for s in accepted if shows_learning(gains_of(s.entry))]
     if at_chance and 2 * len(shown) > len(accepted):
         for sub in [s for s in accepted if s not in shown]:
@@ -370,7 +370,8 @@ def harmful_by(g: dict) -> bool:
 
 
 def ranks_better(g: dict, z: float = HARMFUL_Z) -> bool:
-    """Fine-tuning: shown to rank the labels better, at the one-sided level of the harmful test."""
+    """Fine-tuning: shown to rank the labels better, at the one-sided level of `z` (default the
+    harmful test's)."""
     return "ranking_gain" in g and g["ranking_gain"] - z * g["ranking_gain_se"] > 0
 
 
