@@ -168,6 +168,19 @@ class Report:
     def entry(self, oracle: str) -> Entry | None:
         return next((e for e in self.submissions if e.oracle == oracle), None)
 
+    def verdicts(self, among=None) -> dict:
+        """What the benchmarks print of a round, over the submissions of the oracles `among` (all
+        when None): merged, of which found harmful alone and accepted in the merge, rejected by
+        reason, the base's AUC on the slice, and sorted, each delta's ranking z alone and its
+        head's cosine to the round's median (what round.shows_learning and the direction checks read)."""
+        subs = [e for e in self.submissions if among is None or e.oracle in among]
+        return {"merged": sum(e.oracle in self.merged for e in subs),
+                "accepted_in_merge": sum(e.accepted and e.in_merge is not None for e in subs),
+                "rejected": {k.value: sum(e.reason is k for e in subs) for k in sorted({e.reason for e in subs if e.reason}, key=lambda r: r.value)},
+                "base_auc": self.validation.get("before", {}).get("auc"),
+                "ranking_z": sorted(round(e.ranking_gain / e.ranking_gain_se, 2) for e in subs if e.ranking_gain_se),
+                "head_cosine": sorted(round(e.part_cosine["head"], 3) for e in subs if e.part_cosine and "head" in e.part_cosine)}
+
     def to_json(self) -> dict:
         return {
             "format": FORMAT, "round": self.round, "phase": self.phase, "base_model_cid": self.base_model_cid,

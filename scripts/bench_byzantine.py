@@ -11,9 +11,12 @@ With --json the last line is one JSON object:
  "honest_by_strategy": {...}, "honest_asr": {strategy: asr}, "honest_accepted": {strategy: fraction},
  "honest_reward": {strategy: wei per honest oracle}, "cheater_rewards": {strategy: {attack: wei}},
  "cheater_reward_per_seat": {...}, "honest_reward_per_seat": {...}, "asr": {strategy: {attack: asr}},
- "slashed": {...}}.
+ "slashed": {...}, "verdicts": {strategy: {"honest-only" or attack: [{"round", "cheaters", "honest"}]}}}, per
+fine-tuning round the cheaters' and the honest oracles' verdicts (dgpt.report.Report.verdicts: merged,
+rejected by reason, the base's AUC, each delta's ranking z and head cosine). --reports DIR keeps the
+fine-tuning reports as DIR/STRATEGY/RUN/report-round-N.json.
 
-    .venv/bin/python scripts/bench_byzantine.py [--strategies fedavg,median] [--attacks ...] [--json]
+    .venv/bin/python scripts/bench_byzantine.py [--strategies fedavg,median] [--attacks ...] [--reports DIR] [--json]
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ def main() -> int:
     parser.add_argument("--first-epochs", type=int,
                         help=f"the first fine-tuning round's local epochs (default {SimPlan.first_epochs}; untrained: 2; later rounds take one)")
     parser.add_argument("--cache", default=".bench-byzantine", help="store and memo folder, reused across runs")
+    parser.add_argument("--reports", type=Path, help="write each run's fine-tuning reports to DIR/STRATEGY/RUN/report-round-N.json "
+                                                     "(RUN: honest-only or the attack)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
@@ -79,10 +84,11 @@ def main() -> int:
               "lr": plan.lr, "max_update_norm": plan.max_update_norm, "examples_per_oracle": plan.examples_per_oracle,
               "pretrain_rounds": plan.pretrain_rounds, "rounds": plan.rounds, "first_epochs": plan.first_epochs, "validation_examples": len(sim.data.validation), "results": {}, "honest_by_strategy": {},
               "honest_asr": {}, "honest_accepted": {}, "honest_reward": {}, "cheater_rewards": {}, "cheater_reward_per_seat": {},
-              "honest_reward_per_seat": {}, "asr": {}, "slashed": {}}
+              "honest_reward_per_seat": {}, "asr": {}, "slashed": {}, "verdicts": {}}
     for s in strategies:
         strategy = Strategy(s, PARAMS.get(s, {}))
         h = sim.run(strategy, f=args.f, honest_only=True)
+        result["verdicts"].setdefault(s, {})["honest-only"] = verdicts(h, args.reports / s / "honest-only" if args.reports else None)
         honest = h.accuracy
         entries = [e for r in h.reports for e in r.submissions if e.oracle in h.rewards]  # not the cheaters' seats
         result["honest_by_strategy"][s], result["honest_asr"][s] = honest, h.asr
@@ -92,6 +98,7 @@ def main() -> int:
             f"{result['honest_accepted'][s]:.0%} of honest deltas merged, {h.honest_mean_reward / 1e18:.2f} DGPT per oracle")
         for a in attacks:
             r = sim.run(strategy, a, f=args.f)
+            result["verdicts"][s][a] = verdicts(r, args.reports / s / a if args.reports else None)
             result["results"].setdefault(s, {})[a] = r.accuracy
             result["asr"].setdefault(s, {})[a] = r.asr
             result["cheater_rewards"].setdefault(s, {})[a] = str(r.cheater_rewards)
@@ -114,6 +121,21 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
     return 0
+
+
+def verdicts(run, keep: Path | None) -> list[dict]:
+    """Per fine-tuning round, the cheaters' and the honest oracles' verdicts (Report.verdicts);
+    `keep`: a folder to write the round's reports to."""
+    out = []
+    for r in run.reports:
+        if r.phase != "finetune":
+            continue
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            (keep / f"report-round-{r.round}.json").write_bytes(r.to_bytes())
+        honest = {e.oracle for e in r.submissions} - set(run.cheaters)
+        out.append({"round": r.round, "cheaters": r.verdicts(set(run.cheaters)), "honest": r.verdicts(honest)})
+    return out
 
 
 if __name__ == "__main__":

@@ -182,13 +182,7 @@ def federated(plan: DemoPlan, data: DemoData, log, keep: Path | None = None) -> 
         "honest_accepted": sum(e.accepted for e in entries) / len(entries),
         "reward_ratio_max_min": round(high / low, 3) if low > 0 else None,
         "rewards": {o: str(v) for o, v in sorted(earned.items())},
-        # per fine-tuning round: merged, of which found harmful alone and accepted in the merge, rejected by reason;
-        # the base's AUC on the slice and each delta's ranking z alone (what round.has_learnt and round.shows_learning read)
-        "verdicts": [{"merged": len(r.merged), "accepted_in_merge": sum(e.accepted and e.in_merge is not None for e in r.submissions),
-                      "rejected": {k.value: sum(e.reason is k for e in r.submissions) for k in {e.reason for e in r.submissions if e.reason}},
-                      "base_auc": r.validation["before"].get("auc"),
-                      "ranking_z": sorted(round(e.ranking_gain / e.ranking_gain_se, 2) for e in r.submissions if e.ranking_gain_se)}
-                     for r in reports],
+        "verdicts": [r.verdicts() for r in reports],  # per fine-tuning round (Report.verdicts)
         "seconds": round(time.monotonic() - t0, 1),
     }
 

@@ -135,4 +135,5 @@ def test_a_federated_run_reports_each_rounds_base_auc_and_ranking_z_as_its_repor
     report = Report.from_bytes((tmp_path / "report-round-2.json").read_bytes())
     assert verdict["base_auc"] == report.validation["before"]["auc"] and 0 <= verdict["base_auc"] <= 1
     assert verdict["ranking_z"] == sorted(round(e.ranking_gain / e.ranking_gain_se, 2) for e in report.submissions)
+    assert verdict["head_cosine"] == sorted(round(e.part_cosine["head"], 3) for e in report.submissions if e.part_cosine)
     assert len(verdict["ranking_z"]) == 2

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from dgpt.data import RT_LABELS
@@ -124,9 +127,20 @@ def test_copies_from_two_addresses_share_one_contribution(sim):
         assert sum(e.reward for e in r.submissions if e.oracle in run.cheaters) <= 1.02 * best_honest
 
 
-def test_work_on_a_tenth_of_the_data_earns_a_fraction(sim):
+def test_work_on_a_tenth_of_the_data_earns_a_fraction(sim, tmp_path):
     run = sim.run(Strategy(), "partial", f=2)
     assert run.paid_per_seat_round(run.cheaters) < 0.5 * run.paid_per_seat_round(honest_of(run))
+    # what bench_byzantine prints of the run: the cheaters' and the honest oracles' verdicts apart, per round
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from bench_byzantine import verdicts
+
+    rounds = verdicts(run, tmp_path)
+    fine = [r for r in run.reports if r.phase == "finetune"]
+    assert [v["round"] for v in rounds] == [r.round for r in fine] and fine
+    for v, r in zip(rounds, fine):
+        assert len(v["cheaters"]["ranking_z"]) == 2 and len(v["honest"]["ranking_z"]) == len(r.submissions) - 2
+        assert v["cheaters"]["merged"] + v["honest"]["merged"] == len(r.merged)
+        assert (tmp_path / f"report-round-{r.round}.json").read_bytes() == r.to_bytes()
 
 
 def test_a_headless_genesis_scores_with_the_initial_head(tmp_path):

@@ -109,3 +109,25 @@ def test_a_declared_count_cannot_buy_the_merge():
     # the cap is the typical count of the round's well-formed submissions when given, not of the merged few
     assert merge_weights([270, 5872], [230, 270, 419, 498, 823, 833, 1217, 5872]) == [270, 498]
     assert merge_weights([600, 2**64 - 1], [600, 2**64 - 1, 580, 610, 590]) == [600, 600]
+
+
+def test_a_reports_verdicts_count_the_given_oracles_only():
+    """What bench_byzantine prints per round for the cheaters and the honest oracles apart: merged,
+    accepted in the merge, rejected by reason, each delta's ranking z and head cosine, sorted."""
+    D = "0x" + "44" * 20
+    report = Report(
+        round=5, phase="finetune", base_model_cid="bafybase", task_spec_cid="bafytask", strategy={"name": "fedavg"},
+        strategy_decisions={}, checks={}, labels=["rotten", "fresh"],
+        submissions=[Entry(A, "a", 5, accepted=True, ranking_gain=0.03, ranking_gain_se=0.01, part_cosine={"backbone": 0.9, "head": 0.5}),
+                     Entry(B, "b", 5, accepted=True, ranking_gain=0.01, ranking_gain_se=0.02, part_cosine={"backbone": 0.9, "head": -0.1},
+                           in_merge={"loss_gain": 0.1, "gain_se": 0.01}),
+                     Entry(C, "c", 5, reason=Reason.HARMFUL, ranking_gain=-0.04, ranking_gain_se=0.01),
+                     Entry(D, "d", 5, reason=Reason.NO_RANKING_GAIN, ranking_gain=0.0, ranking_gain_se=0.01)],
+        merged=[A, B], non_revealers=[], slashes=[], validation={"n": 4, "before": {"auc": 0.51}},
+    )
+    assert report.verdicts() == {"merged": 2, "accepted_in_merge": 1, "rejected": {"harmful": 1, "no_ranking_gain": 1},
+                                 "base_auc": 0.51, "ranking_z": [-4.0, 0.0, 0.5, 3.0], "head_cosine": [-0.1, 0.5]}
+    cheaters = report.verdicts({C, D})
+    assert (cheaters["merged"], cheaters["rejected"], cheaters["ranking_z"], cheaters["head_cosine"]) == (
+        0, {"harmful": 1, "no_ranking_gain": 1}, [-4.0, 0.0], [])
+    assert report.verdicts({A, B})["rejected"] == {} and report.verdicts(set())["merged"] == 0
