@@ -16,7 +16,7 @@ from dgpt.chain.protocol import SlashReason
 from dgpt.commitments import EntriesTree, EntryLeaf, Result, SlashesTree
 from dgpt.errors import DGPTError
 
-FORMAT = "dgpt-report/8"
+FORMAT = "dgpt-report/9"
 
 
 class Reason(str, Enum):
@@ -33,7 +33,7 @@ class Reason(str, Enum):
     DIVERGENT = "divergent"  # points away from where the round's deltas point (whole, or one part)
     HARMFUL = "harmful"  # raises the validation loss when applied alone, by the paired test
     FREE_RIDING = "free_riding"  # changes nothing (a zero delta)
-    NO_RANKING_GAIN = "no_ranking_gain"  # from a base that ranks the labels at chance: not shown to rank them better
+    NO_LEARNING_SHOWN = "no_learning_shown"  # from a base that ranks the labels at chance: not shown to rank or classify them better
 
     @property
     def slash_reason(self) -> SlashReason | None:

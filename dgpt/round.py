@@ -292,8 +292,8 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
     at most ~1.5%. Label flips were
     caught by one test or the other, never always by the same one (BENCHMARKS.md). Free riding when
     it changes nothing. From a base that ranks the labels at chance (fine-tuning, not `has_learnt`),
-    when more than half of the deltas not found harmful are shown to rank the labels better
-    (`shows_learning`), those not shown to are rejected too: there "not shown harmful" is what any
+    when more than half of the deltas not found harmful are shown to rank the labels better or to
+    classify more of them right (`shows_learning`), those not shown to are rejected too: there "not shown harmful" is what any
     delta is, and random-label deltas were paid by it (the Byzantine harness from the bare model,
     BENCHMARKS.md). Otherwise the harmful tests alone decide, as before: where most deltas show no
     learning, the few that pass the 5% test are mostly luck (the tests' five-oracle network: one
@@ -327,10 +327,11 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
     if at_chance and 2 * len(shown) > len(accepted):
         for sub in [s for s in accepted if s not in shown]:
             e = sub.entry
-            e.reject(Reason.NO_RANKING_GAIN, f"{describe(gains_of(e), 'validation')} when applied alone: the base ranks the labels at "
+            e.reject(Reason.NO_LEARNING_SHOWN, f"{describe(gains_of(e), 'validation')} when applied alone: the base ranks the labels at "
                      f"chance (AUC {before['auc']:.3f} +- {before['auc_se']:.3f}) and, where {len(shown)} of the round's {len(accepted)} "
-                     f"deltas not found harmful are shown to rank them better, this one is not, at the one-sided {LEARNING_LEVEL} level (z {LEARNING_Z})")
-            ctx.log(f"  {e.oracle}: rejected, no ranking gain from a base at chance where {len(shown)} of {len(accepted)} show one")
+                     f"deltas not found harmful are shown to rank them better or classify more of them right, this one is shown "
+                     f"neither, at the one-sided {LEARNING_LEVEL} level (z {LEARNING_Z})")
+            ctx.log(f"  {e.oracle}: rejected, no learning shown from a base at chance where {len(shown)} of {len(accepted)} show it")
         accepted = shown
     return accepted
 
@@ -376,11 +377,15 @@ def ranks_better(g: dict, z: float = HARMFUL_Z) -> bool:
 
 
 def shows_learning(g: dict) -> bool:
-    """From a base at chance: the delta ranks the labels better at the one-sided 5% level
-    (rules.LEARNING_Z). Measured (Byzantine harness from the bare model, first fine-tuning round
-    of two local epochs): honest deltas at ranking z +1.80 to +6.22, random-label ones at +1.10
-    and +0.27, which the harmful tests let through and the round paid."""
-    return ranks_better(g, LEARNING_Z)
+    """From a base at chance: the delta ranks the labels better or classifies more of them right,
+    at the one-sided 5% level (rules.LEARNING_Z). Measured (Byzantine harness from the bare model,
+    first fine-tuning round of two local epochs): honest deltas at ranking z +1.80 to +6.22,
+    random-label ones at ranking z +1.10 and +0.27 and accuracy z +0.19 and +0.50, which the
+    harmful tests let through and the round paid. Accuracy too, because in bench_federated's iid-8
+    an honest delta at ranking z +0.02 and accuracy z +1.70 went unpaid on ranking alone
+    (BENCHMARKS.md, eighth stop); two tests at 5% pass a delta of no true effect at most ~10% of
+    the time."""
+    return ranks_better(g, LEARNING_Z) or ("accuracy_gain" in g and g["accuracy_gain"] - LEARNING_Z * g["accuracy_gain_se"] > 0)
 
 
 def worse_by_labels(g: dict) -> bool:

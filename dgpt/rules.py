@@ -56,10 +56,11 @@ MICRO = 10**6  # per-example losses are compared in integer micro-units: exact s
 HARMFUL_Z = 2.576
 HARMFUL_LEVEL = "0.5%"
 # One-sided 5% level: from a base that ranks the labels at chance, where most of a round's deltas
-# show they rank the labels better at this level, one that does not is not merged (round.score,
-# round.shows_learning). Looser than the harmful level because the burden is on the delta: in
-# the Byzantine harness from the bare model, honest two-epoch deltas ranked at z +1.80 to +6.22
-# and random-label ones at +1.10 and +0.27.
+# show they rank the labels better or classify more of them right at this level, one that does
+# neither is not merged (round.score, round.shows_learning). Looser than the harmful level because
+# the burden is on the delta: in the Byzantine harness from the bare model, honest two-epoch
+# deltas ranked at z +1.80 to +6.22 and random-label ones at +1.10 and +0.27 (accuracy z +0.19
+# and +0.50).
 LEARNING_Z = 1.645
 LEARNING_LEVEL = "5%"
 

@@ -91,7 +91,7 @@ def test_a_report_round_trips_through_its_bytes():
     result = back.result(raw_cid(b"model"), raw_cid(b"report"))
     assert (result.entries_root, result.entry_count, result.rewards_total, result.slash_count) == (tree.root, 2, 70, 1)
     assert result.validation_root == b"\x44" * 32
-    with pytest.raises(DGPTError, match="not a dgpt-report/8 document"):
+    with pytest.raises(DGPTError, match="not a dgpt-report/9 document"):
         Report.from_bytes(b'{"format": "dgpt-report/1"}')
     with pytest.raises(DGPTError, match="unreadable report"):
         Report.from_bytes(b"[1, 2")
@@ -122,12 +122,12 @@ def test_a_reports_verdicts_count_the_given_oracles_only():
                      Entry(B, "b", 5, accepted=True, ranking_gain=0.01, ranking_gain_se=0.02, part_cosine={"backbone": 0.9, "head": -0.1},
                            in_merge={"loss_gain": 0.1, "gain_se": 0.01}),
                      Entry(C, "c", 5, reason=Reason.HARMFUL, ranking_gain=-0.04, ranking_gain_se=0.01),
-                     Entry(D, "d", 5, reason=Reason.NO_RANKING_GAIN, ranking_gain=0.0, ranking_gain_se=0.01)],
+                     Entry(D, "d", 5, reason=Reason.NO_LEARNING_SHOWN, ranking_gain=0.0, ranking_gain_se=0.01)],
         merged=[A, B], non_revealers=[], slashes=[], validation={"n": 4, "before": {"auc": 0.51}},
     )
-    assert report.verdicts() == {"merged": 2, "accepted_in_merge": 1, "rejected": {"harmful": 1, "no_ranking_gain": 1},
+    assert report.verdicts() == {"merged": 2, "accepted_in_merge": 1, "rejected": {"harmful": 1, "no_learning_shown": 1},
                                  "base_auc": 0.51, "ranking_z": [-4.0, 0.0, 0.5, 3.0], "head_cosine": [-0.1, 0.5]}
     cheaters = report.verdicts({C, D})
     assert (cheaters["merged"], cheaters["rejected"], cheaters["ranking_z"], cheaters["head_cosine"]) == (
-        0, {"harmful": 1, "no_ranking_gain": 1}, [-4.0, 0.0], [])
+        0, {"harmful": 1, "no_learning_shown": 1}, [-4.0, 0.0], [])
     assert report.verdicts({A, B})["rejected"] == {} and report.verdicts(set())["merged"] == 0
