@@ -293,8 +293,8 @@ def score(ctx: RoundContext, subs: list[Submission], before: dict) -> list[Submi
     caught by one test or the other, never always by the same one (BENCHMARKS.md). Free riding when
     it changes nothing. From a base that ranks the labels at chance (fine-tuning, not `has_learnt`),
     when more than half of the deltas not found harmful are shown to rank the labels better or to
-    classify more of them right (`shows_learning`), those not shown to are rejected too: there "not shown harmful" is what any
-    delta is, and random-label deltas were paid by it (the Byzantine harness from the bare model,
+    classify more of them right (`shows_learning`), those not shown to are rejected too: there
+    "not shown harmful" is what any delta is, and random-label deltas were paid by it (the Byzantine harness from the bare model,
     BENCHMARKS.md). Otherwise the harmful tests alone decide, as before: where most deltas show no
     learning, the few that pass the 5% test are mostly luck (the tests' five-oracle network: one
     delta of five at z +2.4 to +2.8, a tenth-of-the-data cheater once, would have taken the whole
@@ -373,7 +373,13 @@ def harmful_by(g: dict) -> bool:
 def ranks_better(g: dict, z: float = HARMFUL_Z) -> bool:
     """Fine-tuning: shown to rank the labels better, at the one-sided level of `z` (default the
     harmful test's)."""
-    return "ranking_gain" in g and g["ranking_gain"] - z * g["ranking_gain_se"] > 0
+    return shown_gain(g, "ranking_gain", z)
+
+
+def shown_gain(g: dict, key: str, z: float) -> bool:
+    """The paired test's gain `key` ("ranking_gain", "accuracy_gain") shown above zero at the
+    one-sided level of `z`: gain - z x its se > 0 (False when the test was not run)."""
+    return key in g and g[key] - z * g[key + "_se"] > 0
 
 
 def shows_learning(g: dict) -> bool:
@@ -385,7 +391,7 @@ def shows_learning(g: dict) -> bool:
     an honest delta at ranking z +0.02 and accuracy z +1.70 went unpaid on ranking alone
     (BENCHMARKS.md, eighth stop); two tests at 5% pass a delta of no true effect at most ~10% of
     the time."""
-    return ranks_better(g, LEARNING_Z) or ("accuracy_gain" in g and g["accuracy_gain"] - LEARNING_Z * g["accuracy_gain_se"] > 0)
+    return ranks_better(g, LEARNING_Z) or shown_gain(g, "accuracy_gain", LEARNING_Z)
 
 
 def worse_by_labels(g: dict) -> bool:
