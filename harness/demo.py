@@ -15,6 +15,7 @@ simulator and the round benchmark.
 from __future__ import annotations
 
 import shutil
+import statistics
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,6 +53,26 @@ def finetune_rounds(fine: TaskSpec, rounds: int, first_epochs: int) -> list[Task
     return [replace(fine, epochs=first_epochs)] * min(1, rounds) + [fine] * (rounds - 1)
 
 
+# Where a plan leaves the first fine-tuning round's epochs open: two, not finetune_epochs, when the
+# median shard is fewer than this many local batches. That round starts from a base at the majority
+# class; at eight oracles (iid-8 ~40 batches a shard, dirichlet-8's median ~20) one-epoch deltas
+# teach nothing an average keeps, while iid-4's ~80 do (BENCHMARKS.md, bench_federated, eighth stop).
+FIRST_ROUND_MIN_BATCHES = 64
+# Where a plan leaves the rounds' lr open: the last fine-tuning round's share of the full lr. Each
+# round restarts every oracle's schedule at the full lr where central training's one schedule has
+# decayed by then; at the full lr iid-8's last-round deltas overfit their shards (each alone worse
+# than the base on the validation slice; BENCHMARKS.md, bench_federated, the rounds' lr).
+LAST_ROUND_LR_SCALE = 0.25
+
+
+def first_round_epochs(shard_sizes, batch: int, epochs: int) -> int:
+    """The first fine-tuning round's local epochs for oracles holding `shard_sizes` snippets (see
+    FIRST_ROUND_MIN_BATCHES); `epochs` (a later round's) when the sizes are not known."""
+    if not shard_sizes or epochs > 1:
+        return epochs
+    return 2 if statistics.median(shard_sizes) < FIRST_ROUND_MIN_BATCHES * batch else epochs
+
+
 @dataclass(frozen=True)
 class DemoPlan:
     """What the demo runs; the defaults finish within 10 minutes on 2 CPU cores."""
@@ -77,15 +98,11 @@ class DemoPlan:
     # and ranking rose), which the aggregator's L2 test reads as harm: 62% of honest deltas merged
     # (BENCHMARKS.md, bench_federated, local epochs).
     finetune_epochs: int = 1
-    # The first fine-tuning round's local epochs (None: finetune_epochs). That round starts from a
-    # base at the majority class whose one-epoch deltas, at eight oracles, teach no oracle anything
-    # an average keeps (BENCHMARKS.md, bench_federated, local epochs); later rounds overfit at two.
+    # The first fine-tuning round's local epochs; None: by the shards (`first_round_epochs`).
     first_finetune_epochs: int | None = None
-    # Each fine-tuning round's lr as a multiple of finetune_lr, in round order (() or a shorter tuple:
-    # 1 for the rest). Every round restarts its local schedule at the full lr, where central
-    # training's one schedule decays over its epochs; a lower lr in the last round keeps eight
-    # oracles from overfitting their shards there (BENCHMARKS.md, bench_federated, the rounds' lr).
-    finetune_lr_scale: tuple[float, ...] = ()
+    # Each fine-tuning round's lr as a multiple of finetune_lr, in round order (a shorter tuple: 1
+    # for the rest); None: LAST_ROUND_LR_SCALE in the last of two or more rounds, 1 in the others.
+    finetune_lr_scale: tuple[float, ...] | None = None
     # The fine-tuning rounds' TaskSpec.label_smoothing (training only). 0: at ε 0.1, two rounds of
     # two local epochs were worse than one epoch a round on every bench_federated split (BENCHMARKS.md).
     label_smoothing: float = 0.0
@@ -107,19 +124,29 @@ class DemoPlan:
             raise DGPTError("demo: no rounds to run: give at least one pre-training or fine-tuning round")
         self.tasks()  # each task spec checks its own fields (label smoothing in [0, 1)) before anything is deployed
 
-    def tasks(self) -> list[TaskSpec]:
-        pre = TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1, warmup=self.warmup, delta_encoding=self.delta_encoding)
+    def pretrain_task(self) -> TaskSpec:
+        return TaskSpec(phase="pretrain", lr=2e-3, epochs=1, max_len=self.max_len, seed=1, warmup=self.warmup, delta_encoding=self.delta_encoding)
+
+    def finetune_task(self) -> TaskSpec:
+        """A fine-tuning round's spec at the full lr and finetune_epochs (`tasks` sets each round's)."""
         # A from-scratch tiny model wants a larger lr than GPT-1's 6.25e-5 (tuned for a pre-trained
         # 117M model). Local epochs: see finetune_epochs.
-        fine = TaskSpec(labels=RT_LABELS, lam=0.5, lr=self.finetune_lr, batch_size=self.finetune_batch, epochs=self.finetune_epochs, max_len=self.max_len, seed=2,
-                        warmup=self.warmup, label_smoothing=self.label_smoothing,
-                        delta_encoding=self.delta_encoding)
-        r = self.finetune_rounds
-        rounds = finetune_rounds(fine, r, self.first_finetune_epochs or self.finetune_epochs)
-        if len(self.finetune_lr_scale) > r:
-            raise DGPTError(f"demo: {len(self.finetune_lr_scale)} fine-tuning lr scales for {r} fine-tuning rounds")
-        rounds = [replace(t, lr=self.finetune_lr * x) for t, x in zip(rounds, (*self.finetune_lr_scale, *[1.0] * r))]
-        return [pre] * self.pretrain_rounds + rounds
+        return TaskSpec(labels=RT_LABELS, lam=0.5, lr=self.finetune_lr, batch_size=self.finetune_batch, epochs=self.finetune_epochs, max_len=self.max_len,
+                        seed=2, warmup=self.warmup, label_smoothing=self.label_smoothing, delta_encoding=self.delta_encoding)
+
+    def tasks(self, shard_sizes=()) -> list[TaskSpec]:
+        """Every round's spec, in order; `shard_sizes`: the oracles' snippets, which set the first
+        fine-tuning round's epochs where the plan leaves them open."""
+        fine, r = self.finetune_task(), self.finetune_rounds
+        first = self.first_finetune_epochs or first_round_epochs(shard_sizes, self.finetune_batch, self.finetune_epochs)
+        rounds = finetune_rounds(fine, r, first)
+        scale = self.finetune_lr_scale
+        if scale is None:
+            scale = (1.0,) * (r - 1) + (LAST_ROUND_LR_SCALE,) if r >= 2 else ()
+        if len(scale) > r:
+            raise DGPTError(f"demo: {len(scale)} fine-tuning lr scales for {r} fine-tuning rounds")
+        rounds = [replace(t, lr=self.finetune_lr * x) for t, x in zip(rounds, (*scale, *[1.0] * r))]
+        return [self.pretrain_task()] * self.pretrain_rounds + rounds
 
 
 @dataclass
@@ -270,7 +297,7 @@ def setup_network(protocol, store, admin, agg_account, oracle_accounts, data: De
         oracles.append(OracleNode(protocol, store, account, OracleConfig(home / "oracles" / account.address, examples), log=lambda *a: None))
     params = {"server_lr": plan.server_lr} if plan.server_lr != 1.0 else {}
     policy = RoundPolicy(Strategy("fedavg", params | ({"momentum": plan.momentum} if plan.momentum else {})))
-    cfg = AggregatorConfig(home / "aggregator", genesis, plan.tasks(), data.validation, policy)
+    cfg = AggregatorConfig(home / "aggregator", genesis, plan.tasks([len(s) for s in data.shards]), data.validation, policy)
     fund_aggregator(protocol, admin, agg_account.address, cfg.reward_budget)
     agg = AggregatorNode(protocol, store, agg_account, cfg, log=lambda *a: None)
     return agg, oracles

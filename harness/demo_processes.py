@@ -45,7 +45,7 @@ def run_demo_processes(settings: Settings, plan, log=print, crash_at: dict[str, 
     data = demo_data(plan)
     save_model(home / "genesis.safetensors", tiny_gpt2(seed=0))
     write_jsonl(home / "validation.jsonl", data.validation)
-    (home / "plan.json").write_text(json.dumps([json.loads(t.to_bytes()) for t in plan.tasks()]))
+    (home / "plan.json").write_text(json.dumps([json.loads(t.to_bytes()) for t in plan.tasks([len(s) for s in data.shards])]))
     stake = protocol.min_stake()
     common = ["--rpc-url", settings.rpc_url, "--home", str(home), "--deployment", str(deployment), "--dev"]
     if settings.ipfs_api:

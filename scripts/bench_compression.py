@@ -42,7 +42,7 @@ def log(*args) -> None:
 
 def genesis(path: Path, shards: list[list[Example]], plan: DemoPlan) -> None:
     bundle = tiny_gpt2(seed=0)
-    pre = plan.tasks()[0]
+    pre = plan.pretrain_task()
     train(bundle, pre, [Example(e.text) for s in shards for e in s], TrainOptions(device="cpu", log_every=10**9), log=lambda *a: None)
     save_model(path, bundle)
 
@@ -119,7 +119,7 @@ def main() -> int:
     t_start = time.monotonic()
     plan = DemoPlan(oracles=args.oracles, examples_per_oracle=args.examples_per_oracle, test_examples=args.test_examples)
     data = demo_data(plan)
-    task = plan.tasks()[-1]
+    task = plan.finetune_task()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model0 = work / "genesis.safetensors"

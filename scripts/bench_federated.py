@@ -11,9 +11,14 @@ scored on the same held-out test set (movies no oracle holds):
   one schedule);
 - federated: `harness.demo.run_demo` with the oracles holding the split's shards (embedded chain
   and store, the real oracle and aggregator code, P pre-training rounds of one epoch and R
-  fine-tuning rounds of E epochs, `--local-epochs`, the first of E1, `--first-local-epochs`;
-  central training then takes E1 + (R - 1) x E fine-tuning epochs), no validator quorum (the benchmark's subject
-  is the learning, not disputes).
+  fine-tuning rounds of E epochs, `--local-epochs`, the first of E1, `--first-local-epochs`, by
+  default the demo's rule: two where the split's median shard is under 64 local batches; the
+  rounds' lr by `--local-lr-scale`, by default the demo's: the last round at a quarter), no
+  validator quorum (the benchmark's subject is the learning, not disputes).
+
+Central training takes the split's E1 + (R - 1) x E fine-tuning epochs, so its figure is per
+total: one central run per distinct total among the splits (iid-4 three, iid-8 and dirichlet-8
+four at the defaults), each split's gap against its own.
 
 Splits: `iid-K` gives K oracles whole movies at random (about equal, IID shards); `dirichlet-K`
 gives K oracles label-skewed shards: for each label, the shares of its snippets are drawn from a
@@ -23,8 +28,9 @@ earnings over the fine-tuning rounds (null when one earned nothing), and per fin
 the verdicts (merged; found harmful alone but accepted in the merge; rejected, by reason; the
 base's AUC and the deltas' ranking z alone, sorted).
 `--reports DIR` keeps every fine-tuning report as DIR/SPLIT/report-round-N.json. Last line with
---json: {"central": acc, "central_ranking", "runs": {split: {"federated", "ranking", "gap_points",
-"honest_accepted", "reward_ratio_max_min", "rewards", "verdicts", "seconds"}}, ...}; "ranking"
+--json: {"central": {E_total: acc}, "central_ranking": {E_total: ...}, "runs": {split: {"federated",
+"central", "finetune_epochs", "local_lr_scale", "ranking", "gap_points", "honest_accepted",
+"reward_ratio_max_min", "rewards", "verdicts", "seconds"}}, ...}; "ranking"
 is the final model's AUC, best-offset accuracy and margins (`ranking`): how much of a gap is the
 decision offset rather than the ranking.
 """
@@ -136,14 +142,13 @@ def rank_stats(margins: list[float], y: list[int]) -> dict:
             "margin_mean": round(mean, 4), "margin_sd": round(spread, 4)}
 
 
-def central(plan: DemoPlan, union: list[Example], test: list[Example], batch: int | None = None) -> tuple[float, float, dict]:
-    """Held-out (accuracy, L1 after pre-training, `ranking`) of one worker trained on the union. `batch`: both
-    phases' batch instead of the task specs' (the large-batch control: averaging n oracles' deltas
-    is at best one model trained with an n times larger batch at the same lr)."""
-    tasks = plan.tasks()
-    pre = tasks[0]
-    fine = next(t for t in tasks if t.phase == "finetune")  # the first: the full lr, when the rounds' lr decays
-    fine_all = replace(fine, epochs=sum(t.epochs for t in tasks if t.phase == "finetune"))  # the rounds' epochs in one schedule
+def central(plan: DemoPlan, union: list[Example], test: list[Example], batch: int | None = None, epochs: int | None = None) -> tuple[float, float, dict]:
+    """Held-out (accuracy, L1 after pre-training, `ranking`) of one worker trained on the union:
+    `epochs` fine-tuning epochs (default: the plan's rounds' sum, without shards) in one schedule at
+    the full lr. `batch`: both phases' batch instead of the task specs' (the large-batch control:
+    averaging n oracles' deltas is at best one model trained with an n times larger batch at the same lr)."""
+    pre, fine = plan.pretrain_task(), plan.finetune_task()
+    fine_all = replace(fine, epochs=epochs or finetune_epochs(plan.tasks()))
     if batch is not None:
         pre, fine_all = replace(pre, batch_size=batch), replace(fine_all, batch_size=batch)
     bundle = tiny_gpt2(seed=0)
@@ -187,6 +192,25 @@ def federated(plan: DemoPlan, data: DemoData, log, keep: Path | None = None) -> 
     }
 
 
+def finetune_epochs(tasks) -> int:
+    """The fine-tuning rounds' epochs summed: what central training takes in one schedule."""
+    return sum(t.epochs for t in tasks if t.phase == "finetune")
+
+
+def central_figures(text: str) -> dict[int | None, float]:
+    """`--central-accuracy`: ACC for every total, or E:ACC,... per fine-tuning epoch total."""
+    out: dict[int | None, float] = {}
+    try:
+        for part in text.split(","):
+            epochs, _, acc = part.rpartition(":")
+            out[int(epochs) if epochs else None] = float(acc)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an accuracy or E:ACC pairs, comma-separated, expected, got {text!r}") from None
+    if not all(0 <= a <= 1 for a in out.values()):
+        raise argparse.ArgumentTypeError(f"an accuracy is a share in [0, 1], got {text!r}")
+    return out
+
+
 def scales(text: str) -> tuple[float, ...]:
     """`--local-lr-scale`: positive multiples, comma-separated."""
     try:
@@ -217,17 +241,20 @@ def main() -> int:
                     help=f"epochs a fine-tuning round; central training takes the rounds' epochs summed in one schedule, the same total "
                          f"(default {DemoPlan.finetune_epochs})")
     ap.add_argument("--first-local-epochs", type=int,
-                    help="epochs of the first fine-tuning round (default: --local-epochs); central training takes the sum of the rounds' epochs")
-    ap.add_argument("--local-lr-scale", type=scales, default=(),
-                    help="each fine-tuning round's lr as a multiple of --local-lr, comma-separated in round order (e.g. 1,1,0.5; "
-                         "default 1 for every round); central training keeps its one schedule at the full lr")
+                    help="epochs of the first fine-tuning round (default: the demo's rule, two where the split's median shard is under "
+                         "64 local batches, else --local-epochs); central training takes the sum of the rounds' epochs")
+    ap.add_argument("--local-lr-scale", type=scales,
+                    help="each fine-tuning round's lr as a multiple of --local-lr, comma-separated in round order (e.g. 1,1,0.5; 1: the "
+                         "full lr in every round; default the demo's: the last round at a quarter); central training keeps its one "
+                         "schedule at the full lr")
     ap.add_argument("--label-smoothing", type=float, default=DemoPlan.label_smoothing,
                     help=f"the fine-tuning rounds' label smoothing (training only), central and local alike (default {DemoPlan.label_smoothing:g})")
     ap.add_argument("--pretrain-rounds", type=int, default=DemoPlan.pretrain_rounds,
                     help=f"L1 pre-training rounds, an epoch each, central and federated alike (default {DemoPlan.pretrain_rounds})")
     ap.add_argument("--test-examples", type=int, default=1000)
-    ap.add_argument("--central-accuracy", type=float,
-                    help="reuse the central figure of an earlier run with the same --examples, --pretrain-rounds, --finetune-rounds, --local-epochs, --first-local-epochs, --label-smoothing and --test-examples")
+    ap.add_argument("--central-accuracy", type=central_figures,
+                    help="reuse central figures of an earlier run with the same --examples, --pretrain-rounds, --label-smoothing and "
+                         "--test-examples: E:ACC per fine-tuning epoch total (e.g. 3:0.704,4:0.701), or one ACC for every total")
     ap.add_argument("--central-batch", type=int,
                     help="central training's batch in both phases (default: the task specs'); n x 32 is the large-batch control for n oracles")
     ap.add_argument("--reports", type=Path, help="write each run's fine-tuning reports to DIR/SPLIT/report-round-N.json")
@@ -251,26 +278,37 @@ def main() -> int:
         raise SystemExit(f"bench_federated: {exc}") from None
     out = {"examples": len(train_r), "test_examples": len(test), "pretrain_rounds": args.pretrain_rounds, "finetune_rounds": args.finetune_rounds, "server_lr": args.server_lr,
            "momentum": args.momentum, "batch_size": args.batch_size, "local_lr": args.local_lr, "local_warmup": args.local_warmup, "local_epochs": args.local_epochs,
-           "first_local_epochs": args.first_local_epochs or args.local_epochs, "local_lr_scale": list(args.local_lr_scale),
-           "label_smoothing": args.label_smoothing, "alpha": args.alpha, "runs": {}}
-    t0 = time.monotonic()
-    out["central_batch"] = args.central_batch
-    if args.central_accuracy is not None:
-        out["central"], out["central_pretrain_l1"], out["central_ranking"] = args.central_accuracy, None, None
-    else:
-        out["central"], out["central_pretrain_l1"], out["central_ranking"] = central(plan, as_examples(train_r), test, args.central_batch)
-        log(f"central: held-out L1 {out['central_pretrain_l1']:.4f} after pre-training, ranking {out['central_ranking']}")
-    out["central_reused"] = args.central_accuracy is not None
-    log(f"central: {out['central']:.4f} held-out accuracy on {len(test)} snippets ({time.monotonic() - t0:.0f} s, {len(train_r)} examples)")
+           "first_local_epochs": args.first_local_epochs, "local_lr_scale": None if args.local_lr_scale is None else list(args.local_lr_scale),
+           "label_smoothing": args.label_smoothing, "alpha": args.alpha, "central_batch": args.central_batch,
+           "central": {}, "central_pretrain_l1": {}, "central_ranking": {}, "central_reused": args.central_accuracy is not None, "runs": {}}
+    union = as_examples(train_r)
     for name, parts in splits([s for s in args.splits.split(",") if s], train_r, args.alpha).items():
+        sizes = [len(p) for p in parts]
+        tasks = plan.tasks(sizes)
+        epochs = finetune_epochs(tasks)
+        if epochs not in out["central"]:  # central training at this split's total, once per total
+            t0 = time.monotonic()
+            if args.central_accuracy is not None:
+                if epochs not in args.central_accuracy and None not in args.central_accuracy:
+                    raise SystemExit(f"bench_federated: --central-accuracy has no figure for {epochs} fine-tuning epochs ({name})")
+                acc, l1, ranked = args.central_accuracy.get(epochs, args.central_accuracy.get(None)), None, None
+            else:
+                acc, l1, ranked = central(plan, union, test, args.central_batch, epochs)
+                log(f"central, {epochs} fine-tuning epochs: held-out L1 {l1:.4f} after pre-training, ranking {ranked}")
+            out["central"][epochs], out["central_pretrain_l1"][epochs], out["central_ranking"][epochs] = acc, l1, ranked
+            log(f"central, {epochs} fine-tuning epochs: {acc:.4f} held-out accuracy on {len(test)} snippets ({time.monotonic() - t0:.0f} s, {len(train_r)} examples)")
         # Central's plan with the split's oracles and the federated-only settings (central keeps the default lr and warm-up).
         plan_k = replace(plan, oracles=len(parts), server_lr=args.server_lr, momentum=args.momentum, finetune_lr=args.local_lr, warmup=args.local_warmup)
         run = federated(plan_k, DemoData(parts, validation, test), log, args.reports / name if args.reports else None)
-        run["gap_points"] = round(100 * (out["central"] - run["federated"]), 2)
-        run["shard_sizes"] = [len(p) for p in parts]
+        run["central"] = out["central"][epochs]
+        run["gap_points"] = round(100 * (run["central"] - run["federated"]), 2)
+        run["finetune_epochs"] = [t.epochs for t in tasks if t.phase == "finetune"]
+        run["local_lr_scale"] = [round(t.lr / args.local_lr, 6) for t in plan_k.tasks(sizes) if t.phase == "finetune"]
+        run["shard_sizes"] = sizes
         out["runs"][name] = run
-        log(f"{name}: federated {run['federated']:.4f} (gap {run['gap_points']:+.2f} points), honest deltas merged "
-            f"{run['honest_accepted']:.0%}, best/least paid {run['reward_ratio_max_min']}, ranking {run['ranking']}, {run['seconds']:.0f} s")
+        log(f"{name}: federated {run['federated']:.4f} (gap {run['gap_points']:+.2f} points against central's {run['central']:.4f} at "
+            f"{epochs} epochs), honest deltas merged {run['honest_accepted']:.0%}, best/least paid {run['reward_ratio_max_min']}, "
+            f"ranking {run['ranking']}, {run['seconds']:.0f} s")
     if args.json:
         print(json.dumps(out))
     return 0

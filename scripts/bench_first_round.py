@@ -75,7 +75,7 @@ def main() -> int:
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
     plan = DemoPlan(oracles=args.oracles, validation_examples=args.validation)
     data = demo_data(plan)
-    task = plan.tasks()[-1]
+    task = plan.finetune_task()
     kinds = ["honest"] * (args.oracles - len(attacks)) + attacks
     shards = [s if k == "honest" else ATTACKS[k](s, i) for i, (k, s) in enumerate(zip(kinds, data.shards))]
     try:

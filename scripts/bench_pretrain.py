@@ -42,8 +42,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--oracles", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=DemoPlan().tasks()[0].lr)
-    ap.add_argument("--warmup", type=float, default=DemoPlan().tasks()[0].warmup,
+    ap.add_argument("--lr", type=float, default=DemoPlan().pretrain_task().lr)
+    ap.add_argument("--warmup", type=float, default=DemoPlan().pretrain_task().warmup,
                     help="the share of each round's local steps with a rising lr (default: the demo's)")
     ap.add_argument("--rounds", type=int, default=1, help="rounds the one epoch is cut into (default 1)")
     ap.add_argument("--whole-epochs", action="store_true", help="each round a whole epoch of every shard, not 1/R of one")
@@ -58,7 +58,7 @@ def main() -> int:
     if not args.whole_epochs and args.rounds > min(len(s) for s in data.shards):
         raise SystemExit(f"bench_pretrain: --rounds {args.rounds} is more than the smallest shard's {min(len(s) for s in data.shards)} examples")
     try:
-        task = replace(plan.tasks()[0], batch_size=args.batch_size, lr=args.lr, warmup=args.warmup)
+        task = replace(plan.pretrain_task(), batch_size=args.batch_size, lr=args.lr, warmup=args.warmup)
     except DGPTError as exc:  # e.g. a warmup outside [0, 1]
         raise SystemExit(f"bench_pretrain: {exc}") from None
     quiet = TrainOptions(device="cpu", log_every=10**9)

@@ -43,7 +43,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
     plan = DemoPlan()
-    task = plan.tasks()[-1]
+    task = plan.finetune_task()
     validation = demo_data(plan).validation
     bundle = tiny_gpt2(seed=0)
     attach_head(bundle, task)

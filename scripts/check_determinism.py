@@ -91,9 +91,9 @@ def check(configs: list[tuple[int, str]], plan: DemoPlan, log=print) -> dict:
     return {"configs": results, "all_equal": len(seen) == 1 and all(r["ok"] for r in results.values())}
 
 
-# A pre-training round and a fine-tuning round of three oracles: minutes on 2 cores.
+# A pre-training round and a fine-tuning round of one local epoch, three oracles: minutes on 2 cores.
 PLAN = DemoPlan(oracles=3, pretrain_rounds=1, finetune_rounds=1, max_len=32, examples_per_oracle=400,
-                validation_examples=300, test_examples=16)
+                validation_examples=300, test_examples=16, first_finetune_epochs=1)
 
 
 def main() -> int:

@@ -7,6 +7,7 @@ import argparse
 import random
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,7 @@ def test_the_first_fine_tuning_round_takes_its_own_epochs_and_central_their_sum(
     plan = DemoPlan(pretrain_rounds=1, finetune_rounds=3, first_finetune_epochs=2)
     assert [(t.phase, t.epochs) for t in plan.tasks()] == [("pretrain", 1), ("finetune", 2), ("finetune", 1), ("finetune", 1)]
     assert [t.epochs for t in DemoPlan(pretrain_rounds=0, finetune_rounds=1, first_finetune_epochs=3).tasks()] == [3]
-    assert [t.epochs for t in DemoPlan(finetune_rounds=2).tasks()] == [1, 1, 1, 1]
+    assert [t.epochs for t in DemoPlan(finetune_rounds=2).tasks()] == [1, 1, 1, 1]  # shards not known: finetune_epochs
     with pytest.raises(DGPTError, match="^demo: first finetune epochs must be at least 1, got 0$"):
         DemoPlan(first_finetune_epochs=0)
     seen = {}
@@ -104,7 +105,7 @@ def test_each_fine_tuning_round_takes_its_lr_scale_and_central_keeps_the_full_lr
     tasks = plan.tasks()
     assert [t.lr for t in tasks] == [tasks[0].lr, plan.finetune_lr, plan.finetune_lr * 0.5, plan.finetune_lr]
     assert [t.epochs for t in tasks] == [1, 2, 1, 1]
-    assert {t.lr for t in DemoPlan(finetune_rounds=3).tasks() if t.phase == "finetune"} == {DemoPlan.finetune_lr}
+    assert {t.lr for t in DemoPlan(finetune_rounds=3, finetune_lr_scale=(1,)).tasks() if t.phase == "finetune"} == {DemoPlan.finetune_lr}
     with pytest.raises(DGPTError, match="^demo: 3 fine-tuning lr scales for 2 fine-tuning rounds$"):
         DemoPlan(finetune_rounds=2, finetune_lr_scale=(1, 1, 1))
     with pytest.raises(DGPTError, match="^task spec: lr must be positive, got 0.0$"):
@@ -121,6 +122,33 @@ def test_each_fine_tuning_round_takes_its_lr_scale_and_central_keeps_the_full_lr
     for bad in ("1,x", "1,-1"):
         with pytest.raises(argparse.ArgumentTypeError):
             bench_federated.scales(bad)
+
+
+def test_the_default_plan_takes_two_first_epochs_on_small_shards_and_a_quarter_of_the_lr_last():
+    """Where a plan leaves them open, the first fine-tuning round's epochs follow the median shard
+    (two under 64 local batches: iid-8's ~1,270 snippets, not iid-4's ~2,540) and the last of two
+    or more rounds runs at a quarter of the lr; a plan that sets either keeps its own."""
+    plan = DemoPlan(pretrain_rounds=1, finetune_rounds=3)
+    fine = [t for t in plan.tasks([1270] * 8) if t.phase == "finetune"]
+    assert [(t.epochs, t.lr) for t in fine] == [(2, plan.finetune_lr), (1, plan.finetune_lr), (1, plan.finetune_lr * 0.25)]
+    assert [t.epochs for t in plan.tasks([2540] * 4) if t.phase == "finetune"] == [1, 1, 1]
+    assert [t.epochs for t in plan.tasks([230, 630, 640, 5872]) if t.phase == "finetune"] == [2, 1, 1]  # the median, not the mean
+    assert [t.epochs for t in plan.tasks([2047, 2048, 2049]) if t.phase == "finetune"] == [1, 1, 1]  # 64 batches of 32
+    assert [t.epochs for t in replace(plan, first_finetune_epochs=1).tasks([1270] * 8) if t.phase == "finetune"] == [1, 1, 1]
+    assert [t.epochs for t in replace(plan, finetune_epochs=3).tasks([1270] * 8) if t.phase == "finetune"] == [3, 3, 3]
+    assert [t.lr for t in DemoPlan(pretrain_rounds=0, finetune_rounds=1).tasks()] == [plan.finetune_lr]  # one round: the full lr
+    assert [t.lr for t in replace(plan, finetune_lr_scale=(1, 0.5)).tasks() if t.phase == "finetune"] == [plan.finetune_lr, plan.finetune_lr * 0.5, plan.finetune_lr]
+    assert bench_federated.finetune_epochs(plan.tasks([1270] * 8)) == 4 and bench_federated.finetune_epochs(plan.tasks([2540] * 4)) == 3
+
+
+def test_central_figures_reused_per_epoch_total_and_checked():
+    """`--central-accuracy` takes one figure for every total or one per fine-tuning epoch total
+    (central training's figure depends on the split's schedule); anything else is one line."""
+    assert bench_federated.central_figures("0.7") == {None: 0.7}
+    assert bench_federated.central_figures("3:0.704,4:0.701") == {3: 0.704, 4: 0.701}
+    for bad in ("x", "3:0.7,4:", "70.4"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench_federated.central_figures(bad)
 
 
 def test_a_federated_run_reports_each_rounds_base_auc_and_ranking_z_as_its_reports_have_them(tmp_path):
