@@ -530,3 +530,32 @@ def test_a_delta_adding_a_head_without_a_usable_seed_is_refused_in_one_line(tmp_
     with pytest.raises(DGPTError, match="names no seed"):
         apply_to_model(tmp_path / "base.safetensors", tmp_path / "d.safetensors", tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
+
+
+_FAULTS = """
+import resource, sys, torch
+from dgpt.train import train, reuse_freed_memory
+if sys.argv[1] == "train":  # as every worker and scorer does: train() and evaluate() call it
+    reuse_freed_memory()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+x = torch.ones(2**24); del x  # 64 MiB, over glibc's largest threshold for a mapping of its own
+before = faults()
+for _ in range(5):
+    x = torch.ones(2**24); del x
+print(faults() - before)
+"""
+
+
+def test_large_tensors_reuse_freed_memory_instead_of_new_zeroed_pages():
+    """Each training step allocates and frees its vocabulary-wide logits (50 MB on the tiny model);
+    by default glibc maps such a block afresh every time, so every step faults in new zeroed pages
+    (157 million faults, 29% of the demo's CPU time in the kernel). After `reuse_freed_memory` a
+    freed block is reused: five more 64 MiB tensors fault in at most two blocks' pages (measured:
+    one; the heap's alignment splits leave one refill), against all five by default."""
+    def faults(mode):
+        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True, timeout=120)
+        return int(out.stdout.strip())
+
+    assert faults("plain") > 5 * 16_000
+    assert faults("train") <= 2 * 16_400
