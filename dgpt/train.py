@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import functools
 import math
 import os
 import sys
@@ -150,20 +151,14 @@ def attach_head(bundle: ModelBundle, task: TaskSpec) -> bool:
     return True
 
 
-_HEAP_TUNED = False
-
-
+@functools.cache  # once per process
 def reuse_freed_memory() -> None:
-    """Have glibc serve large CPU tensors from its heap and keep what is freed for reuse, once per
-    process (elsewhere nothing). Why: glibc maps every block over 32 MiB afresh and unmaps it when
-    freed, so each step's vocabulary-wide logits and their gradients (32 x 48 x 8,192 x 4 B = 50 MB
-    a training batch on the tiny model) cost newly zeroed pages every step: in the demo 157 million page faults
-    and 29% of its CPU time in the kernel (BENCHMARKS.md, the demo, ninth stop). The cost: a
-    process keeps its peak heap instead of returning it. Values are unchanged, only where they live."""
-    global _HEAP_TUNED
-    if _HEAP_TUNED:
-        return
-    _HEAP_TUNED = True
+    """Have glibc serve large CPU tensors from its heap and keep what is freed for reuse (elsewhere
+    nothing). Why: glibc maps every block over 32 MiB afresh and unmaps it when freed, so each
+    step's vocabulary-wide logits and their gradients (32 x 48 x 8,192 x 4 B = 50 MB a training
+    batch on the tiny model) cost newly zeroed pages every step: in the demo 157 million page
+    faults and 29% of its CPU time in the kernel (BENCHMARKS.md, the demo, ninth stop). The cost:
+    a process keeps its peak heap instead of returning it. Values are unchanged, only where they live."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (macOS has no mallopt)

@@ -303,7 +303,7 @@ def main() -> int:
         run["central"] = out["central"][epochs]
         run["gap_points"] = round(100 * (run["central"] - run["federated"]), 2)
         run["finetune_epochs"] = [t.epochs for t in tasks if t.phase == "finetune"]
-        run["local_lr_scale"] = [round(t.lr / args.local_lr, 6) for t in plan_k.tasks(sizes) if t.phase == "finetune"]
+        run["local_lr_scale"] = [round(t.lr / plan.finetune_lr, 6) for t in tasks if t.phase == "finetune"]
         run["shard_sizes"] = sizes
         out["runs"][name] = run
         log(f"{name}: federated {run['federated']:.4f} (gap {run['gap_points']:+.2f} points against central's {run['central']:.4f} at "
